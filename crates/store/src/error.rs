@@ -1,0 +1,49 @@
+use std::fmt;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The resource to change does not exist.
+    NotFound,
+    /// `If-Match` named a version that is not the current one.
+    VersionMismatch { expected: u64, current: Option<u64> },
+    /// The body is not a resource the store can keep.
+    Invalid(String),
+    /// The store cannot be opened as configured.
+    Config(String),
+    /// The database failed.
+    Backend(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound => write!(f, "resource not found"),
+            StoreError::VersionMismatch {
+                expected,
+                current: Some(current),
+            } => write!(
+                f,
+                "version conflict: If-Match names version {expected}, the current version is {current}"
+            ),
+            StoreError::VersionMismatch {
+                expected,
+                current: None,
+            } => write!(
+                f,
+                "version conflict: If-Match names version {expected}, but the resource does not exist"
+            ),
+            StoreError::Invalid(message) => write!(f, "{message}"),
+            StoreError::Config(message) => write!(f, "{message}"),
+            StoreError::Backend(message) => write!(f, "database error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Backend(error.to_string())
+    }
+}

@@ -1,0 +1,92 @@
+//! The record store: every version of every resource, kept durably.
+//!
+//! The store owns versioning (`meta.versionId`, `meta.lastUpdated`), optimistic
+//! concurrency (`If-Match`), deletion as a version, and history.
+//! A write is acknowledged only after it is committed and synced; concurrent writers
+//! share one sync (group commit).
+//!
+//! It knows FHIR only as JSON objects with a `resourceType`; it knows nothing about HTTP.
+
+mod error;
+mod history;
+mod instant;
+mod resource;
+mod sqlite;
+
+use std::sync::Arc;
+
+pub use error::StoreError;
+pub use history::{HistoryPage, HistoryQuery, HistoryScope};
+pub use instant::{Instant, Period};
+pub use resource::{Method, Version, Write, Written};
+
+use sqlite::SqliteStore;
+
+/// A handle to the record store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<Backend>,
+}
+
+enum Backend {
+    Sqlite(SqliteStore),
+}
+
+impl Store {
+    /// Opens the store that `url` names, creating it if needed.
+    ///
+    /// `sqlite:PATH` opens the SQLite file at PATH; when PATH is a directory, the file
+    /// `custodian.db` inside it.
+    pub fn open(url: &str) -> Result<Store, StoreError> {
+        let backend = match url.split_once(':') {
+            Some(("sqlite", path)) if !path.is_empty() => {
+                Backend::Sqlite(SqliteStore::open(std::path::Path::new(path))?)
+            }
+            _ => {
+                return Err(StoreError::Config(format!(
+                    "unsupported database URL {url:?}: expected sqlite:PATH"
+                )));
+            }
+        };
+        Ok(Store {
+            backend: Arc::new(backend),
+        })
+    }
+
+    /// Applies one write; returns once it is durable.
+    pub async fn write(&self, write: Write) -> Result<Written, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.write(write).await,
+        }
+    }
+
+    /// The current version of a resource (a deletion has no body), or `None` if it never existed.
+    pub async fn read(&self, resource_type: &str, id: &str) -> Result<Option<Version>, StoreError> {
+        match &*self.backend {
+            // A point read takes microseconds: do it on the calling task.
+            Backend::Sqlite(sqlite) => sqlite.read(resource_type, id),
+        }
+    }
+
+    /// One version of a resource.
+    pub async fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<Version>, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.vread(resource_type, id, version),
+        }
+    }
+
+    /// A page of history, newest first.
+    pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || match &*store.backend {
+            Backend::Sqlite(sqlite) => sqlite.history(&query),
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("history task failed: {error}")))?
+    }
+}

@@ -1,0 +1,216 @@
+//! The embedded SQLite backend.
+//!
+//! One writer thread owns the only writing connection and commits writes in groups
+//! (see `writer`); readers take connections from a small pool and never block it (WAL).
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc::SyncSender;
+
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value as SqlValue};
+use tokio::sync::oneshot;
+
+use crate::{HistoryPage, HistoryQuery, HistoryScope, Instant, Method, StoreError, Version, Write, Written};
+
+/// The database file inside a data directory.
+const FILE_NAME: &str = "custodian.db";
+
+pub(crate) struct SqliteStore {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    jobs: SyncSender<writer::Job>,
+}
+
+impl SqliteStore {
+    pub(crate) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let path = resolve_path(path)?;
+        let connection = Connection::open(&path).map_err(|error| {
+            StoreError::Config(format!("cannot open {}: {error}", path.display()))
+        })?;
+        schema::prepare_writer(&connection)?;
+        schema::migrate(&connection)?;
+        let jobs = writer::start(connection)?;
+        Ok(SqliteStore {
+            path,
+            readers: Mutex::new(Vec::new()),
+            jobs,
+        })
+    }
+
+    pub(crate) async fn write(&self, write: Write) -> Result<Written, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(writer::Job { write, reply })
+            .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the writer dropped a write".into()))?
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => schema::open_reader(&self.path)?,
+        };
+        let result = f(&connection);
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(connection);
+        }
+        Ok(result?)
+    }
+
+    pub(crate) fn read(&self, resource_type: &str, id: &str) -> Result<Option<Version>, StoreError> {
+        self.with_reader(|connection| {
+            connection
+                .prepare_cached(
+                    "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.body
+                     FROM resource r JOIN resource_version v ON v.seq = r.seq
+                     WHERE r.type = ?1 AND r.id = ?2",
+                )?
+                .query_row((resource_type, id), version_from_row)
+                .optional()
+        })
+    }
+
+    pub(crate) fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<Version>, StoreError> {
+        let Ok(version) = i64::try_from(version) else {
+            return Ok(None);
+        };
+        self.with_reader(|connection| {
+            connection
+                .prepare_cached(
+                    "SELECT type, id, version, last_updated, method, body
+                     FROM resource_version WHERE type = ?1 AND id = ?2 AND version = ?3",
+                )?
+                .query_row((resource_type, id, version), version_from_row)
+                .optional()
+        })
+    }
+
+    pub(crate) fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        self.with_reader(|connection| {
+            let mut filters = Vec::new();
+            let mut args: Vec<SqlValue> = Vec::new();
+            match &query.scope {
+                HistoryScope::System => {}
+                HistoryScope::Type(resource_type) => {
+                    filters.push("v.type = ?".to_string());
+                    args.push(SqlValue::Text(resource_type.clone()));
+                }
+                HistoryScope::Instance(resource_type, id) => {
+                    filters.push("v.type = ? AND v.id = ?".to_string());
+                    args.push(SqlValue::Text(resource_type.clone()));
+                    args.push(SqlValue::Text(id.clone()));
+                }
+            }
+            if let Some(since) = query.since {
+                // Instants grow with the change sequence, so `_since` is a sequence bound.
+                let first_seq: Option<i64> = connection
+                    .prepare_cached("SELECT min(seq) FROM resource_version WHERE last_updated >= ?1")?
+                    .query_row([since.0], |row| row.get(0))?;
+                filters.push("v.seq >= ?".to_string());
+                args.push(SqlValue::Integer(first_seq.unwrap_or(i64::MAX)));
+            }
+            if let Some(at) = query.at {
+                filters.push(
+                    "v.last_updated < ? AND coalesce((SELECT n.last_updated FROM resource_version n
+                       WHERE n.type = v.type AND n.id = v.id AND n.version = v.version + 1), ?) > ?"
+                        .to_string(),
+                );
+                args.push(SqlValue::Integer(at.end.0));
+                args.push(SqlValue::Integer(i64::MAX));
+                args.push(SqlValue::Integer(at.start.0));
+            }
+            let where_clause = |extra: Option<&str>| {
+                let mut all: Vec<&str> = filters.iter().map(String::as_str).collect();
+                all.extend(extra);
+                if all.is_empty() {
+                    String::new()
+                } else {
+                    format!("WHERE {}", all.join(" AND "))
+                }
+            };
+
+            let total: i64 = connection
+                .prepare(&format!(
+                    "SELECT count(*) FROM resource_version v {}",
+                    where_clause(None)
+                ))?
+                .query_row(params_from_iter(args.iter()), |row| row.get(0))?;
+
+            let mut page_args = args.clone();
+            let cursor_filter = query.before.map(|before| {
+                page_args.push(SqlValue::Integer(before));
+                "v.seq < ?"
+            });
+            let limit = i64::try_from(query.count).unwrap_or(i64::MAX).saturating_add(1);
+            page_args.push(SqlValue::Integer(limit));
+            let mut statement = connection.prepare(&format!(
+                "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.body, v.seq
+                 FROM resource_version v {} ORDER BY v.seq DESC LIMIT ?",
+                where_clause(cursor_filter)
+            ))?;
+            let mut rows = statement.query(params_from_iter(page_args.iter()))?;
+            let mut versions = Vec::new();
+            let mut next_cursor = None;
+            while let Some(row) = rows.next()? {
+                if versions.len() == query.count {
+                    next_cursor = versions.last().map(|(seq, _)| *seq);
+                    break;
+                }
+                versions.push((row.get::<_, i64>(6)?, version_from_row(row)?));
+            }
+            Ok(HistoryPage {
+                versions: versions.into_iter().map(|(_, version)| version).collect(),
+                total: u64::try_from(total).unwrap_or(0),
+                next_cursor,
+            })
+        })
+    }
+}
+
+fn version_from_row(row: &Row<'_>) -> Result<Version, rusqlite::Error> {
+    let version: i64 = row.get(2)?;
+    let method: String = row.get(4)?;
+    Ok(Version {
+        resource_type: row.get(0)?,
+        id: row.get(1)?,
+        version: u64::try_from(version).unwrap_or(0),
+        last_updated: Instant(row.get(3)?),
+        method: Method::from_verb(&method),
+        body: row.get(5)?,
+    })
+}
+
+/// `PATH` names the database file, or a directory to keep it in.
+fn resolve_path(path: &Path) -> Result<PathBuf, StoreError> {
+    let is_file_name = path
+        .extension()
+        .is_some_and(|ext| ext == "db" || ext == "sqlite" || ext == "sqlite3");
+    let file = if path.is_dir() || !is_file_name {
+        std::fs::create_dir_all(path).map_err(|error| {
+            StoreError::Config(format!("cannot create {}: {error}", path.display()))
+        })?;
+        path.join(FILE_NAME)
+    } else {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                StoreError::Config(format!("cannot create {}: {error}", parent.display()))
+            })?;
+        }
+        path.to_path_buf()
+    };
+    Ok(file)
+}
