@@ -1,1 +1,125 @@
-fn main(){}
+//! `custodian`: the one binary. It parses the command line, reads configuration and
+//! wires the crates together; the work happens in the libraries.
+
+mod bench;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Custodian: a health information management server built on FHIR R4.
+#[derive(Parser)]
+#[command(name = "custodian", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the FHIR server.
+    Serve(ServeArgs),
+    /// Measure read and create throughput against a freshly started server.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CUSTODIAN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where records are kept: sqlite:PATH (a file, or a directory for custodian.db).
+    #[arg(
+        long,
+        env = "CUSTODIAN_DATABASE",
+        default_value = "sqlite:custodian-data"
+    )]
+    database: String,
+    /// The FHIR base URL clients use; defaults to http://LISTEN/fhir.
+    #[arg(long, env = "CUSTODIAN_BASE_URL")]
+    base_url: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "CUSTODIAN_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_body_bytes: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("custodian: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let store = store::Store::open(&args.database).map_err(|error| error.to_string())?;
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
+        let local = listener
+            .local_addr()
+            .map_err(|error| format!("cannot read the listening address: {error}"))?;
+        let base_url = args
+            .base_url
+            .unwrap_or_else(|| format!("http://{local}/fhir"))
+            .trim_end_matches('/')
+            .to_string();
+        let config = server::Config {
+            base_url: base_url.clone(),
+            max_body_bytes: args.max_body_bytes,
+        };
+        let app = server::router(store, config);
+        tracing::info!("listening on http://{local}, FHIR base {base_url}");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|error| format!("server failed: {error}"))
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutting down");
+}

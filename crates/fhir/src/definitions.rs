@@ -169,7 +169,10 @@ impl Definitions {
     }
 
     /// The search parameters whose base is `resource_type` (not including `Resource`/`DomainResource` ones).
-    pub fn search_parameters_for(&self, resource_type: &str) -> impl Iterator<Item = &SearchParameter> {
+    pub fn search_parameters_for(
+        &self,
+        resource_type: &str,
+    ) -> impl Iterator<Item = &SearchParameter> {
         self.search_index
             .get(resource_type)
             .into_iter()
@@ -204,8 +207,19 @@ mod tests {
     #[test]
     fn all_r4_resource_types_are_known() {
         let defs = definitions();
-        assert!(defs.resource_types().len() >= 145, "{}", defs.resource_types().len());
-        for name in ["Patient", "Observation", "Bundle", "Parameters", "Binary", "AuditEvent"] {
+        assert!(
+            defs.resource_types().len() >= 145,
+            "{}",
+            defs.resource_types().len()
+        );
+        for name in [
+            "Patient",
+            "Observation",
+            "Bundle",
+            "Parameters",
+            "Binary",
+            "AuditEvent",
+        ] {
             assert!(defs.is_resource_type(name), "{name}");
         }
         assert!(!defs.is_resource_type("Resource"));
@@ -237,7 +251,10 @@ mod tests {
     fn search_parameters_and_compartment_load() {
         let defs = definitions();
         assert!(defs.search_parameters().len() > 1300);
-        assert!(defs.search_parameters_for("Patient").any(|p| p.code == "birthdate"));
+        assert!(
+            defs.search_parameters_for("Patient")
+                .any(|p| p.code == "birthdate")
+        );
         assert!(
             defs.patient_compartment_params("Observation")
                 .iter()

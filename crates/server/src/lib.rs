@@ -1,1 +1,89 @@
-pub fn x(){}
+//! The FHIR R4 REST API over HTTP: routing, content negotiation, headers, and the
+//! mapping of every interaction onto the record store.
+//!
+//! This is the only crate that knows HTTP.
+
+mod body;
+mod capability;
+mod error;
+mod format;
+mod history;
+mod instance;
+mod response;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use store::Store;
+
+pub use error::ApiError;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The FHIR base URL as clients reach it, without a trailing slash, e.g. `http://127.0.0.1:8080/fhir`.
+    pub base_url: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            base_url: "http://127.0.0.1:8080/fhir".into(),
+            max_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub capability: Arc<serde_json::Value>,
+}
+
+/// The HTTP application: `/fhir/...` and `/health`.
+pub fn router(store: Store, config: Config) -> Router {
+    let capability = Arc::new(capability::statement(&config));
+    let state = AppState {
+        store,
+        config: Arc::new(config),
+        capability,
+    };
+    let fhir = Router::new()
+        .route("/metadata", get(capability::metadata))
+        .route("/", axum::routing::post(instance::base_post))
+        .route("/_history", get(history::system))
+        .route("/{type}", get(instance::search).post(instance::create))
+        .route("/{type}/_history", get(history::type_level))
+        .route(
+            "/{type}/{id}",
+            get(instance::read)
+                .put(instance::update)
+                .patch(instance::patch)
+                .delete(instance::delete),
+        )
+        .route("/{type}/{id}/_history", get(history::instance))
+        .route("/{type}/{id}/_history/{version}", get(instance::vread));
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .nest("/fhir", fhir)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_supported(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not supported on {}", uri.path()),
+    )
+}

@@ -115,11 +115,18 @@ fn parse_period(text: &str) -> Option<Period> {
                 Date::from_calendar_date(year + 1, Month::January, 1).ok()?,
             ),
             (Some(m), None) => {
-                let start = Date::from_calendar_date(year, Month::try_from(u8::try_from(m).ok()?).ok()?, 1).ok()?;
+                let start =
+                    Date::from_calendar_date(year, Month::try_from(u8::try_from(m).ok()?).ok()?, 1)
+                        .ok()?;
                 let next = if m == 12 {
                     Date::from_calendar_date(year + 1, Month::January, 1).ok()?
                 } else {
-                    Date::from_calendar_date(year, Month::try_from(u8::try_from(m + 1).ok()?).ok()?, 1).ok()?
+                    Date::from_calendar_date(
+                        year,
+                        Month::try_from(u8::try_from(m + 1).ok()?).ok()?,
+                        1,
+                    )
+                    .ok()?
                 };
                 (start, next)
             }
@@ -154,7 +161,10 @@ fn parse_period(text: &str) -> Option<Period> {
         let (hours, minutes) = zone[1..].split_once(':')?;
         let hours = i8::try_from(digits(hours, 2)?).ok()?;
         let minutes = i8::try_from(digits(minutes, 2)?).ok()?;
-        (clock, UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()?)
+        (
+            clock,
+            UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()?,
+        )
     };
     let (hms, fraction) = match clock.split_once('.') {
         Some((hms, fraction)) => (hms, Some(fraction)),
@@ -220,8 +230,16 @@ mod tests {
     #[test]
     fn rejects_malformed_dates() {
         for bad in [
-            "", "2025-13", "2025-02-30", "25", "2025-11-26T10:38Z", "2025-11-26T10:38:53",
-            "2025-11-26T25:00:00Z", "2025-11-26T10:38:53.Z", "yesterday", "2025-1-1",
+            "",
+            "2025-13",
+            "2025-02-30",
+            "25",
+            "2025-11-26T10:38Z",
+            "2025-11-26T10:38:53",
+            "2025-11-26T25:00:00Z",
+            "2025-11-26T10:38:53.Z",
+            "yesterday",
+            "2025-1-1",
         ] {
             assert!(Instant::parse_fhir_period(bad).is_err(), "{bad}");
         }

@@ -126,7 +126,9 @@ mod tests {
             r#"{"resourceType":"Observation","status":"final","valueQuantity":{"value":1.50,"unit":"mg"},"meta":{"profile":["http://x"],"versionId":"99"},"id":"ignored"}"#,
         )
         .unwrap();
-        let Value::Object(body) = body else { unreachable!() };
+        let Value::Object(body) = body else {
+            unreachable!()
+        };
         let stamped = stamp(body, "o1", 3, Instant(0));
         let text = serde_json::to_string(&Value::Object(stamped)).unwrap();
         assert_eq!(

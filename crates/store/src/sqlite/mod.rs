@@ -13,7 +13,9 @@ use std::sync::mpsc::SyncSender;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value as SqlValue};
 use tokio::sync::oneshot;
 
-use crate::{HistoryPage, HistoryQuery, HistoryScope, Instant, Method, StoreError, Version, Write, Written};
+use crate::{
+    HistoryPage, HistoryQuery, HistoryScope, Instant, Method, StoreError, Version, Write, Written,
+};
 
 /// The database file inside a data directory.
 const FILE_NAME: &str = "custodian.db";
@@ -66,7 +68,11 @@ impl SqliteStore {
         Ok(result?)
     }
 
-    pub(crate) fn read(&self, resource_type: &str, id: &str) -> Result<Option<Version>, StoreError> {
+    pub(crate) fn read(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Version>, StoreError> {
         self.with_reader(|connection| {
             connection
                 .prepare_cached(
@@ -118,7 +124,9 @@ impl SqliteStore {
             if let Some(since) = query.since {
                 // Instants grow with the change sequence, so `_since` is a sequence bound.
                 let first_seq: Option<i64> = connection
-                    .prepare_cached("SELECT min(seq) FROM resource_version WHERE last_updated >= ?1")?
+                    .prepare_cached(
+                        "SELECT min(seq) FROM resource_version WHERE last_updated >= ?1",
+                    )?
                     .query_row([since.0], |row| row.get(0))?;
                 filters.push("v.seq >= ?".to_string());
                 args.push(SqlValue::Integer(first_seq.unwrap_or(i64::MAX)));
@@ -155,7 +163,9 @@ impl SqliteStore {
                 page_args.push(SqlValue::Integer(before));
                 "v.seq < ?"
             });
-            let limit = i64::try_from(query.count).unwrap_or(i64::MAX).saturating_add(1);
+            let limit = i64::try_from(query.count)
+                .unwrap_or(i64::MAX)
+                .saturating_add(1);
             page_args.push(SqlValue::Integer(limit));
             let mut statement = connection.prepare(&format!(
                 "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.body, v.seq

@@ -24,10 +24,11 @@ pub(super) struct Job {
 }
 
 pub(super) fn start(connection: Connection) -> Result<SyncSender<Job>, StoreError> {
-    let last: Option<i64> =
-        connection.query_row("SELECT max(last_updated) FROM resource_version", [], |row| {
-            row.get(0)
-        })?;
+    let last: Option<i64> = connection.query_row(
+        "SELECT max(last_updated) FROM resource_version",
+        [],
+        |row| row.get(0),
+    )?;
     let clock = Clock {
         last: Instant(last.unwrap_or(0)),
     };
@@ -119,7 +120,11 @@ struct Current {
     deleted: bool,
 }
 
-fn current(connection: &Connection, resource_type: &str, id: &str) -> Result<Option<Current>, StoreError> {
+fn current(
+    connection: &Connection,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<Current>, StoreError> {
     let row = connection
         .prepare_cached("SELECT version, deleted FROM resource WHERE type = ?1 AND id = ?2")?
         .query_row((resource_type, id), |row| {
@@ -151,7 +156,9 @@ fn check_if_match(if_match: Option<u64>, current: Option<&Current>) -> Result<()
 fn resource_type_of(resource: &Map<String, Value>) -> Result<String, StoreError> {
     match resource.get("resourceType") {
         Some(Value::String(resource_type)) => Ok(resource_type.clone()),
-        _ => Err(StoreError::Invalid("the resource has no resourceType".into())),
+        _ => Err(StoreError::Invalid(
+            "the resource has no resourceType".into(),
+        )),
     }
 }
 
@@ -190,7 +197,15 @@ fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Wri
             check_if_match(if_match, current.as_ref())?;
             let created = current.as_ref().is_none_or(|c| c.deleted);
             let next = current.map_or(1, |c| c.version + 1);
-            let version = insert(connection, clock, &resource_type, &id, next, method, Some(resource))?;
+            let version = insert(
+                connection,
+                clock,
+                &resource_type,
+                &id,
+                next,
+                method,
+                Some(resource),
+            )?;
             Ok(Written {
                 version: Some(version),
                 created,

@@ -1,0 +1,112 @@
+//! Test harness: runs the real `custodian serve` binary on a free loopback port with a
+//! fresh data directory, and talks to it over HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running server; killed when dropped.
+pub struct TestServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub origin: String,
+    /// `http://127.0.0.1:PORT/fhir`
+    pub base: String,
+    pub data_dir: PathBuf,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh temporary data directory.
+    pub fn start() -> (TestServer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = TestServer::start_in(dir.path(), &[]);
+        (server, dir)
+    }
+
+    /// Starts a server on `data_dir` with extra `serve` arguments.
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+            .arg(format!("sqlite:{}", data_dir.display()))
+            .args(extra)
+            .env("CUSTODIAN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start custodian");
+        let stderr = child.stderr.take().expect("stderr");
+        let (found, address) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let origin = rest.split([',', ' ']).next().unwrap_or("").to_string();
+                        let _ = found.send(origin);
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let origin = address
+            .recv_timeout(Duration::from_secs(30))
+            .expect("custodian did not start listening within 30 s");
+        TestServer {
+            child,
+            origin: format!("http://{origin}"),
+            base: format!("http://{origin}/fhir"),
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// Kills the server with SIGKILL (no shutdown, no flush).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP agent that returns non-2xx answers as responses instead of errors.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+}
+
+/// Where the shared external test data lives (`CUSTODIAN_TESTDATA`, default `../shared/testdata`
+/// next to the checkout). `None` means absent: skip with a notice, unless `CI=true`, where it fails.
+pub fn testdata(sub: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("CUSTODIAN_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"));
+    let path = root.join(sub);
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("test data {} is missing and CI=true", path.display());
+    }
+    eprintln!(
+        "SKIPPED: test data {} is absent (set CUSTODIAN_TESTDATA)",
+        path.display()
+    );
+    None
+}

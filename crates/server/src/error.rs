@@ -1,0 +1,72 @@
+//! Errors as FHIR clients see them: an HTTP status and an OperationOutcome.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fhir::{IssueType, Severity, operation_outcome};
+use store::StoreError;
+
+use crate::format::FHIR_JSON;
+
+/// A failed request.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: IssueType,
+    pub diagnostics: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: IssueType, diagnostics: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            diagnostics: diagnostics.into(),
+        }
+    }
+
+    pub fn bad_request(diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, IssueType::Invalid, diagnostics)
+    }
+
+    pub fn not_found(diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, IssueType::NotFound, diagnostics)
+    }
+
+    pub fn not_supported(status: StatusCode, diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(status, IssueType::NotSupported, diagnostics)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::NotFound => ApiError::not_found(error.to_string()),
+            StoreError::VersionMismatch { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                IssueType::Conflict,
+                error.to_string(),
+            ),
+            StoreError::Invalid(message) => ApiError::bad_request(message),
+            StoreError::Config(_) | StoreError::Backend(_) => {
+                tracing::error!(%error, "store failure");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    IssueType::Exception,
+                    "the record store failed; the request was not applied",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let outcome = operation_outcome(Severity::Error, self.code, &self.diagnostics);
+        let body = serde_json::to_string(&outcome).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        response
+    }
+}

@@ -1,0 +1,271 @@
+//! History at instance, type and system level, as `history` Bundles.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use store::{HistoryPage, HistoryQuery, HistoryScope, Instant, Method, Version};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::format::negotiate;
+use crate::instance::{check_id, check_type, params};
+use crate::response::json_response;
+
+const DEFAULT_COUNT: usize = 50;
+const MAX_COUNT: usize = 1000;
+
+pub(crate) async fn system(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    respond(state, HistoryScope::System, query, headers).await
+}
+
+pub(crate) async fn type_level(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_type(&resource_type)?;
+    respond(state, HistoryScope::Type(resource_type), query, headers).await
+}
+
+pub(crate) async fn instance(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_type(&resource_type)?;
+    check_id(&id)?;
+    let scope = HistoryScope::Instance(resource_type.clone(), id.clone());
+    let known = state.store.read(&resource_type, &id).await?;
+    if known.is_none() {
+        return Err(ApiError::not_found(format!(
+            "{resource_type}/{id} is not known"
+        )));
+    }
+    respond(state, scope, query, headers).await
+}
+
+/// The parameters a history request may carry, parsed.
+struct HistoryParams {
+    query: HistoryQuery,
+    /// The parameters to repeat in paging links.
+    carried: Vec<(String, String)>,
+}
+
+fn parse(scope: HistoryScope, pairs: &[(String, String)]) -> Result<HistoryParams, ApiError> {
+    let mut query = HistoryQuery {
+        scope,
+        since: None,
+        at: None,
+        before: None,
+        count: DEFAULT_COUNT,
+    };
+    let mut carried = Vec::new();
+    for (name, value) in pairs {
+        match name.as_str() {
+            "_count" => {
+                let count: usize = value.parse().map_err(|_| {
+                    ApiError::bad_request(format!("_count must be a whole number, not {value:?}"))
+                })?;
+                query.count = count.min(MAX_COUNT);
+                carried.push((name.clone(), query.count.to_string()));
+            }
+            "_since" => {
+                let period = Instant::parse_fhir_period(value)
+                    .map_err(|error| ApiError::bad_request(format!("_since: {error}")))?;
+                query.since = Some(period.start);
+                carried.push((name.clone(), value.clone()));
+            }
+            "_at" => {
+                let period = Instant::parse_fhir_period(value)
+                    .map_err(|error| ApiError::bad_request(format!("_at: {error}")))?;
+                query.at = Some(period);
+                carried.push((name.clone(), value.clone()));
+            }
+            "_cursor" => {
+                let before = value.parse().map_err(|_| {
+                    ApiError::bad_request(format!("_cursor {value:?} is not a paging cursor"))
+                })?;
+                query.before = Some(before);
+            }
+            "_format" | "_pretty" => carried.push((name.clone(), value.clone())),
+            other => {
+                return Err(ApiError::not_supported(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "history does not support the parameter {other:?} (supported: _count, _since, _at)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(HistoryParams { query, carried })
+}
+
+async fn respond(
+    state: AppState,
+    scope: HistoryScope,
+    raw_query: Option<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let pairs = params(raw_query);
+    let output = negotiate(&headers, &pairs)?;
+    let path = match &scope {
+        HistoryScope::System => "_history".to_string(),
+        HistoryScope::Type(resource_type) => format!("{resource_type}/_history"),
+        HistoryScope::Instance(resource_type, id) => format!("{resource_type}/{id}/_history"),
+    };
+    let HistoryParams { query, carried } = parse(scope, &pairs)?;
+    let before = query.before;
+    let page = state.store.history(query).await?;
+    let base = &state.config.base_url;
+    let text = bundle(base, &path, &carried, before, &page)
+        .map_err(|error| ApiError::bad_request(format!("cannot build the history: {error}")))?;
+    Ok(json_response(StatusCode::OK, text, output))
+}
+
+#[derive(Serialize)]
+struct Bundle<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    meta: BundleMeta,
+    #[serde(rename = "type")]
+    bundle_type: &'static str,
+    total: u64,
+    link: Vec<Link>,
+    entry: Vec<Entry<'a>>,
+}
+
+#[derive(Serialize)]
+struct BundleMeta {
+    #[serde(rename = "lastUpdated")]
+    last_updated: String,
+}
+
+#[derive(Serialize)]
+struct Link {
+    relation: &'static str,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    #[serde(rename = "fullUrl")]
+    full_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a RawValue>,
+    request: EntryRequest,
+    response: EntryResponse,
+}
+
+#[derive(Serialize)]
+struct EntryRequest {
+    method: &'static str,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct EntryResponse {
+    status: &'static str,
+    etag: String,
+    #[serde(rename = "lastModified")]
+    last_modified: String,
+}
+
+fn link_url(base: &str, path: &str, carried: &[(String, String)], cursor: Option<i64>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in carried {
+        query.append_pair(name, value);
+    }
+    if let Some(cursor) = cursor {
+        query.append_pair("_cursor", &cursor.to_string());
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        format!("{base}/{path}")
+    } else {
+        format!("{base}/{path}?{query}")
+    }
+}
+
+fn entry<'a>(base: &str, version: &'a Version) -> Result<Entry<'a>, serde_json::Error> {
+    let resource = match &version.body {
+        Some(body) => Some(serde_json::from_str::<&RawValue>(body)?),
+        None => None,
+    };
+    let (url, status) = match version.method {
+        Method::Create => (version.resource_type.clone(), "201 Created"),
+        Method::Update if version.version == 1 => (
+            format!("{}/{}", version.resource_type, version.id),
+            "201 Created",
+        ),
+        Method::Update | Method::Patch => (
+            format!("{}/{}", version.resource_type, version.id),
+            "200 OK",
+        ),
+        Method::Delete => (
+            format!("{}/{}", version.resource_type, version.id),
+            "204 No Content",
+        ),
+    };
+    Ok(Entry {
+        full_url: format!("{base}/{}/{}", version.resource_type, version.id),
+        resource,
+        request: EntryRequest {
+            method: version.method.verb(),
+            url,
+        },
+        response: EntryResponse {
+            status,
+            etag: version.etag(),
+            last_modified: version.last_updated.to_fhir(),
+        },
+    })
+}
+
+fn bundle(
+    base: &str,
+    path: &str,
+    carried: &[(String, String)],
+    before: Option<i64>,
+    page: &HistoryPage,
+) -> Result<String, serde_json::Error> {
+    let mut link = vec![Link {
+        relation: "self",
+        url: link_url(base, path, carried, before),
+    }];
+    if before.is_some() {
+        link.push(Link {
+            relation: "first",
+            url: link_url(base, path, carried, None),
+        });
+    }
+    if let Some(cursor) = page.next_cursor {
+        link.push(Link {
+            relation: "next",
+            url: link_url(base, path, carried, Some(cursor)),
+        });
+    }
+    let entry = page
+        .versions
+        .iter()
+        .map(|version| entry(base, version))
+        .collect::<Result<Vec<_>, _>>()?;
+    serde_json::to_string(&Bundle {
+        resource_type: "Bundle",
+        meta: BundleMeta {
+            last_updated: Instant::now().to_fhir(),
+        },
+        bundle_type: "history",
+        total: page.total,
+        link,
+        entry,
+    })
+}
