@@ -17,6 +17,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
 
@@ -75,6 +76,17 @@ pub fn router(store: Store, config: Config) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        // A bug in one request must not take the server down: answer 500 with an OperationOutcome.
+        .layer(CatchPanicLayer::custom(panic_response))
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    tracing::error!("a request handler panicked");
+    axum::response::IntoResponse::into_response(ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        fhir::IssueType::Exception,
+        "internal error; the request was not completed",
+    ))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
