@@ -189,10 +189,10 @@ impl Scenario {
 async fn wait_until_up(address: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(mut connection) = Connection::open(address).await {
-            if let Ok((200, _)) = connection.request("GET", "/health", None).await {
-                return Ok(());
-            }
+        if let Ok(mut connection) = Connection::open(address).await
+            && let Ok((200, _)) = connection.request("GET", "/health", None).await
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -256,14 +256,14 @@ pub(crate) async fn patch(
             Some(current) if current.is_deleted() => return Ok(gone(&current)),
             Some(current) => current,
         };
-        if let Some(expected) = client_if_match {
-            if expected != current.version {
-                return Err(StoreError::VersionMismatch {
-                    expected,
-                    current: Some(current.version),
-                }
-                .into());
+        if let Some(expected) = client_if_match
+            && expected != current.version
+        {
+            return Err(StoreError::VersionMismatch {
+                expected,
+                current: Some(current.version),
             }
+            .into());
         }
         let mut document: Value = match current.body.as_deref().map(serde_json::from_str) {
             Some(Ok(document)) => document,

@@ -33,12 +33,11 @@ pub fn prefer_return(headers: &HeaderMap) -> Return {
 
 /// A JSON body as text, pretty-printed on request.
 pub fn json_body(text: String, output: Output) -> Body {
-    if output.pretty {
-        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
-            if let Ok(pretty) = serde_json::to_string_pretty(&value) {
-                return Body::from(pretty);
-            }
-        }
+    if output.pretty
+        && let Ok(value) = serde_json::from_str::<serde_json::Value>(&text)
+        && let Ok(pretty) = serde_json::to_string_pretty(&value)
+    {
+        return Body::from(pretty);
     }
     Body::from(text)
 }
@@ -107,10 +106,8 @@ pub fn write_response(
         _ => status.into_response(),
     };
     version_headers(response.headers_mut(), version);
-    if with_location {
-        if let Ok(location) = HeaderValue::from_str(&version_url(base, version)) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
+    if with_location && let Ok(location) = HeaderValue::from_str(&version_url(base, version)) {
+        response.headers_mut().insert(header::LOCATION, location);
     }
     response
 }

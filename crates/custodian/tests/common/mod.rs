@@ -1,7 +1,7 @@
 //! Test harness: runs the real `custodian serve` binary on a free loopback port with a
 //! fresh data directory, and talks to it over HTTP.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -44,12 +44,10 @@ impl TestServer {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let origin = rest.split([',', ' ']).next().unwrap_or("").to_string();
-                        let _ = found.send(origin);
-                        sent = true;
-                    }
+                if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
+                    let origin = rest.split([',', ' ']).next().unwrap_or("").to_string();
+                    let _ = found.send(origin);
+                    sent = true;
                 }
             }
         });

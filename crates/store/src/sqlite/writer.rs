@@ -46,6 +46,10 @@ struct Clock {
 }
 
 impl Clock {
+    fn observe(&mut self, newest: Instant) {
+        self.last = self.last.max(newest);
+    }
+
     fn tick(&mut self) -> Instant {
         let now = Instant::now();
         self.last = if now > self.last {
@@ -85,6 +89,14 @@ fn commit_group(
     if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
         let error = StoreError::from(error);
         return (0..count).map(|_| Err(error.clone())).collect();
+    }
+    // Another process may have written to this file: never hand out an instant older
+    // than the newest one stored, so history order stays time order.
+    let newest: Result<Option<i64>, _> = connection
+        .prepare_cached("SELECT max(last_updated) FROM resource_version")
+        .and_then(|mut statement| statement.query_row([], |row| row.get(0)));
+    if let Ok(Some(newest)) = newest {
+        clock.observe(Instant(newest));
     }
     let mut results = Vec::with_capacity(count);
     for write in writes {
