@@ -64,7 +64,14 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
 /// Parses a resource body and checks what every stored resource must satisfy:
 /// a known `resourceType` equal to the URL's type, a valid `id` if any, an object `meta`.
 pub fn parse_resource(bytes: &[u8], url_type: &str) -> Result<Map<String, Value>, ApiError> {
-    let resource = parse_object(bytes)?;
+    check_resource(parse_object(bytes)?, url_type)
+}
+
+/// The checks of [`parse_resource`] on an already parsed object.
+pub fn check_resource(
+    resource: Map<String, Value>,
+    url_type: &str,
+) -> Result<Map<String, Value>, ApiError> {
     let resource_type = match resource.get("resourceType") {
         Some(Value::String(resource_type)) => resource_type.as_str(),
         Some(_) => {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use store::{Method, StoreError, Version, Write};
 
 use crate::AppState;
-use crate::body::{parse_object, parse_resource, read_limited};
+use crate::body::{check_resource, parse_object, parse_resource, read_limited};
 use crate::error::ApiError;
 use crate::format::{negotiate, require_json_body, require_json_patch_body};
 use crate::response::{if_match, parse_etag, prefer_return, read_response, write_response};
@@ -149,9 +149,11 @@ pub(crate) async fn create(
         ));
     }
     let bytes = read_limited(&headers, body, state.config.max_body_bytes).await?;
-    let mut resource = parse_resource(&bytes, &resource_type)?;
-    // FHIR R4: on create, the server ignores any id in the body.
+    let mut resource = parse_object(&bytes)?;
+    // FHIR R4: on create, the server ignores any id in the body (even one that is not
+    // a valid id), so it goes before the checks.
     resource.shift_remove("id");
+    let resource = check_resource(resource, &resource_type)?;
     let written = state.store.write(Write::Create { resource }).await?;
     let version = written
         .version
