@@ -76,9 +76,10 @@ impl SqliteStore {
         self.with_reader(|connection| {
             connection
                 .prepare_cached(
-                    "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.body
-                     FROM resource r JOIN resource_version v ON v.seq = r.seq
-                     WHERE r.type = ?1 AND r.id = ?2",
+                    // A scalar subquery, not a join: SQLite re-prepares the join form
+                    // on every new binding, which costs more than the lookup itself.
+                    "SELECT type, id, version, last_updated, method, body FROM resource_version
+                     WHERE seq = (SELECT seq FROM resource WHERE type = ?1 AND id = ?2)",
                 )?
                 .query_row((resource_type, id), version_from_row)
                 .optional()
