@@ -89,7 +89,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .to_string();
         let config = server::Config {
             base_url: base_url.clone(),
-            max_body_bytes: args.max_body_bytes,
+            limits: server::Limits {
+                body_bytes: args.max_body_bytes,
+                ..server::Limits::default()
+            },
         };
         let app = server::router(store, config);
         tracing::info!("listening on http://{local}, FHIR base {base_url}");

@@ -1,15 +1,14 @@
 //! `GET /fhir/metadata`: a CapabilityStatement that claims only what this server does.
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use fhir::{FHIR_VERSION, definitions};
 use serde_json::{Value, json};
 use store::Instant;
 
 use crate::error::ApiError;
-use crate::format::negotiate;
-use crate::instance::params;
+use crate::extract::FhirRequest;
 use crate::response::json_response;
 use crate::{AppState, Config};
 
@@ -70,13 +69,11 @@ pub(crate) fn statement(config: &Config) -> Value {
 
 pub(crate) async fn metadata(
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    request: FhirRequest,
 ) -> Result<Response, ApiError> {
-    let output = negotiate(&headers, &params(query))?;
     Ok(json_response(
         StatusCode::OK,
         state.capability.to_string(),
-        output,
+        request.output,
     ))
 }

@@ -1,55 +1,44 @@
 //! History at instance, type and system level, as `history` Bundles.
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use store::{HistoryPage, HistoryQuery, HistoryScope, Instant, Method, Version};
 
-use crate::AppState;
 use crate::error::ApiError;
-use crate::format::negotiate;
-use crate::instance::{check_id, check_type, params};
+use crate::extract::{FhirRequest, InstancePath, TypePath};
 use crate::response::json_response;
-
-const DEFAULT_COUNT: usize = 50;
-const MAX_COUNT: usize = 1000;
+use crate::{AppState, Limits};
 
 pub(crate) async fn system(
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    request: FhirRequest,
 ) -> Result<Response, ApiError> {
-    respond(state, HistoryScope::System, query, headers).await
+    respond(state, HistoryScope::System, request).await
 }
 
 pub(crate) async fn type_level(
     State(state): State<AppState>,
-    Path(resource_type): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    request: FhirRequest,
+    TypePath(resource_type): TypePath,
 ) -> Result<Response, ApiError> {
-    check_type(&resource_type)?;
-    respond(state, HistoryScope::Type(resource_type), query, headers).await
+    respond(state, HistoryScope::Type(resource_type), request).await
 }
 
 pub(crate) async fn instance(
     State(state): State<AppState>,
-    Path((resource_type, id)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    request: FhirRequest,
+    path: InstancePath,
 ) -> Result<Response, ApiError> {
-    check_type(&resource_type)?;
-    check_id(&id)?;
-    let scope = HistoryScope::Instance(resource_type.clone(), id.clone());
-    let known = state.store.read(&resource_type, &id).await?;
-    if known.is_none() {
+    let InstancePath { resource_type, id } = path;
+    if state.store.read(&resource_type, &id).await?.is_none() {
         return Err(ApiError::not_found(format!(
             "{resource_type}/{id} is not known"
         )));
     }
-    respond(state, scope, query, headers).await
+    respond(state, HistoryScope::Instance(resource_type, id), request).await
 }
 
 /// The parameters a history request may carry, parsed.
@@ -59,13 +48,17 @@ struct HistoryParams {
     carried: Vec<(String, String)>,
 }
 
-fn parse(scope: HistoryScope, pairs: &[(String, String)]) -> Result<HistoryParams, ApiError> {
+fn parse(
+    scope: HistoryScope,
+    pairs: &[(String, String)],
+    limits: &Limits,
+) -> Result<HistoryParams, ApiError> {
     let mut query = HistoryQuery {
         scope,
         since: None,
         at: None,
         before: None,
-        count: DEFAULT_COUNT,
+        count: limits.page_size_default,
     };
     let mut carried = Vec::new();
     for (name, value) in pairs {
@@ -74,7 +67,7 @@ fn parse(scope: HistoryScope, pairs: &[(String, String)]) -> Result<HistoryParam
                 let count: usize = value.parse().map_err(|_| {
                     ApiError::bad_request(format!("_count must be a whole number, not {value:?}"))
                 })?;
-                query.count = count.min(MAX_COUNT);
+                query.count = count.min(limits.page_size_max);
                 carried.push((name.clone(), query.count.to_string()));
             }
             "_since" => {
@@ -112,23 +105,20 @@ fn parse(scope: HistoryScope, pairs: &[(String, String)]) -> Result<HistoryParam
 async fn respond(
     state: AppState,
     scope: HistoryScope,
-    raw_query: Option<String>,
-    headers: HeaderMap,
+    request: FhirRequest,
 ) -> Result<Response, ApiError> {
-    let pairs = params(raw_query);
-    let output = negotiate(&headers, &pairs)?;
     let path = match &scope {
         HistoryScope::System => "_history".to_string(),
         HistoryScope::Type(resource_type) => format!("{resource_type}/_history"),
         HistoryScope::Instance(resource_type, id) => format!("{resource_type}/{id}/_history"),
     };
-    let HistoryParams { query, carried } = parse(scope, &pairs)?;
+    let HistoryParams { query, carried } = parse(scope, &request.params, &state.config.limits)?;
     let before = query.before;
     let page = state.store.history(query).await?;
     let base = &state.config.base_url;
     let text = bundle(base, &path, &carried, before, &page)
         .map_err(|error| ApiError::bad_request(format!("cannot build the history: {error}")))?;
-    Ok(json_response(StatusCode::OK, text, output))
+    Ok(json_response(StatusCode::OK, text, request.output))
 }
 
 #[derive(Serialize)]

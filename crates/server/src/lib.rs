@@ -6,10 +6,14 @@
 mod body;
 mod capability;
 mod error;
+mod extract;
 mod format;
 mod history;
 mod instance;
+mod patch;
 mod response;
+mod unsupported;
+mod write;
 
 use std::sync::Arc;
 
@@ -26,15 +30,35 @@ pub use error::ApiError;
 pub struct Config {
     /// The FHIR base URL as clients reach it, without a trailing slash, e.g. `http://127.0.0.1:8080/fhir`.
     pub base_url: String,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
+    pub limits: Limits,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             base_url: "http://127.0.0.1:8080/fhir".into(),
-            max_body_bytes: 64 * 1024 * 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Every limit the server enforces, in one place.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes (413 above it).
+    pub body_bytes: usize,
+    /// Page size when a request gives no `_count`.
+    pub page_size_default: usize,
+    /// Largest page size; a larger `_count` is lowered to it.
+    pub page_size_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            body_bytes: 64 * 1024 * 1024,
+            page_size_default: 50,
+            page_size_max: 1000,
         }
     }
 }
@@ -57,16 +81,16 @@ pub fn router(store: Store, config: Config) -> Router {
     };
     let fhir = Router::new()
         .route("/metadata", get(capability::metadata))
-        .route("/", axum::routing::post(instance::base_post))
+        .route("/", axum::routing::post(unsupported::base_post))
         .route("/_history", get(history::system))
-        .route("/{type}", get(instance::search).post(instance::create))
+        .route("/{type}", get(unsupported::search).post(write::create))
         .route("/{type}/_history", get(history::type_level))
         .route(
             "/{type}/{id}",
             get(instance::read)
-                .put(instance::update)
-                .patch(instance::patch)
-                .delete(instance::delete),
+                .put(write::update)
+                .patch(patch::patch)
+                .delete(write::delete),
         )
         .route("/{type}/{id}/_history", get(history::instance))
         .route("/{type}/{id}/_history/{version}", get(instance::vread));

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use fhir::{IssueType, Severity, operation_outcome};
 use store::Version;
 
-use crate::error::ApiError;
+use crate::extract::FhirRequest;
 use crate::format::{FHIR_JSON, Output};
 
 /// `Prefer: return=...`.
@@ -69,24 +69,24 @@ pub fn version_url(base: &str, version: &Version) -> String {
 }
 
 /// The answer to a read or vread of a live version.
-pub fn read_response(version: &Version, output: Output) -> Response {
-    let body = version.body.clone().unwrap_or_default();
-    let mut response = json_response(StatusCode::OK, body, output);
-    version_headers(response.headers_mut(), version);
+pub fn read_response(version: Version, output: Output) -> Response {
+    let mut headers = HeaderMap::new();
+    version_headers(&mut headers, &version);
+    let mut response = json_response(StatusCode::OK, version.body.unwrap_or_default(), output);
+    response.headers_mut().extend(headers);
     response
 }
 
 /// The answer to a write: status, headers, and the body `Prefer` asks for.
 pub fn write_response(
+    request: &FhirRequest,
+    base: &str,
     status: StatusCode,
     version: &Version,
-    base: &str,
-    prefer: Return,
-    output: Output,
     with_location: bool,
 ) -> Response {
-    let mut response = match (prefer, &version.body) {
-        (Return::Representation, Some(body)) => json_response(status, body.clone(), output),
+    let mut response = match (request.prefer, &version.body) {
+        (Return::Representation, Some(body)) => json_response(status, body.clone(), request.output),
         (Return::OperationOutcome, _) => {
             let what = match (version.body.is_none(), status) {
                 (true, _) => "Deleted",
@@ -101,7 +101,7 @@ pub fn write_response(
                     version.resource_type, version.id, version.version
                 ),
             );
-            json_response(status, outcome.to_string(), output)
+            json_response(status, outcome.to_string(), request.output)
         }
         _ => status.into_response(),
     };
@@ -112,19 +112,7 @@ pub fn write_response(
     response
 }
 
-/// A version number from `If-Match`: `W/"3"`, `"3"` or `3`.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or("").trim();
-    parse_etag(text).map(Some).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "If-Match {text:?} is not a version ETag such as W/\"3\""
-        ))
-    })
-}
-
+/// A version number from an ETag: `W/"3"`, `"3"` or `3`.
 pub fn parse_etag(text: &str) -> Option<u64> {
     let text = text.strip_prefix("W/").unwrap_or(text);
     let text = text

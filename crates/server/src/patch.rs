@@ -1,0 +1,118 @@
+//! PATCH with JSON Patch (RFC 6902).
+//!
+//! The patch applies to the current version and is written with `If-Match` on that
+//! version, so a concurrent change is never lost: without a client `If-Match` the patch
+//! is re-applied to the newer version; with one, the client gets 412.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use fhir::IssueType;
+use serde_json::Value;
+use store::{Method, StoreError, Write};
+
+use crate::AppState;
+use crate::body::{parse_resource, read_limited};
+use crate::error::ApiError;
+use crate::extract::{FhirRequest, InstancePath};
+use crate::format::require_json_patch_body;
+use crate::instance::gone;
+use crate::response::write_response;
+use crate::write::new_version;
+
+/// How often a PATCH without `If-Match` retries when another write got there first.
+const PATCH_ATTEMPTS: usize = 8;
+
+fn unprocessable(diagnostics: String) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        IssueType::Processing,
+        diagnostics,
+    )
+}
+
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    request: FhirRequest,
+    path: InstancePath,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let InstancePath { resource_type, id } = path;
+    require_json_patch_body(&request.headers)?;
+    let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::Structure,
+            format!("the body is not a JSON Patch document (RFC 6902): {error}"),
+        )
+    })?;
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = match state.store.read(&resource_type, &id).await? {
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "{resource_type}/{id} is not known"
+                )));
+            }
+            Some(current) if current.is_deleted() => return Ok(gone(&current)),
+            Some(current) => current,
+        };
+        if let Some(expected) = request.if_match
+            && expected != current.version
+        {
+            return Err(StoreError::VersionMismatch {
+                expected,
+                current: Some(current.version),
+            }
+            .into());
+        }
+        let mut document: Value = match current.body.as_deref().map(serde_json::from_str) {
+            Some(Ok(document)) => document,
+            _ => return Err(StoreError::Backend("stored resource is unreadable".into()).into()),
+        };
+        json_patch::patch(&mut document, &patch)
+            .map_err(|error| unprocessable(format!("the patch cannot be applied: {error}")))?;
+        let patched = serde_json::to_vec(&document).unwrap_or_default();
+        let resource = parse_resource(&patched, &resource_type).map_err(|error| {
+            unprocessable(format!(
+                "the patched resource is not valid: {}",
+                error.diagnostics
+            ))
+        })?;
+        if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+            return Err(unprocessable(
+                "a patch may not change or remove the resource id".into(),
+            ));
+        }
+        let result = state
+            .store
+            .write(Write::Update {
+                resource_type: resource_type.clone(),
+                id: id.clone(),
+                resource,
+                if_match: Some(current.version),
+                method: Method::Patch,
+            })
+            .await;
+        match result {
+            Ok(written) => {
+                let version = new_version(written)?;
+                return Ok(write_response(
+                    &request,
+                    &state.config.base_url,
+                    StatusCode::OK,
+                    &version,
+                    false,
+                ));
+            }
+            Err(StoreError::VersionMismatch { .. }) if request.if_match.is_none() => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        IssueType::Conflict,
+        format!("{resource_type}/{id} kept changing while the patch was applied; try again"),
+    ))
+}

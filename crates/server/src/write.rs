@@ -1,0 +1,137 @@
+//! Changing one resource: create, update and delete.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use fhir::IssueType;
+use serde_json::Value;
+use store::{Method, StoreError, Version, Write, Written};
+
+use crate::AppState;
+use crate::body::{check_resource, parse_object, parse_resource, read_limited};
+use crate::error::ApiError;
+use crate::extract::{FhirRequest, InstancePath, TypePath};
+use crate::format::require_json_body;
+use crate::response::{Return, write_response};
+
+/// The version a write made; every create or update makes one.
+pub fn new_version(written: Written) -> Result<Version, ApiError> {
+    written
+        .version
+        .ok_or_else(|| StoreError::Backend("the write made no version".into()).into())
+}
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    request: FhirRequest,
+    TypePath(resource_type): TypePath,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_json_body(&request.headers)?;
+    if request.headers.contains_key("if-none-exist") {
+        return Err(ApiError::not_supported(
+            StatusCode::BAD_REQUEST,
+            "conditional create (If-None-Exist) is not supported yet; nothing was created",
+        ));
+    }
+    let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
+    let mut resource = parse_object(&bytes)?;
+    // FHIR R4: on create, the server ignores any id in the body (even one that is not
+    // a valid id), so it goes before the checks.
+    resource.shift_remove("id");
+    let resource = check_resource(resource, &resource_type)?;
+    let version = new_version(state.store.write(Write::Create { resource }).await?)?;
+    Ok(write_response(
+        &request,
+        &state.config.base_url,
+        StatusCode::CREATED,
+        &version,
+        true,
+    ))
+}
+
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    request: FhirRequest,
+    path: InstancePath,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let InstancePath { resource_type, id } = path;
+    require_json_body(&request.headers)?;
+    let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
+    let resource = parse_resource(&bytes, &resource_type)?;
+    match resource.get("id") {
+        Some(Value::String(body_id)) if *body_id == id => {}
+        Some(Value::String(body_id)) => {
+            return Err(ApiError::bad_request(format!(
+                "the body's id {body_id:?} differs from the URL's id {id:?}"
+            )));
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                IssueType::Required,
+                format!("an update needs the resource id in the body (\"id\": \"{id}\")"),
+            ));
+        }
+    }
+    let written = state
+        .store
+        .write(Write::Update {
+            resource_type,
+            id,
+            resource,
+            if_match: request.if_match,
+            method: Method::Update,
+        })
+        .await?;
+    let created = written.created;
+    let version = new_version(written)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(write_response(
+        &request,
+        &state.config.base_url,
+        status,
+        &version,
+        created,
+    ))
+}
+
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    request: FhirRequest,
+    path: InstancePath,
+) -> Result<Response, ApiError> {
+    let InstancePath { resource_type, id } = path;
+    let written = state
+        .store
+        .write(Write::Delete {
+            resource_type,
+            id,
+            if_match: request.if_match,
+        })
+        .await?;
+    match written.version {
+        Some(version) => {
+            let status = if request.prefer == Return::OperationOutcome {
+                StatusCode::OK
+            } else {
+                StatusCode::NO_CONTENT
+            };
+            Ok(write_response(
+                &request,
+                &state.config.base_url,
+                status,
+                &version,
+                false,
+            ))
+        }
+        // Nothing to delete: R4 answers success all the same.
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
