@@ -190,20 +190,12 @@ fn entry<'a>(base: &str, version: &'a Version) -> Result<Entry<'a>, serde_json::
         Some(body) => Some(serde_json::from_str::<&RawValue>(body)?),
         None => None,
     };
+    let instance_url = format!("{}/{}", version.resource_type, version.id);
     let (url, status) = match version.method {
         Method::Create => (version.resource_type.clone(), "201 Created"),
-        Method::Update if version.version == 1 => (
-            format!("{}/{}", version.resource_type, version.id),
-            "201 Created",
-        ),
-        Method::Update | Method::Patch => (
-            format!("{}/{}", version.resource_type, version.id),
-            "200 OK",
-        ),
-        Method::Delete => (
-            format!("{}/{}", version.resource_type, version.id),
-            "204 No Content",
-        ),
+        Method::Delete => (instance_url, "204 No Content"),
+        Method::Update | Method::Patch if version.created => (instance_url, "201 Created"),
+        Method::Update | Method::Patch => (instance_url, "200 OK"),
     };
     Ok(Entry {
         full_url: format!("{base}/{}/{}", version.resource_type, version.id),

@@ -44,6 +44,9 @@ pub struct Version {
     pub method: Method,
     /// The resource as stored (JSON, with `id` and `meta` set); `None` for a deletion.
     pub body: Option<String>,
+    /// Whether this version brought the resource into being: the first version, or the
+    /// first after a deletion.
+    pub created: bool,
 }
 
 impl Version {

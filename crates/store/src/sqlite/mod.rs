@@ -78,7 +78,7 @@ impl SqliteStore {
                 .prepare_cached(
                     // A scalar subquery, not a join: SQLite re-prepares the join form
                     // on every new binding, which costs more than the lookup itself.
-                    "SELECT type, id, version, last_updated, method, body FROM resource_version
+                    "SELECT type, id, version, last_updated, method, body, created FROM resource_version
                      WHERE seq = (SELECT seq FROM resource WHERE type = ?1 AND id = ?2)",
                 )?
                 .query_row((resource_type, id), version_from_row)
@@ -98,7 +98,7 @@ impl SqliteStore {
         self.with_reader(|connection| {
             connection
                 .prepare_cached(
-                    "SELECT type, id, version, last_updated, method, body
+                    "SELECT type, id, version, last_updated, method, body, created
                      FROM resource_version WHERE type = ?1 AND id = ?2 AND version = ?3",
                 )?
                 .query_row((resource_type, id, version), version_from_row)
@@ -169,7 +169,7 @@ impl SqliteStore {
                 .saturating_add(1);
             page_args.push(SqlValue::Integer(limit));
             let mut statement = connection.prepare(&format!(
-                "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.body, v.seq
+                "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.body, v.created, v.seq
                  FROM resource_version v {} ORDER BY v.seq DESC LIMIT ?",
                 where_clause(cursor_filter)
             ))?;
@@ -181,7 +181,7 @@ impl SqliteStore {
                     next_cursor = versions.last().map(|(seq, _)| *seq);
                     break;
                 }
-                versions.push((row.get::<_, i64>(6)?, version_from_row(row)?));
+                versions.push((row.get::<_, i64>(7)?, version_from_row(row)?));
             }
             Ok(HistoryPage {
                 versions: versions.into_iter().map(|(_, version)| version).collect(),
@@ -202,6 +202,7 @@ fn version_from_row(row: &Row<'_>) -> Result<Version, rusqlite::Error> {
         last_updated: Instant(row.get(3)?),
         method: Method::from_verb(&method),
         body: row.get(5)?,
+        created: row.get(6)?,
     })
 }
 

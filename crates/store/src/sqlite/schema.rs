@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
         last_updated INTEGER NOT NULL,    -- microseconds since the Unix epoch, UTC
         method TEXT NOT NULL,             -- POST, PUT, PATCH or DELETE
         body TEXT,                        -- the resource JSON; NULL for a deletion
+        created INTEGER NOT NULL,         -- 1 when this version brought the resource into being
         UNIQUE (type, id, version)
     );
     CREATE INDEX resource_version_type_seq ON resource_version (type, seq);

@@ -182,11 +182,14 @@ fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Wri
             let version = insert(
                 connection,
                 clock,
-                &resource_type,
-                &id,
-                1,
-                Method::Create,
-                Some(resource),
+                NewVersion {
+                    resource_type: resource_type.as_str(),
+                    id: id.as_str(),
+                    version: 1,
+                    method: Method::Create,
+                    resource: Some(resource),
+                    created: true,
+                },
             )?;
             Ok(Written {
                 version: Some(version),
@@ -212,11 +215,14 @@ fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Wri
             let version = insert(
                 connection,
                 clock,
-                &resource_type,
-                &id,
-                next,
-                method,
-                Some(resource),
+                NewVersion {
+                    resource_type: resource_type.as_str(),
+                    id: id.as_str(),
+                    version: next,
+                    method,
+                    resource: Some(resource),
+                    created,
+                },
             )?;
             Ok(Written {
                 version: Some(version),
@@ -239,11 +245,14 @@ fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Wri
             let version = insert(
                 connection,
                 clock,
-                &resource_type,
-                &id,
-                current.version + 1,
-                Method::Delete,
-                None,
+                NewVersion {
+                    resource_type: resource_type.as_str(),
+                    id: id.as_str(),
+                    version: current.version + 1,
+                    method: Method::Delete,
+                    resource: None,
+                    created: false,
+                },
             )?;
             Ok(Written {
                 version: Some(version),
@@ -253,15 +262,30 @@ fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Wri
     }
 }
 
+/// One version to write.
+struct NewVersion<'a> {
+    resource_type: &'a str,
+    id: &'a str,
+    version: u64,
+    method: Method,
+    /// `None` for a deletion.
+    resource: Option<Map<String, Value>>,
+    created: bool,
+}
+
 fn insert(
     connection: &Connection,
     clock: &mut Clock,
-    resource_type: &str,
-    id: &str,
-    version: u64,
-    method: Method,
-    resource: Option<Map<String, Value>>,
+    new: NewVersion<'_>,
 ) -> Result<Version, StoreError> {
+    let NewVersion {
+        resource_type,
+        id,
+        version,
+        method,
+        resource,
+        created,
+    } = new;
     let last_updated = clock.tick();
     let body = match resource {
         Some(resource) => {
@@ -277,8 +301,8 @@ fn insert(
         .map_err(|_| StoreError::Invalid(format!("version {version} is out of range")))?;
     connection
         .prepare_cached(
-            "INSERT INTO resource_version (type, id, version, last_updated, method, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO resource_version (type, id, version, last_updated, method, body, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute((
             resource_type,
@@ -287,6 +311,7 @@ fn insert(
             last_updated.0,
             method.verb(),
             body.as_deref(),
+            created,
         ))?;
     let seq = connection.last_insert_rowid();
     connection
@@ -303,5 +328,6 @@ fn insert(
         last_updated,
         method,
         body,
+        created,
     })
 }
