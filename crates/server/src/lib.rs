@@ -93,7 +93,8 @@ pub fn router(store: Store, config: Config) -> Router {
                 .delete(write::delete),
         )
         .route("/{type}/{id}/_history", get(history::instance))
-        .route("/{type}/{id}/_history/{version}", get(instance::vread));
+        .route("/{type}/{id}/_history/{version}", get(instance::vread))
+        .route_layer(axum::middleware::from_fn(log_request));
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .nest("/fhir", fhir)
@@ -111,6 +112,29 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response:
         fhir::IssueType::Exception,
         "internal error; the request was not completed",
     ))
+}
+
+/// Logs each FHIR request by its route template (`/fhir/{type}/{id}`), never by its URL:
+/// ids and query strings can carry PHI.
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    tracing::debug!(
+        %method,
+        route = route.as_deref().unwrap_or("?"),
+        status = response.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
