@@ -743,9 +743,9 @@ fn json_patch_failures() {
         fhir.patch(&path, bad).assert_outcome(400);
     }
 
-    // Wrong content type.
+    // Wrong content type: neither JSON Patch nor FHIRPath Patch.
     let patch_doc = r#"[{"op":"replace","path":"/active","value":false}]"#;
-    for content_type in [FHIR_JSON, "application/json", "text/plain"] {
+    for content_type in ["text/plain", "application/xml", "application/fhir+xml"] {
         fhir.request(
             "PATCH",
             &path,
@@ -753,6 +753,16 @@ fn json_patch_failures() {
             Some(patch_doc.as_bytes()),
         )
         .assert_outcome(415);
+    }
+    // A JSON Patch document sent as FHIR JSON is not a Parameters resource.
+    for content_type in [FHIR_JSON, "application/json"] {
+        fhir.request(
+            "PATCH",
+            &path,
+            &[("content-type", content_type)],
+            Some(patch_doc.as_bytes()),
+        )
+        .assert_outcome(400);
     }
 
     // Stale If-Match.
@@ -1547,13 +1557,9 @@ fn body_size_limit() {
     let fhir = Fhir::start_with(&dir, &["--max-body-bytes", "1000"]);
 
     let padded = |size: usize| {
-        let skeleton = json!({"resourceType": "Patient", "text": {"status": "generated",
-            "div": ""}})
-        .to_string();
+        let skeleton = json!({"resourceType": "Patient", "name": [{"family": ""}]}).to_string();
         let padding = "x".repeat(size - skeleton.len());
-        let body = json!({"resourceType": "Patient", "text": {"status": "generated",
-            "div": padding}})
-        .to_string();
+        let body = json!({"resourceType": "Patient", "name": [{"family": padding}]}).to_string();
         assert_eq!(body.len(), size);
         body
     };
@@ -1763,4 +1769,68 @@ fn capability_statement() {
         );
     }
     assert!(!reply.text.contains("search-type"));
+}
+
+#[test]
+fn fhirpath_patch() {
+    let fhir = Fhir::start();
+    let path = "Patient/fp1";
+    fhir.put(
+        path,
+        r#"{"resourceType":"Patient","id":"fp1","active":true,"name":[{"family":"Chalmers","given":["Peter"]}],"birthDate":"1974-12-25"}"#,
+    )
+    .assert_status(201);
+    let parameters = r#"{"resourceType":"Parameters","parameter":[
+        {"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.birthDate"},{"name":"value","valueDate":"1974-12-26"}]},
+        {"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient.name[0]"},{"name":"name","valueString":"given"},{"name":"value","valueString":"James"}]},
+        {"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.active"}]}
+    ]}"#;
+    let response = fhir.request(
+        "PATCH",
+        path,
+        &[("content-type", FHIR_JSON)],
+        Some(parameters.as_bytes()),
+    );
+    response.assert_status(200);
+    let patched = response.json();
+    assert_eq!(patched["birthDate"], "1974-12-26");
+    assert_eq!(patched["name"][0]["given"], json!(["Peter", "James"]));
+    assert!(patched.get("active").is_none());
+    assert_eq!(patched["meta"]["versionId"], "2");
+
+    // A path that selects nothing cannot be replaced: 422, and nothing is written.
+    let missing = r#"{"resourceType":"Parameters","parameter":[
+        {"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.gender"},{"name":"value","valueCode":"male"}]}
+    ]}"#;
+    fhir.request(
+        "PATCH",
+        path,
+        &[("content-type", FHIR_JSON)],
+        Some(missing.as_bytes()),
+    )
+    .assert_outcome(422);
+    // An operation without a type is a malformed patch: 400.
+    let malformed = r#"{"resourceType":"Parameters","parameter":[
+        {"name":"operation","part":[{"name":"path","valueString":"Patient.active"}]}
+    ]}"#;
+    fhir.request(
+        "PATCH",
+        path,
+        &[("content-type", FHIR_JSON)],
+        Some(malformed.as_bytes()),
+    )
+    .assert_outcome(400);
+    // A patch whose result is invalid is refused by validation: 422.
+    let invalid = r#"{"resourceType":"Parameters","parameter":[
+        {"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"gender"},{"name":"value","valueCode":"boy"}]}
+    ]}"#;
+    fhir.request(
+        "PATCH",
+        path,
+        &[("content-type", FHIR_JSON)],
+        Some(invalid.as_bytes()),
+    )
+    .assert_outcome(422);
+    let current = fhir.get(path).json();
+    assert_eq!(current["meta"]["versionId"], "2");
 }

@@ -11,6 +11,7 @@ const TYPES_JSON: &str = include_str!("../../../data/fhir-r4/types.json");
 const SEARCH_PARAMETERS_JSON: &str = include_str!("../../../data/fhir-r4/search-parameters.json");
 const PATIENT_COMPARTMENT_JSON: &str =
     include_str!("../../../data/fhir-r4/compartment-patient.json");
+const VALUE_SETS_JSON: &str = include_str!("../../../data/fhir-r4/valuesets.json");
 
 /// What a StructureDefinition defines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -54,6 +55,16 @@ pub struct ElementDef {
     pub binding: Option<Binding>,
     #[serde(default)]
     pub constraints: Vec<Constraint>,
+    /// Profiles the type must conform to, e.g. `SimpleQuantity`.
+    #[serde(rename = "typeProfiles", default)]
+    pub type_profiles: Vec<String>,
+    /// For `System.*` types (ids, `Extension.url`, primitive values): the FHIR type, e.g. `id`, `uri`.
+    #[serde(rename = "fhirType")]
+    pub fhir_type: Option<String>,
+    /// The value's regex (on the `value` element of a primitive type).
+    pub regex: Option<String>,
+    #[serde(rename = "maxLength")]
+    pub max_length: Option<u64>,
 }
 
 /// A terminology binding.
@@ -95,9 +106,37 @@ pub struct SearchComponent {
     pub expression: String,
 }
 
+/// A constraint profile on a data type, e.g. `SimpleQuantity` on `Quantity`.
+#[derive(Debug, Deserialize)]
+pub struct ProfileDef {
+    pub base: String,
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+}
+
+/// An expanded value set from `data/fhir-r4/valuesets.json`.
+#[derive(Debug, Deserialize)]
+pub struct ValueSetDef {
+    /// The strongest binding strength that uses it: `required` or `extensible`.
+    pub strength: String,
+    /// Code system url to its codes, sorted; `None` when the value set could not be expanded.
+    pub codes: Option<BTreeMap<String, Vec<String>>>,
+    /// Why the value set could not be expanded (external code system, filter, ...).
+    #[serde(rename = "notExpandable")]
+    pub not_expandable: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct TypesFile {
     types: BTreeMap<String, TypeDef>,
+    #[serde(default)]
+    profiles: BTreeMap<String, ProfileDef>,
+}
+
+#[derive(Deserialize)]
+struct ValueSetsFile {
+    #[serde(rename = "valueSets")]
+    value_sets: BTreeMap<String, ValueSetDef>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +153,8 @@ struct CompartmentFile {
 /// All R4 definitions.
 pub struct Definitions {
     types: BTreeMap<String, TypeDef>,
+    profiles: BTreeMap<String, ProfileDef>,
+    value_sets: BTreeMap<String, ValueSetDef>,
     resource_types: Vec<String>,
     search_parameters: Vec<SearchParameter>,
     patient_compartment: BTreeMap<String, Vec<String>>,
@@ -125,6 +166,7 @@ impl Definitions {
         let types: TypesFile = serde_json::from_str(TYPES_JSON)?;
         let params: SearchParametersFile = serde_json::from_str(SEARCH_PARAMETERS_JSON)?;
         let compartment: CompartmentFile = serde_json::from_str(PATIENT_COMPARTMENT_JSON)?;
+        let value_sets: ValueSetsFile = serde_json::from_str(VALUE_SETS_JSON)?;
         let resource_types = types
             .types
             .iter()
@@ -139,6 +181,8 @@ impl Definitions {
         }
         Ok(Definitions {
             types: types.types,
+            profiles: types.profiles,
+            value_sets: value_sets.value_sets,
             resource_types,
             search_parameters: params.search_parameters,
             patient_compartment: compartment.resources,
@@ -161,6 +205,28 @@ impl Definitions {
     /// A resource or data type by name.
     pub fn type_def(&self, name: &str) -> Option<&TypeDef> {
         self.types.get(name)
+    }
+
+    /// Every resource and data type, by name.
+    pub fn types(&self) -> impl Iterator<Item = (&str, &TypeDef)> {
+        self.types.iter().map(|(name, t)| (name.as_str(), t))
+    }
+
+    /// A constraint profile on a data type, e.g. `SimpleQuantity`.
+    pub fn profile(&self, name: &str) -> Option<&ProfileDef> {
+        self.profiles.get(name)
+    }
+
+    /// The expanded value set a required or extensible binding points to;
+    /// `url` may carry a `|version` suffix, which is ignored.
+    pub fn value_set(&self, url: &str) -> Option<&ValueSetDef> {
+        let url = url.split_once('|').map_or(url, |(url, _)| url);
+        self.value_sets.get(url)
+    }
+
+    /// Every expanded (or not expandable) value set, by url.
+    pub fn value_sets(&self) -> impl Iterator<Item = (&str, &ValueSetDef)> {
+        self.value_sets.iter().map(|(url, vs)| (url.as_str(), vs))
     }
 
     /// Every search parameter.
@@ -244,6 +310,33 @@ mod tests {
         assert_eq!(
             link_other.map(|e| e.targets.clone()),
             Some(vec!["Patient".to_string(), "RelatedPerson".to_string()])
+        );
+    }
+
+    #[test]
+    fn value_sets_load_with_codes_or_a_reason() {
+        let defs = definitions();
+        let gender = defs.value_set("http://hl7.org/fhir/ValueSet/administrative-gender|4.0.1");
+        let codes = gender.and_then(|vs| vs.codes.as_ref());
+        assert_eq!(
+            codes.and_then(|c| c.get("http://hl7.org/fhir/administrative-gender")),
+            Some(&vec![
+                "female".to_string(),
+                "male".to_string(),
+                "other".to_string(),
+                "unknown".to_string()
+            ])
+        );
+        let ucum = defs.value_set("http://hl7.org/fhir/ValueSet/ucum-units");
+        assert!(ucum.is_some_and(|vs| vs.codes.is_none() && vs.not_expandable.is_some()));
+        assert!(defs.value_sets().count() > 250);
+        assert!(defs.profile("SimpleQuantity").is_some());
+        let patient_id = defs
+            .type_def("Patient")
+            .and_then(|t| t.elements.iter().find(|e| e.path == "id"));
+        assert_eq!(
+            patient_id.and_then(|e| e.fhir_type.as_deref()),
+            Some("string")
         );
     }
 

@@ -6,6 +6,7 @@ use fhir::{IssueType, definitions, is_valid_id};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value};
 
+use crate::duplicates::find_duplicate_property;
 use crate::error::ApiError;
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
@@ -47,7 +48,14 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
         ));
     }
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(object)) => Ok(object),
+        Ok(Value::Object(object)) => match find_duplicate_property(bytes) {
+            None => Ok(object),
+            Some(path) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                IssueType::Structure,
+                format!("the property {path} appears more than once in its object"),
+            )),
+        },
         Ok(_) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             IssueType::Structure,

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: IssueType,
     pub diagnostics: String,
+    /// A full OperationOutcome to send instead of the single issue above (validation).
+    pub outcome: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -21,6 +23,21 @@ impl ApiError {
             status,
             code,
             diagnostics: diagnostics.into(),
+            outcome: None,
+        }
+    }
+
+    /// An error answered with a whole OperationOutcome.
+    pub fn with_outcome(
+        status: StatusCode,
+        code: IssueType,
+        outcome: serde_json::Value,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            diagnostics: String::new(),
+            outcome: Some(outcome),
         }
     }
 
@@ -61,7 +78,9 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let outcome = operation_outcome(Severity::Error, self.code, &self.diagnostics);
+        let outcome = self
+            .outcome
+            .unwrap_or_else(|| operation_outcome(Severity::Error, self.code, &self.diagnostics));
         let body = serde_json::to_string(&outcome).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         response

@@ -94,20 +94,37 @@ pub fn require_json_body(headers: &HeaderMap) -> Result<(), ApiError> {
     )
 }
 
-/// Checks that a PATCH body is a JSON Patch document.
-pub fn require_json_patch_body(headers: &HeaderMap) -> Result<(), ApiError> {
-    require_content_type(
-        headers,
-        |media_type| {
-            media_type
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/json-patch+json")
-        },
-        "application/json-patch+json",
-    )
+/// Which patch format a PATCH body is in, from its `Content-Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchFormat {
+    /// RFC 6902, `application/json-patch+json`.
+    JsonPatch,
+    /// FHIRPath Patch, a `Parameters` resource in FHIR JSON.
+    FhirPathPatch,
+}
+
+/// The patch format of a PATCH body (415 for anything else).
+pub fn patch_format(headers: &HeaderMap) -> Result<PatchFormat, ApiError> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json-patch+json" => Ok(PatchFormat::JsonPatch),
+        "application/fhir+json" | "application/json" => Ok(PatchFormat::FhirPathPatch),
+        _ => Err(ApiError::not_supported(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Type {value:?} is not a patch format; send application/json-patch+json (JSON Patch) or application/fhir+json (FHIRPath Patch Parameters)"
+            ),
+        )),
+    }
 }
 
 fn require_content_type(

@@ -4,7 +4,9 @@
 //! This is the only crate that knows HTTP.
 
 mod body;
+mod bundle;
 mod capability;
+mod duplicates;
 mod error;
 mod extract;
 mod format;
@@ -13,6 +15,7 @@ mod instance;
 mod patch;
 mod response;
 mod unsupported;
+mod validate;
 mod write;
 
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
+pub use validate::ValidationMode;
 
 /// Server settings.
 #[derive(Clone, Debug)]
@@ -31,6 +35,8 @@ pub struct Config {
     /// The FHIR base URL as clients reach it, without a trailing slash, e.g. `http://127.0.0.1:8080/fhir`.
     pub base_url: String,
     pub limits: Limits,
+    /// What validation does to writes.
+    pub validation: ValidationMode,
 }
 
 impl Default for Config {
@@ -38,6 +44,7 @@ impl Default for Config {
         Config {
             base_url: "http://127.0.0.1:8080/fhir".into(),
             limits: Limits::default(),
+            validation: ValidationMode::Strict,
         }
     }
 }
@@ -81,10 +88,18 @@ pub fn router(store: Store, config: Config) -> Router {
     };
     let fhir = Router::new()
         .route("/metadata", get(capability::metadata))
-        .route("/", axum::routing::post(unsupported::base_post))
+        .route("/", axum::routing::post(bundle::base_post))
         .route("/_history", get(history::system))
         .route("/{type}", get(unsupported::search).post(write::create))
         .route("/{type}/_history", get(history::type_level))
+        .route(
+            "/{type}/$validate",
+            axum::routing::post(validate::validate_type),
+        )
+        .route(
+            "/{type}/{id}/$validate",
+            axum::routing::post(validate::validate_instance),
+        )
         .route(
             "/{type}/{id}",
             get(instance::read)

@@ -1,4 +1,5 @@
-//! PATCH with JSON Patch (RFC 6902).
+//! PATCH with JSON Patch (RFC 6902, `application/json-patch+json`) or FHIRPath Patch
+//! (a `Parameters` resource, `application/fhir+json`).
 //!
 //! The patch applies to the current version and is written with `If-Match` on that
 //! version, so a concurrent change is never lost: without a client `If-Match` the patch
@@ -13,13 +14,20 @@ use serde_json::Value;
 use store::{Method, StoreError, Write};
 
 use crate::AppState;
-use crate::body::{parse_resource, read_limited};
+use crate::body::{parse_object, parse_resource, read_limited};
 use crate::error::ApiError;
 use crate::extract::{FhirRequest, InstancePath};
-use crate::format::require_json_patch_body;
+use crate::format::{PatchFormat, patch_format};
 use crate::instance::gone;
 use crate::response::write_response;
+use crate::validate::check_on_write;
 use crate::write::new_version;
+
+/// A parsed patch document.
+enum Patch {
+    Json(json_patch::Patch),
+    FhirPath(Value),
+}
 
 /// How often a PATCH without `If-Match` retries when another write got there first.
 const PATCH_ATTEMPTS: usize = 8;
@@ -39,15 +47,28 @@ pub(crate) async fn patch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let InstancePath { resource_type, id } = path;
-    require_json_patch_body(&request.headers)?;
+    let format = patch_format(&request.headers)?;
     let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
-    let patch: json_patch::Patch = serde_json::from_slice(&bytes).map_err(|error| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            IssueType::Structure,
-            format!("the body is not a JSON Patch document (RFC 6902): {error}"),
-        )
-    })?;
+    let patch = match format {
+        PatchFormat::JsonPatch => Patch::Json(serde_json::from_slice(&bytes).map_err(|error| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                IssueType::Structure,
+                format!("the body is not a JSON Patch document (RFC 6902): {error}"),
+            )
+        })?),
+        PatchFormat::FhirPathPatch => {
+            let parameters = parse_object(&bytes)?;
+            if parameters.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    IssueType::Structure,
+                    "a FHIRPath Patch is a Parameters resource",
+                ));
+            }
+            Patch::FhirPath(Value::Object(parameters))
+        }
+    };
     for _ in 0..PATCH_ATTEMPTS {
         let current = match state.store.read(&resource_type, &id).await? {
             None => {
@@ -71,8 +92,23 @@ pub(crate) async fn patch(
             Some(Ok(document)) => document,
             _ => return Err(StoreError::Backend("stored resource is unreadable".into()).into()),
         };
-        json_patch::patch(&mut document, &patch)
-            .map_err(|error| unprocessable(format!("the patch cannot be applied: {error}")))?;
+        match &patch {
+            Patch::Json(operations) => json_patch::patch(&mut document, operations)
+                .map_err(|error| unprocessable(format!("the patch cannot be applied: {error}")))?,
+            Patch::FhirPath(parameters) => {
+                patch::apply(&mut document, parameters).map_err(|error| {
+                    if error.is_bad_patch() {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            IssueType::Invalid,
+                            error.to_string(),
+                        )
+                    } else {
+                        unprocessable(error.to_string())
+                    }
+                })?
+            }
+        }
         let patched = serde_json::to_vec(&document).unwrap_or_default();
         let resource = parse_resource(&patched, &resource_type).map_err(|error| {
             unprocessable(format!(
@@ -85,6 +121,7 @@ pub(crate) async fn patch(
                 "a patch may not change or remove the resource id".into(),
             ));
         }
+        let resource = check_on_write(state.config.validation, resource)?;
         let result = state
             .store
             .write(Write::Update {

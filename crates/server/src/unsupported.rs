@@ -12,10 +12,3 @@ pub(crate) async fn search(_: FhirRequest, _: TypePath) -> Result<Response, ApiE
         "search is not supported yet; read resources by id or use _history",
     ))
 }
-
-pub(crate) async fn base_post(_: FhirRequest) -> Result<Response, ApiError> {
-    Err(ApiError::not_supported(
-        StatusCode::NOT_IMPLEMENTED,
-        "batch and transaction Bundles are not supported yet",
-    ))
-}

@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::extract::{FhirRequest, InstancePath, TypePath};
 use crate::format::require_json_body;
 use crate::response::{Return, write_response};
+use crate::validate::check_on_write;
 
 /// The version a write made; every create or update makes one.
 pub fn new_version(written: Written) -> Result<Version, ApiError> {
@@ -41,7 +42,13 @@ pub(crate) async fn create(
     // a valid id), so it goes before the checks.
     resource.shift_remove("id");
     let resource = check_resource(resource, &resource_type)?;
-    let version = new_version(state.store.write(Write::Create { resource }).await?)?;
+    let resource = check_on_write(state.config.validation, resource)?;
+    let version = new_version(
+        state
+            .store
+            .write(Write::Create { resource, id: None })
+            .await?,
+    )?;
     Ok(write_response(
         &request,
         &state.config.base_url,
@@ -76,6 +83,7 @@ pub(crate) async fn update(
             ));
         }
     }
+    let resource = check_on_write(state.config.validation, resource)?;
     let written = state
         .store
         .write(Write::Update {

@@ -47,3 +47,25 @@ impl From<rusqlite::Error> for StoreError {
         StoreError::Backend(error.to_string())
     }
 }
+
+/// Why a set of writes that must all apply did not: the first write that failed, by its
+/// position, and its error. None of the writes was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionError {
+    pub index: usize,
+    pub error: StoreError,
+}
+
+impl From<StoreError> for TransactionError {
+    fn from(error: StoreError) -> TransactionError {
+        TransactionError { index: 0, error }
+    }
+}
+
+impl fmt::Display for TransactionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "write {}: {}", self.index, self.error)
+    }
+}
+
+impl std::error::Error for TransactionError {}

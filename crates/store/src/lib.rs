@@ -15,12 +15,17 @@ mod sqlite;
 
 use std::sync::Arc;
 
-pub use error::StoreError;
+pub use error::{StoreError, TransactionError};
 pub use history::{HistoryPage, HistoryQuery, HistoryScope};
 pub use instant::{Instant, Period};
 pub use resource::{Method, Version, Write, Written};
 
 use sqlite::SqliteStore;
+
+/// A fresh server-assigned id (a UUID v7: unique and time-ordered).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
 
 /// A handle to the record store; cheap to clone.
 #[derive(Clone)]
@@ -57,6 +62,13 @@ impl Store {
     pub async fn write(&self, write: Write) -> Result<Written, StoreError> {
         match &*self.backend {
             Backend::Sqlite(sqlite) => sqlite.write(write).await,
+        }
+    }
+
+    /// Applies every write or none (a transaction); returns once they are durable.
+    pub async fn write_all(&self, writes: Vec<Write>) -> Result<Vec<Written>, TransactionError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.write_all(writes).await,
         }
     }
 

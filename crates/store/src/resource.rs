@@ -63,8 +63,12 @@ impl Version {
 /// A change to the store.
 #[derive(Debug)]
 pub enum Write {
-    /// Create with a server-assigned id.
-    Create { resource: Map<String, Value> },
+    /// Create. The id is the server's: from [`new_id`](crate::new_id) when the caller
+    /// needs it in advance (a transaction rewriting references), or assigned here.
+    Create {
+        resource: Map<String, Value>,
+        id: Option<String>,
+    },
     /// Update (or create with the client's id); `if_match` demands the current version.
     Update {
         resource_type: String,

@@ -38,7 +38,7 @@ fn patient_with_id(id: &str, marker: &str) -> Map<String, Value> {
 }
 
 fn create(resource: Map<String, Value>) -> Write {
-    Write::Create { resource }
+    Write::Create { resource, id: None }
 }
 
 fn update(id: &str, resource: Map<String, Value>, if_match: Option<u64>) -> Write {

@@ -14,7 +14,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Valu
 use tokio::sync::oneshot;
 
 use crate::{
-    HistoryPage, HistoryQuery, HistoryScope, Instant, Method, StoreError, Version, Write, Written,
+    HistoryPage, HistoryQuery, HistoryScope, Instant, Method, StoreError, TransactionError,
+    Version, Write, Written,
 };
 
 /// The database file inside a data directory.
@@ -45,7 +46,20 @@ impl SqliteStore {
     pub(crate) async fn write(&self, write: Write) -> Result<Written, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(writer::Job { write, reply })
+            .send(writer::Job::One { write, reply })
+            .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the writer dropped a write".into()))?
+    }
+
+    pub(crate) async fn write_all(
+        &self,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Written>, TransactionError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(writer::Job::All { writes, reply })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
         answer
             .await

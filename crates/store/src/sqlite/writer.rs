@@ -11,16 +11,93 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use crate::resource::stamp;
-use crate::{Instant, Method, StoreError, Version, Write, Written};
+use crate::{Instant, Method, StoreError, TransactionError, Version, Write, Written};
 
 /// Most writes in one commit.
 const MAX_GROUP: usize = 512;
 /// Writes that may wait for the writer before callers are held back.
 const QUEUE: usize = 4096;
 
-pub(super) struct Job {
-    pub(super) write: Write,
-    pub(super) reply: oneshot::Sender<Result<Written, StoreError>>,
+/// One unit of work for the writer, with where to send its answer.
+pub(super) enum Job {
+    /// One write.
+    One {
+        write: Write,
+        reply: oneshot::Sender<Result<Written, StoreError>>,
+    },
+    /// Writes that all apply, or none does (a transaction Bundle).
+    All {
+        writes: Vec<Write>,
+        reply: oneshot::Sender<Result<Vec<Written>, TransactionError>>,
+    },
+}
+
+enum Outcome {
+    One(Result<Written, StoreError>),
+    All(Result<Vec<Written>, TransactionError>),
+}
+
+impl Job {
+    fn apply(self, connection: &Connection, clock: &mut Clock) -> (Reply, Outcome) {
+        match self {
+            Job::One { write, reply } => {
+                let result = in_savepoint(connection, |connection| apply(connection, clock, write));
+                (Reply::One(reply), Outcome::One(result))
+            }
+            Job::All { writes, reply } => {
+                let result = in_savepoint(connection, |connection| {
+                    let mut written = Vec::with_capacity(writes.len());
+                    for (index, write) in writes.into_iter().enumerate() {
+                        match apply(connection, clock, write) {
+                            Ok(one) => written.push(one),
+                            Err(error) => return Err(TransactionError { index, error }),
+                        }
+                    }
+                    Ok(written)
+                });
+                (Reply::All(reply), Outcome::All(result))
+            }
+        }
+    }
+}
+
+enum Reply {
+    One(oneshot::Sender<Result<Written, StoreError>>),
+    All(oneshot::Sender<Result<Vec<Written>, TransactionError>>),
+}
+
+impl Reply {
+    fn send(self, outcome: Outcome) {
+        // A caller that went away still had its write committed; nothing to tell.
+        match (self, outcome) {
+            (Reply::One(reply), Outcome::One(result)) => {
+                let _ = reply.send(result);
+            }
+            (Reply::All(reply), Outcome::All(result)) => {
+                let _ = reply.send(result);
+            }
+            (Reply::One(reply), Outcome::All(_)) => {
+                let _ = reply.send(Err(StoreError::Backend("mismatched reply".into())));
+            }
+            (Reply::All(reply), Outcome::One(_)) => {
+                let _ = reply.send(Err(TransactionError {
+                    index: 0,
+                    error: StoreError::Backend("mismatched reply".into()),
+                }));
+            }
+        }
+    }
+
+    fn fail(self, error: StoreError) {
+        match self {
+            Reply::One(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Reply::All(reply) => {
+                let _ = reply.send(Err(TransactionError { index: 0, error }));
+            }
+        }
+    }
 }
 
 pub(super) fn start(connection: Connection) -> Result<SyncSender<Job>, StoreError> {
@@ -70,25 +147,22 @@ fn run(connection: Connection, queue: Receiver<Job>, mut clock: Clock) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let (writes, replies): (Vec<Write>, Vec<_>) =
-            group.into_iter().map(|job| (job.write, job.reply)).unzip();
-        let results = commit_group(&connection, &mut clock, writes);
-        for (reply, result) in replies.into_iter().zip(results) {
-            // A caller that went away still had its write committed; nothing to tell.
-            let _ = reply.send(result);
-        }
+        commit_group(&connection, &mut clock, group);
     }
 }
 
-fn commit_group(
-    connection: &Connection,
-    clock: &mut Clock,
-    writes: Vec<Write>,
-) -> Vec<Result<Written, StoreError>> {
-    let count = writes.len();
+/// Applies every job in one transaction, commits (one sync), then answers each.
+fn commit_group(connection: &Connection, clock: &mut Clock, group: Vec<Job>) {
     if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
         let error = StoreError::from(error);
-        return (0..count).map(|_| Err(error.clone())).collect();
+        for job in group {
+            let (reply, _) = match job {
+                Job::One { reply, .. } => (Reply::One(reply), ()),
+                Job::All { reply, .. } => (Reply::All(reply), ()),
+            };
+            reply.fail(error.clone());
+        }
+        return;
     }
     // Another process may have written to this file: never hand out an instant older
     // than the newest one stored, so history order stays time order.
@@ -98,32 +172,41 @@ fn commit_group(
     if let Ok(Some(newest)) = newest {
         clock.observe(Instant(newest));
     }
-    let mut results = Vec::with_capacity(count);
-    for write in writes {
-        let result = in_savepoint(connection, |connection| apply(connection, clock, write));
-        results.push(result);
-    }
+    let answers: Vec<(Reply, Outcome)> = group
+        .into_iter()
+        .map(|job| job.apply(connection, clock))
+        .collect();
     if let Err(error) = connection.execute_batch("COMMIT") {
         tracing::error!(%error, "commit failed; rolling back the group");
         let _ = connection.execute_batch("ROLLBACK");
         let error = StoreError::from(error);
-        return (0..count).map(|_| Err(error.clone())).collect();
+        for (reply, _) in answers {
+            reply.fail(error.clone());
+        }
+        return;
     }
-    results
+    for (reply, outcome) in answers {
+        reply.send(outcome);
+    }
 }
 
-fn in_savepoint(
+/// Runs `f` in a savepoint: everything it wrote stays if it succeeds, none of it if not.
+fn in_savepoint<T, E: From<StoreError>>(
     connection: &Connection,
-    f: impl FnOnce(&Connection) -> Result<Written, StoreError>,
-) -> Result<Written, StoreError> {
-    connection.execute_batch("SAVEPOINT write")?;
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    connection
+        .execute_batch("SAVEPOINT write")
+        .map_err(|error| E::from(StoreError::from(error)))?;
     let result = f(connection);
     let end = if result.is_ok() {
         "RELEASE write"
     } else {
         "ROLLBACK TO write; RELEASE write"
     };
-    connection.execute_batch(end)?;
+    connection
+        .execute_batch(end)
+        .map_err(|error| E::from(StoreError::from(error)))?;
     result
 }
 
@@ -176,9 +259,14 @@ fn resource_type_of(resource: &Map<String, Value>) -> Result<String, StoreError>
 
 fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Written, StoreError> {
     match write {
-        Write::Create { resource } => {
+        Write::Create { resource, id } => {
             let resource_type = resource_type_of(&resource)?;
-            let id = uuid::Uuid::now_v7().to_string();
+            let id = id.unwrap_or_else(crate::new_id);
+            if current(connection, &resource_type, &id)?.is_some() {
+                return Err(StoreError::Invalid(format!(
+                    "{resource_type}/{id} already exists"
+                )));
+            }
             let version = insert(
                 connection,
                 clock,

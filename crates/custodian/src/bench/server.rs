@@ -1,16 +1,14 @@
-//! `custodian bench`: starts a server on loopback, drives it from this process, and
+//! `custodian bench server`: starts a server on loopback, drives it from this process, and
 //! reports throughput, latency percentiles and the server's peak memory.
 //!
 //! Every run is bounded in time and in request count.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+
+use super::http::{Connection, ServerProcess, wait_until_up};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -62,48 +60,11 @@ impl RunResult {
     }
 }
 
-struct ServerProcess {
-    child: Child,
-    data_dir: PathBuf,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-impl ServerProcess {
-    fn peak_rss_mib(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib / 1024.0)
-    }
-}
-
 pub fn run(args: BenchArgs) -> Result<(), String> {
     if args.connections == 0 || args.runs == 0 || args.seconds == 0 {
         return Err("--connections, --runs and --seconds must be at least 1".into());
     }
-    let _ = std::fs::remove_dir_all(&args.data_dir);
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|error| format!("cannot create {}: {error}", args.data_dir.display()))?;
-    let exe = std::env::current_exe().map_err(|error| format!("cannot find myself: {error}"))?;
-    let child = Command::new(exe)
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", args.port)])
-        .arg("--database")
-        .arg(format!("sqlite:{}", args.data_dir.display()))
-        .env("CUSTODIAN_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(|error| format!("cannot start the server: {error}"))?;
-    let server = ServerProcess {
-        child,
-        data_dir: args.data_dir.clone(),
-    };
+    let server = ServerProcess::start(args.port, &args.data_dir, &[])?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -115,7 +76,7 @@ async fn drive(args: &BenchArgs, server: &ServerProcess) -> Result<(), String> {
     let address = format!("127.0.0.1:{}", args.port);
     wait_until_up(&address).await?;
     println!(
-        "custodian bench: {} connections, {} runs x {} s per scenario, server on {address}",
+        "custodian bench server: {} connections, {} runs x {} s per scenario, server on {address}",
         args.connections, args.runs, args.seconds
     );
 
@@ -186,27 +147,16 @@ impl Scenario {
     }
 }
 
-async fn wait_until_up(address: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(mut connection) = Connection::open(address).await
-            && let Ok((200, _)) = connection.request("GET", "/health", None).await
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(format!(
-        "the server on {address} did not come up within 30 s"
-    ))
-}
-
 async fn seed(address: &str, count: usize) -> Result<Vec<String>, String> {
     let mut connection = Connection::open(address).await?;
     let mut ids = Vec::with_capacity(count);
     for _ in 0..count {
         let (status, body) = connection
-            .request("POST", "/fhir/Patient", Some(PATIENT))
+            .request(
+                "POST",
+                "/fhir/Patient",
+                Some(Bytes::from_static(PATIENT.as_bytes())),
+            )
             .await?;
         if status != 201 {
             return Err(format!("seeding failed with HTTP {status}"));
@@ -249,7 +199,11 @@ async fn run_scenario(
                     }
                     Scenario::Create => {
                         connection
-                            .request("POST", "/fhir/Patient", Some(PATIENT))
+                            .request(
+                                "POST",
+                                "/fhir/Patient",
+                                Some(Bytes::from_static(PATIENT.as_bytes())),
+                            )
                             .await
                     }
                 };
@@ -282,62 +236,4 @@ async fn run_scenario(
     }
     result.elapsed = started.elapsed();
     Ok(result)
-}
-
-/// One HTTP/1.1 keep-alive connection.
-struct Connection {
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-}
-
-impl Connection {
-    async fn open(address: &str) -> Result<Connection, String> {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|error| format!("cannot connect to {address}: {error}"))?;
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| format!("handshake failed: {error}"))?;
-        tokio::spawn(connection);
-        Ok(Connection { sender })
-    }
-
-    async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<&'static str>,
-    ) -> Result<(u16, Bytes), String> {
-        let mut builder = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "127.0.0.1")
-            .header("accept", "application/fhir+json");
-        if body.is_some() {
-            builder = builder.header("content-type", "application/fhir+json");
-        }
-        let request = builder
-            .body(Full::new(
-                body.map(|text| Bytes::from_static(text.as_bytes()))
-                    .unwrap_or_default(),
-            ))
-            .map_err(|error| error.to_string())?;
-        self.sender
-            .ready()
-            .await
-            .map_err(|error| format!("connection closed: {error}"))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|error| format!("request failed: {error}"))?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| format!("reading the answer failed: {error}"))?
-            .to_bytes();
-        Ok((status, body))
-    }
 }

@@ -1,0 +1,140 @@
+//! What the HTTP benchmarks share: a server process of our own, and a lean client.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// A `custodian serve` child process on a fresh data directory; killed and cleaned up
+/// when dropped.
+pub struct ServerProcess {
+    child: Child,
+    data_dir: PathBuf,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+impl ServerProcess {
+    /// Starts a server on `127.0.0.1:port` with an empty database in `data_dir`.
+    pub fn start(port: u16, data_dir: &Path, extra: &[&str]) -> Result<ServerProcess, String> {
+        let _ = std::fs::remove_dir_all(data_dir);
+        std::fs::create_dir_all(data_dir)
+            .map_err(|error| format!("cannot create {}: {error}", data_dir.display()))?;
+        let exe =
+            std::env::current_exe().map_err(|error| format!("cannot find myself: {error}"))?;
+        let child = Command::new(exe)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--database")
+            .arg(format!("sqlite:{}", data_dir.display()))
+            .args(extra)
+            .env("CUSTODIAN_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|error| format!("cannot start the server: {error}"))?;
+        Ok(ServerProcess {
+            child,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// The server's peak resident memory so far (`VmHWM`), in MiB.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+
+    /// The size of the database files, in bytes.
+    pub fn database_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.data_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|entry| entry.metadata().ok())
+                    .map(|metadata| metadata.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+pub async fn wait_until_up(address: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut connection) = Connection::open(address).await
+            && let Ok((200, _)) = connection.request("GET", "/health", None).await
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!(
+        "the server on {address} did not come up within 30 s"
+    ))
+}
+
+/// One HTTP/1.1 keep-alive connection.
+pub struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    pub async fn open(address: &str) -> Result<Connection, String> {
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(|error| format!("cannot connect to {address}: {error}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| format!("handshake failed: {error}"))?;
+        tokio::spawn(connection);
+        Ok(Connection { sender })
+    }
+
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(u16, Bytes), String> {
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "127.0.0.1")
+            .header("accept", "application/fhir+json");
+        if body.is_some() {
+            builder = builder.header("content-type", "application/fhir+json");
+        }
+        let request = builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|error| error.to_string())?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|error| format!("connection closed: {error}"))?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|error| format!("request failed: {error}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| format!("reading the answer failed: {error}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+}

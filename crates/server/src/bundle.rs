@@ -1,0 +1,621 @@
+//! Batch and transaction Bundles: `POST [base]` (FHIR R4 RESTful API, "batch/transaction").
+//!
+//! Entries are processed in the order DELETE, POST, PUT, GET. In a transaction every
+//! `urn:uuid:`/`urn:oid:` fullUrl (and any other fullUrl of a created entry) gets its
+//! server id first, every reference to it in the Bundle is rewritten, and all writes go to
+//! the store as one atomic unit: any failure leaves the store exactly as before and the
+//! answer names the entry. In a batch each entry stands alone and gets its own status.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use fhir::{IssueType, Severity};
+use serde_json::{Map, Value, json};
+use store::{Instant, Method, Store, StoreError, Version, Write, Written};
+
+use crate::AppState;
+use crate::body::{check_resource, parse_object, read_limited};
+use crate::error::ApiError;
+use crate::extract::{FhirRequest, check_id, check_type};
+use crate::format::require_json_body;
+use crate::response::{Return, json_response, parse_etag};
+use crate::validate::check_on_write;
+
+/// What one entry asks for.
+enum Action {
+    Create {
+        resource: Map<String, Value>,
+    },
+    Update {
+        id: String,
+        resource: Map<String, Value>,
+        if_match: Option<u64>,
+    },
+    Delete {
+        id: String,
+        if_match: Option<u64>,
+    },
+    Read {
+        id: String,
+        version: Option<u64>,
+    },
+}
+
+struct Entry {
+    index: usize,
+    resource_type: String,
+    full_url: Option<String>,
+    action: Action,
+}
+
+impl Entry {
+    /// Processing order: DELETE, POST, PUT, GET.
+    fn phase(&self) -> u8 {
+        match self.action {
+            Action::Delete { .. } => 0,
+            Action::Create { .. } => 1,
+            Action::Update { .. } => 2,
+            Action::Read { .. } => 3,
+        }
+    }
+}
+
+fn entry_error(index: usize, error: ApiError) -> ApiError {
+    let prefix = format!("Bundle.entry[{index}]");
+    match error.outcome {
+        Some(mut outcome) => {
+            // Validation issues point into the entry's resource.
+            for issue in outcome["issue"].as_array_mut().into_iter().flatten() {
+                if let Some(expressions) = issue["expression"].as_array_mut() {
+                    for expression in expressions {
+                        if let Some(text) = expression.as_str() {
+                            let inner = text.split_once('.').map_or("", |(_, rest)| rest);
+                            let located = if inner.is_empty() {
+                                format!("{prefix}.resource")
+                            } else {
+                                format!("{prefix}.resource.{inner}")
+                            };
+                            *expression = Value::String(located);
+                        }
+                    }
+                }
+            }
+            ApiError::with_outcome(error.status, error.code, outcome)
+        }
+        None => ApiError::new(
+            error.status,
+            error.code,
+            format!("{prefix}: {}", error.diagnostics),
+        ),
+    }
+}
+
+/// Reads one entry's `request` into an action.
+fn parse_entry(index: usize, entry: Value) -> Result<Entry, ApiError> {
+    let Value::Object(mut entry) = entry else {
+        return Err(ApiError::bad_request("the entry is not an object"));
+    };
+    let Some(Value::Object(request)) = entry.shift_remove("request") else {
+        return Err(ApiError::bad_request("the entry has no request"));
+    };
+    let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+    let url = request.get("url").and_then(Value::as_str).unwrap_or("");
+    if url.is_empty() {
+        return Err(ApiError::bad_request("the entry's request has no url"));
+    }
+    for conditional in ["ifNoneExist", "ifNoneMatch", "ifModifiedSince"] {
+        if request.contains_key(conditional) {
+            return Err(ApiError::not_supported(
+                StatusCode::BAD_REQUEST,
+                format!("request.{conditional} is not supported yet"),
+            ));
+        }
+    }
+    if url.contains('?') {
+        return Err(ApiError::not_supported(
+            StatusCode::BAD_REQUEST,
+            format!("conditional and search URLs ({url}) are not supported in Bundles yet"),
+        ));
+    }
+    let if_match = match request.get("ifMatch").and_then(Value::as_str) {
+        None => None,
+        Some(text) => Some(parse_etag(text).ok_or_else(|| {
+            ApiError::bad_request(format!("ifMatch {text:?} is not a version ETag"))
+        })?),
+    };
+    let segments: Vec<&str> = url.trim_matches('/').split('/').collect();
+    let resource_type = segments.first().copied().unwrap_or("").to_string();
+    check_type(&resource_type)?;
+    let full_url = entry
+        .get("fullUrl")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut resource = || -> Result<Map<String, Value>, ApiError> {
+        match entry.shift_remove("resource") {
+            Some(Value::Object(resource)) => Ok(resource),
+            _ => Err(ApiError::bad_request(format!(
+                "{method} {url} needs a resource in the entry"
+            ))),
+        }
+    };
+    let action = match (method, segments.as_slice()) {
+        ("POST", [_]) => Action::Create {
+            resource: resource()?,
+        },
+        ("PUT", [_, id]) => {
+            check_id(id)?;
+            Action::Update {
+                id: (*id).to_string(),
+                resource: resource()?,
+                if_match,
+            }
+        }
+        ("DELETE", [_, id]) => {
+            check_id(id)?;
+            Action::Delete {
+                id: (*id).to_string(),
+                if_match,
+            }
+        }
+        ("GET", [_, id]) => {
+            check_id(id)?;
+            Action::Read {
+                id: (*id).to_string(),
+                version: None,
+            }
+        }
+        ("GET", [_, id, "_history", version]) => {
+            check_id(id)?;
+            let version = version.parse().map_err(|_| {
+                ApiError::bad_request(format!("{version:?} is not a version number"))
+            })?;
+            Action::Read {
+                id: (*id).to_string(),
+                version: Some(version),
+            }
+        }
+        ("PATCH", _) => {
+            return Err(ApiError::not_supported(
+                StatusCode::BAD_REQUEST,
+                "PATCH entries in Bundles are not supported yet",
+            ));
+        }
+        _ => {
+            return Err(ApiError::not_supported(
+                StatusCode::BAD_REQUEST,
+                format!("{method} {url} is not an interaction a Bundle entry can carry here"),
+            ));
+        }
+    };
+    Ok(Entry {
+        index,
+        resource_type,
+        full_url,
+        action,
+    })
+}
+
+/// Replaces every `reference` that names a key of `targets` with its value.
+fn rewrite_references(value: &mut Value, targets: &HashMap<String, String>) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object.iter_mut() {
+                if key == "reference"
+                    && let Value::String(reference) = child
+                    && let Some(target) = targets.get(reference.as_str())
+                {
+                    *reference = target.clone();
+                } else {
+                    rewrite_references(child, targets);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                rewrite_references(item, targets);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn rewrite_in_map(resource: &mut Map<String, Value>, targets: &HashMap<String, String>) {
+    for child in resource.values_mut() {
+        rewrite_references(child, targets);
+    }
+}
+
+/// Checks a resource bound for the store, as a single create or update would.
+fn prepare(
+    state: &AppState,
+    entry: &Entry,
+    resource: Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    let resource = check_resource(resource, &entry.resource_type)?;
+    check_on_write(state.config.validation, resource)
+}
+
+fn status_text(status: StatusCode) -> String {
+    format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+}
+
+/// The `response` of a write entry.
+fn written_entry(version: &Version, status: StatusCode, prefer: Return) -> Value {
+    let mut response = json!({
+        "status": status_text(status),
+        "location": format!("{}/{}/_history/{}", version.resource_type, version.id, version.version),
+        "etag": version.etag(),
+        "lastModified": version.last_updated.to_fhir(),
+    });
+    let mut entry = Map::new();
+    if prefer == Return::Representation
+        && let Some(body) = &version.body
+        && let Ok(resource) = serde_json::from_str::<Value>(body)
+    {
+        entry.insert("fullUrl".into(), Value::Null);
+        entry.insert("resource".into(), resource);
+    }
+    if version.body.is_none() {
+        // A deletion has no location to point at.
+        if let Some(response) = response.as_object_mut() {
+            response.shift_remove("location");
+        }
+    }
+    entry.shift_remove("fullUrl");
+    entry.insert("response".into(), response);
+    Value::Object(entry)
+}
+
+fn error_entry(error: ApiError) -> Value {
+    let outcome = error.outcome.unwrap_or_else(|| {
+        fhir::operation_outcome(Severity::Error, error.code, &error.diagnostics)
+    });
+    json!({"response": {"status": status_text(error.status), "outcome": outcome}})
+}
+
+async fn read_entry(store: &Store, entry: &Entry) -> Result<Value, ApiError> {
+    let Action::Read { id, version } = &entry.action else {
+        return Err(ApiError::bad_request("not a read"));
+    };
+    let found = match version {
+        Some(version) => store.vread(&entry.resource_type, id, *version).await?,
+        None => store.read(&entry.resource_type, id).await?,
+    };
+    match found {
+        None => Err(ApiError::not_found(format!(
+            "{}/{id} is not known",
+            entry.resource_type
+        ))),
+        Some(found) if found.is_deleted() => Err(ApiError::new(
+            StatusCode::GONE,
+            IssueType::Deleted,
+            format!("{}/{id} was deleted", entry.resource_type),
+        )),
+        Some(found) => {
+            let resource: Value = serde_json::from_str(found.body.as_deref().unwrap_or("{}"))
+                .map_err(|error| ApiError::from(StoreError::Backend(error.to_string())))?;
+            Ok(json!({
+                "resource": resource,
+                "response": {
+                    "status": "200 OK",
+                    "etag": found.etag(),
+                    "lastModified": found.last_updated.to_fhir(),
+                }
+            }))
+        }
+    }
+}
+
+fn response_bundle(kind: &str, entries: Vec<Value>, output: crate::format::Output) -> Response {
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": kind,
+        "meta": {"lastUpdated": Instant::now().to_fhir()},
+        "entry": entries,
+    });
+    json_response(StatusCode::OK, bundle.to_string(), output)
+}
+
+/// A write for the store, with its answer's status on success.
+fn to_write(entry: &Entry, action: Action) -> Write {
+    let resource_type = entry.resource_type.clone();
+    match action {
+        Action::Create { resource } => Write::Create { resource, id: None },
+        Action::Update {
+            id,
+            resource,
+            if_match,
+        } => Write::Update {
+            resource_type,
+            id,
+            resource,
+            if_match,
+            method: Method::Update,
+        },
+        Action::Delete { id, if_match } => Write::Delete {
+            resource_type,
+            id,
+            if_match,
+        },
+        // Reads never become writes; callers filter them out.
+        Action::Read { id, .. } => Write::Delete {
+            resource_type,
+            id,
+            if_match: Some(0),
+        },
+    }
+}
+
+fn write_status(written: &Written, is_delete: bool) -> StatusCode {
+    if is_delete {
+        StatusCode::NO_CONTENT
+    } else if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+pub(crate) async fn base_post(
+    State(state): State<AppState>,
+    request: FhirRequest,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_json_body(&request.headers)?;
+    let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
+    let mut bundle = parse_object(&bytes)?;
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(ApiError::bad_request(
+            "POST to the base takes a Bundle of type transaction or batch",
+        ));
+    }
+    let entries = match bundle.shift_remove("entry") {
+        Some(Value::Array(entries)) => entries,
+        _ => Vec::new(),
+    };
+    let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "transaction" => transaction(&state, &request, entries).await,
+        "batch" => Ok(batch(&state, &request, entries).await),
+        other => Err(ApiError::bad_request(format!(
+            "a Bundle of type {other:?} cannot be processed; POST a transaction or batch here, or store it with POST [base]/Bundle"
+        ))),
+    }
+}
+
+async fn transaction(
+    state: &AppState,
+    request: &FhirRequest,
+    raw_entries: Vec<Value>,
+) -> Result<Response, ApiError> {
+    let entry_count = raw_entries.len();
+    let mut entries = Vec::with_capacity(entry_count);
+    for (index, raw) in raw_entries.into_iter().enumerate() {
+        entries.push(parse_entry(index, raw).map_err(|error| entry_error(index, error))?);
+    }
+    // Server ids for created resources, known before anything is written, so references
+    // between entries can point at them.
+    let mut targets: HashMap<String, String> = HashMap::new();
+    let mut created_ids: HashMap<usize, String> = HashMap::new();
+    for entry in &entries {
+        match &entry.action {
+            Action::Create { .. } => {
+                let id = store::new_id();
+                if let Some(full_url) = &entry.full_url {
+                    targets.insert(full_url.clone(), format!("{}/{id}", entry.resource_type));
+                }
+                created_ids.insert(entry.index, id);
+            }
+            Action::Update { id, .. } => {
+                if let Some(full_url) = entry
+                    .full_url
+                    .as_ref()
+                    .filter(|url| url.starts_with("urn:"))
+                {
+                    targets.insert(full_url.clone(), format!("{}/{id}", entry.resource_type));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&position| entries[position].phase());
+
+    let mut writes = Vec::new();
+    let mut write_entries = Vec::new();
+    let mut reads = Vec::new();
+    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    for position in order {
+        let Some(mut entry) = slots[position].take() else {
+            continue;
+        };
+        let index = entry.index;
+        let action = std::mem::replace(
+            &mut entry.action,
+            Action::Read {
+                id: String::new(),
+                version: None,
+            },
+        );
+        let write = match action {
+            Action::Read { id, version } => {
+                entry.action = Action::Read { id, version };
+                reads.push(entry);
+                continue;
+            }
+            Action::Create { mut resource } => {
+                rewrite_in_map(&mut resource, &targets);
+                resource.shift_remove("id");
+                let resource =
+                    prepare(state, &entry, resource).map_err(|e| entry_error(index, e))?;
+                Write::Create {
+                    resource,
+                    id: created_ids.remove(&index),
+                }
+            }
+            Action::Update {
+                id,
+                mut resource,
+                if_match,
+            } => {
+                rewrite_in_map(&mut resource, &targets);
+                if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+                    return Err(entry_error(
+                        index,
+                        ApiError::bad_request(format!(
+                            "the resource id must equal the id in the request url ({id})"
+                        )),
+                    ));
+                }
+                let resource =
+                    prepare(state, &entry, resource).map_err(|e| entry_error(index, e))?;
+                to_write(
+                    &entry,
+                    Action::Update {
+                        id,
+                        resource,
+                        if_match,
+                    },
+                )
+            }
+            delete @ Action::Delete { .. } => to_write(&entry, delete),
+        };
+        let is_delete = matches!(write, Write::Delete { .. });
+        writes.push(write);
+        write_entries.push((index, is_delete));
+    }
+
+    let written = state.store.write_all(writes).await.map_err(|failure| {
+        let index = write_entries
+            .get(failure.index)
+            .map_or(0, |(index, _)| *index);
+        entry_error(index, ApiError::from(failure.error))
+    })?;
+
+    let mut answers: Vec<Value> = vec![Value::Null; entry_count];
+    for ((index, is_delete), written) in write_entries.into_iter().zip(written) {
+        let status = write_status(&written, is_delete);
+        answers[index] = match &written.version {
+            Some(version) => written_entry(version, status, request.prefer),
+            None => json!({"response": {"status": status_text(StatusCode::NO_CONTENT)}}),
+        };
+    }
+    for entry in reads {
+        answers[entry.index] = read_entry(&state.store, &entry)
+            .await
+            .map_err(|error| entry_error(entry.index, error))?;
+    }
+    Ok(response_bundle(
+        "transaction-response",
+        answers,
+        request.output,
+    ))
+}
+
+async fn batch(state: &AppState, request: &FhirRequest, raw_entries: Vec<Value>) -> Response {
+    let mut answers: Vec<Value> = vec![Value::Null; raw_entries.len()];
+    let mut entries = Vec::new();
+    for (index, raw) in raw_entries.into_iter().enumerate() {
+        match parse_entry(index, raw) {
+            Ok(entry) => entries.push(entry),
+            Err(error) => answers[index] = error_entry(error),
+        }
+    }
+    entries.sort_by_key(Entry::phase);
+    // Entries of one phase are independent: send them together so they share commits.
+    while let Some(first) = entries.first() {
+        let phase = first.phase();
+        let phase_end = entries
+            .iter()
+            .position(|entry| entry.phase() != phase)
+            .unwrap_or(entries.len());
+        let mut tasks = tokio::task::JoinSet::new();
+        for entry in entries.drain(..phase_end).collect::<Vec<_>>() {
+            let state = state.clone();
+            let prefer = request.prefer;
+            tasks.spawn(async move {
+                let index = entry.index;
+                (index, batch_entry(&state, entry, prefer).await)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((index, Ok(answer))) => answers[index] = answer,
+                Ok((index, Err(error))) => answers[index] = error_entry(error),
+                Err(error) => {
+                    tracing::error!(%error, "a batch entry task failed");
+                }
+            }
+        }
+    }
+    for answer in &mut answers {
+        if answer.is_null() {
+            *answer = error_entry(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                IssueType::Exception,
+                "the entry was not processed",
+            ));
+        }
+    }
+    response_bundle("batch-response", answers, request.output).into_response()
+}
+
+async fn batch_entry(
+    state: &AppState,
+    mut entry: Entry,
+    prefer: Return,
+) -> Result<Value, ApiError> {
+    let action = std::mem::replace(
+        &mut entry.action,
+        Action::Read {
+            id: String::new(),
+            version: None,
+        },
+    );
+    let write = match action {
+        Action::Read { id, version } => {
+            entry.action = Action::Read { id, version };
+            return read_entry(&state.store, &entry).await;
+        }
+        Action::Create { mut resource } => {
+            resource.shift_remove("id");
+            let resource = prepare(state, &entry, resource)?;
+            Write::Create { resource, id: None }
+        }
+        Action::Update {
+            id,
+            resource,
+            if_match,
+        } => {
+            if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "the resource id must equal the id in the request url ({id})"
+                )));
+            }
+            let resource = prepare(state, &entry, resource)?;
+            to_write(
+                &entry,
+                Action::Update {
+                    id,
+                    resource,
+                    if_match,
+                },
+            )
+        }
+        delete @ Action::Delete { .. } => to_write(&entry, delete),
+    };
+    let is_delete = matches!(write, Write::Delete { .. });
+    let written = state.store.write(write).await?;
+    let status = write_status(&written, is_delete);
+    Ok(match &written.version {
+        Some(version) => written_entry(version, status, prefer),
+        None => json!({"response": {"status": status_text(StatusCode::NO_CONTENT)}}),
+    })
+}
