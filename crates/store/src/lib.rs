@@ -92,6 +92,22 @@ impl Store {
         }
     }
 
+    /// The current, not deleted, versions of every resource of a type, at most `limit`
+    /// (for small configuration types such as StructureDefinition, not for searching).
+    pub async fn current_of_type(
+        &self,
+        resource_type: &str,
+        limit: usize,
+    ) -> Result<Vec<Version>, StoreError> {
+        let store = self.clone();
+        let resource_type = resource_type.to_string();
+        tokio::task::spawn_blocking(move || match &*store.backend {
+            Backend::Sqlite(sqlite) => sqlite.current_of_type(&resource_type, limit),
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("listing task failed: {error}")))?
+    }
+
     /// A page of history, newest first.
     pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
         let store = self.clone();

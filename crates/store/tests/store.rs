@@ -877,3 +877,62 @@ async fn open_refuses_unknown_urls() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_all_is_atomic_and_current_of_type_lists_live_resources() {
+    let (store, _dir) = open();
+    let id = store::new_id();
+    let written = store
+        .write_all(vec![
+            Write::Create {
+                resource: patient("a"),
+                id: Some(id.clone()),
+            },
+            update("p2", patient_with_id("p2", "b"), None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 2);
+    assert_eq!(written[0].version.as_ref().unwrap().id, id);
+
+    // The second write fails (stale If-Match): the first must not be kept either.
+    let failure = store
+        .write_all(vec![
+            update("p3", patient_with_id("p3", "c"), None),
+            update("p2", patient_with_id("p2", "d"), Some(9)),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(failure.index, 1);
+    assert!(matches!(failure.error, StoreError::VersionMismatch { .. }));
+    assert!(store.read("Patient", "p3").await.unwrap().is_none());
+    assert_eq!(
+        marker(&store.read("Patient", "p2").await.unwrap().unwrap()),
+        "b"
+    );
+
+    // A create with an id that exists is refused.
+    let duplicate = store
+        .write(Write::Create {
+            resource: patient("e"),
+            id: Some(id.clone()),
+        })
+        .await;
+    assert!(matches!(duplicate, Err(StoreError::Invalid(_))));
+
+    written_ok(store.write(delete("p2", None)).await);
+    let live = store.current_of_type("Patient", 10).await.unwrap();
+    let ids: Vec<&str> = live.iter().map(|version| version.id.as_str()).collect();
+    assert_eq!(ids, [id.as_str()]);
+    assert!(
+        store
+            .current_of_type("Observation", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn written_ok(result: Result<Written, StoreError>) {
+    result.expect("write succeeds");
+}

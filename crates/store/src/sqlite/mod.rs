@@ -120,6 +120,24 @@ impl SqliteStore {
         })
     }
 
+    pub(crate) fn current_of_type(
+        &self,
+        resource_type: &str,
+        limit: usize,
+    ) -> Result<Vec<Version>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_reader(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.body, v.created
+                 FROM resource r, resource_version v
+                 WHERE r.type = ?1 AND r.deleted = 0 AND v.seq = r.seq
+                 ORDER BY r.id LIMIT ?2",
+            )?;
+            let rows = statement.query_map((resource_type, limit), version_from_row)?;
+            rows.collect()
+        })
+    }
+
     pub(crate) fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
         self.with_reader(|connection| {
             let mut filters = Vec::new();
