@@ -14,6 +14,7 @@ mod functions;
 mod model;
 mod ops;
 mod parser;
+mod print;
 pub mod temporal;
 mod ucum;
 mod value;
@@ -97,6 +98,13 @@ impl Expression {
         env: &'a Environment<'_>,
     ) -> Result<Collection<'a>, Error> {
         eval::evaluate(&self.root, resource, focus, env)
+    }
+}
+
+impl fmt::Display for Expression {
+    /// The expression as canonical, fully parenthesised FHIRPath; compiling it gives the same tree.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.root.fmt(f)
     }
 }
 

@@ -257,14 +257,14 @@ pub fn parse_time(s: &str) -> Option<Time> {
 
 /// A date/time literal after `@`: what kind it is.
 #[derive(Clone, Copy, Debug)]
-pub enum Literal {
+pub(crate) enum Literal {
     Date(DateTime),
     DateTime(DateTime),
     Time(Time),
 }
 
 /// Scans a date/time literal at the start of `s` (just after `@`); returns it and its length.
-pub fn scan_literal(s: &str) -> Option<(Literal, usize)> {
+pub(crate) fn scan_literal(s: &str) -> Option<(Literal, usize)> {
     if let Some(r) = s.strip_prefix('T') {
         let (time, rest) = parse_time_part(r)?;
         return Some((Literal::Time(time), s.len() - rest.len()));

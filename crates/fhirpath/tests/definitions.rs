@@ -47,6 +47,53 @@ fn every_invariant_compiles() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Every expression in the definitions.
+fn all_expressions() -> Vec<String> {
+    let defs = fhir::definitions();
+    let mut out: Vec<String> = defs
+        .search_parameters()
+        .iter()
+        .filter_map(|p| p.expression.clone())
+        .collect();
+    for name in defs.resource_types() {
+        let Some(def) = defs.type_def(name) else {
+            continue;
+        };
+        for constraint in def
+            .constraints
+            .iter()
+            .chain(def.elements.iter().flat_map(|e| &e.constraints))
+        {
+            out.push(constraint.expression.clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn printing_round_trips() {
+    let mut failures = Vec::new();
+    let extra = [
+        "-1.convertsToInteger()",
+        "(-1).abs() + -(2)",
+        "'a\\'b\\n\\u0001' & `div`.`given name`",
+        "@2015T.is(DateTime) and @2015-02-04T14:34:28.123+10:00 > @2015 and @T10:30 < @T11",
+        "4 days + 1 'mg' + 1.0 + 1.50 + 12345678901234567890",
+        "%`vs-administrative-gender` | %resource | $this | $index | $total",
+        "x.ofType(FHIR.`Patient`).as(System.String) is Boolean",
+        "name.where(use = 'official' implies given.exists() xor family.empty())[0]",
+    ];
+    for source in all_expressions().iter().map(String::as_str).chain(extra) {
+        let first = Expression::compile(source).unwrap().to_string();
+        match Expression::compile(&first) {
+            Ok(again) if again.to_string() == first => {}
+            Ok(again) => failures.push(format!("{source}\n  {first}\n  {again}")),
+            Err(e) => failures.push(format!("{source}\n  {first}\n  {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Example resources, and whether each is known to be valid (the official examples are).
 fn examples() -> Vec<(Value, bool)> {
     let dir = std::env::var_os("CUSTODIAN_TESTDATA").map_or_else(
