@@ -2,6 +2,8 @@
 //! wires the crates together; the work happens in the libraries.
 
 mod bench;
+mod client;
+mod import;
 
 /// mimalloc: the JSON work on every request allocates and frees many small objects, and
 /// glibc's allocator spent a third of ingest time doing it.
@@ -25,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run the FHIR server.
     Serve(ServeArgs),
+    /// Load NDJSON and Bundle files (or directories of them, gzip too) into the store.
+    Import(import::ImportArgs),
     /// Measure the speed targets: `server`, `fhirpath`, `validation`.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(command) => bench::run(command),
+        Command::Import(args) => import::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

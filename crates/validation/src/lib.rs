@@ -27,10 +27,17 @@
 //! `Observation.value.ofType(Quantity)`; a nested resource continues the path of the element
 //! that holds it: `Bundle.entry[0].resource.id`.
 //!
+//! Constraint profiles (StructureDefinitions with `derivation: constraint`) are compiled once
+//! with [`Profile::compile`] and checked by [`validate_against`] after the base validation;
+//! their issues name the profile's url (and the slice) in the diagnostics: `structure` for
+//! cardinality, type and slicing, `value` for `fixed[x]`/`pattern[x]`/`maxLength`,
+//! `code-invalid` for bindings, `invariant` for the profile's constraints.
+//!
 //! This crate knows nothing about storage or HTTP.
 
 mod model;
 mod primitive;
+mod profile;
 mod reference;
 mod rules;
 
@@ -43,6 +50,8 @@ use serde_json::{Map, Value, json};
 use model::{Elem, ElemType, MODEL, Model, Strength, TypeModel, ValueSetIndex};
 use primitive::Primitive;
 use reference::Target;
+
+pub use profile::{Profile, ProfileInvariant};
 
 /// One problem found in a resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,8 +113,30 @@ pub fn validate_with(resource: &Value, evaluator: Option<&dyn InvariantEvaluator
     validator.issues
 }
 
+/// Validates one resource against the base definitions and additionally against each profile.
+///
+/// A profile's issues name it (its url) in their diagnostics; a profile on another resource type
+/// gives one `structure` error, a profile on a data type one `not-supported` error.
+pub fn validate_against(resource: &Value, profiles: &[&Profile]) -> Vec<Issue> {
+    validate_against_with(resource, profiles, None)
+}
+
+/// [`validate_against`], evaluating the invariants of the definitions and of the profiles with
+/// `evaluator` if given.
+pub fn validate_against_with(
+    resource: &Value,
+    profiles: &[&Profile],
+    evaluator: Option<&dyn InvariantEvaluator>,
+) -> Vec<Issue> {
+    let mut issues = validate_with(resource, evaluator);
+    for profile in profiles {
+        profile.check(resource, evaluator, &mut issues);
+    }
+    issues
+}
+
 /// Invariants checked natively (or, for `ele-1`, by the JSON shape rules); an evaluator skips them.
-const NATIVE_INVARIANTS: [&str; 4] = ["ele-1", "ext-1", "dom-2", "dom-4"];
+pub(crate) const NATIVE_INVARIANTS: [&str; 4] = ["ele-1", "ext-1", "dom-2", "dom-4"];
 
 const DOM_2: &str = "dom-2: If the resource is contained in another resource, it SHALL NOT contain nested Resources";
 const DOM_4: &str = "dom-4: If a resource is contained in another resource, it SHALL NOT have a meta.versionId or a meta.lastUpdated";

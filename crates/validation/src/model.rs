@@ -123,11 +123,19 @@ pub(crate) struct Model {
     pub element_type: usize,
     pub by_name: FastMap<&'static str, usize>,
     pub value_sets: Vec<ValueSetIndex>,
+    /// Value set url (no version) to its index in `value_sets`.
+    pub value_set_by_url: FastMap<&'static str, usize>,
 }
 
 impl Model {
     pub fn type_index(&self, name: &str) -> Option<usize> {
         self.by_name.get(name).copied()
+    }
+
+    /// An expanded value set by url; a `|version` suffix is ignored.
+    pub fn value_set(&self, url: &str) -> Option<usize> {
+        let url = url.split_once('|').map_or(url, |(url, _)| url);
+        self.value_set_by_url.get(url).copied()
     }
 
     /// A concrete resource type by name.
@@ -177,6 +185,7 @@ fn build() -> Model {
         element_type,
         by_name,
         value_sets,
+        value_set_by_url: vs_index,
     }
 }
 

@@ -4,10 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+pub use crate::client::Connection;
 
 /// A `custodian serve` child process on a fresh data directory; killed and cleaned up
 /// when dropped.
@@ -82,59 +79,4 @@ pub async fn wait_until_up(address: &str) -> Result<(), String> {
     Err(format!(
         "the server on {address} did not come up within 30 s"
     ))
-}
-
-/// One HTTP/1.1 keep-alive connection.
-pub struct Connection {
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-}
-
-impl Connection {
-    pub async fn open(address: &str) -> Result<Connection, String> {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|error| format!("cannot connect to {address}: {error}"))?;
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| format!("handshake failed: {error}"))?;
-        tokio::spawn(connection);
-        Ok(Connection { sender })
-    }
-
-    pub async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<Bytes>,
-    ) -> Result<(u16, Bytes), String> {
-        let mut builder = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "127.0.0.1")
-            .header("accept", "application/fhir+json");
-        if body.is_some() {
-            builder = builder.header("content-type", "application/fhir+json");
-        }
-        let request = builder
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|error| error.to_string())?;
-        self.sender
-            .ready()
-            .await
-            .map_err(|error| format!("connection closed: {error}"))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|error| format!("request failed: {error}"))?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| format!("reading the answer failed: {error}"))?
-            .to_bytes();
-        Ok((status, body))
-    }
 }

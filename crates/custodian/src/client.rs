@@ -1,0 +1,66 @@
+//! A lean HTTP/1.1 client for the commands that talk to a server: one keep-alive
+//! connection, plain HTTP on the local network.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// One HTTP/1.1 keep-alive connection.
+pub struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Connection {
+    pub async fn open(address: &str) -> Result<Connection, String> {
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(|error| format!("cannot connect to {address}: {error}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| format!("handshake failed: {error}"))?;
+        tokio::spawn(connection);
+        Ok(Connection {
+            sender,
+            host: address.to_string(),
+        })
+    }
+
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(u16, Bytes), String> {
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.host.as_str())
+            .header("accept", "application/fhir+json");
+        if body.is_some() {
+            builder = builder.header("content-type", "application/fhir+json");
+        }
+        let request = builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|error| error.to_string())?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|error| format!("connection closed: {error}"))?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|error| format!("request failed: {error}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| format!("reading the answer failed: {error}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
