@@ -498,7 +498,9 @@ async fn in_process_server(
         base_url: format!("http://{local}/fhir"),
         ..server::Config::default()
     };
-    let app = server::router(store, config);
+    let app = server::router(store, config)
+        .await
+        .map_err(|error| format!("cannot start: {error}"))?;
     let handle = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "the import's server stopped");

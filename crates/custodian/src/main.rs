@@ -50,7 +50,7 @@ struct ServeArgs {
     #[arg(long, env = "CUSTODIAN_BASE_URL")]
     base_url: Option<String>,
     /// What validation does to writes: `strict` refuses invalid resources with 422,
-    /// `warnings` stores them and logs how many issues they had.
+    /// `warnings` stores them and logs how many issues they had, `off` skips validation.
     #[arg(
         long,
         env = "CUSTODIAN_VALIDATION",
@@ -67,6 +67,7 @@ struct ServeArgs {
 enum Validation {
     Strict,
     Warnings,
+    Off,
 }
 
 fn main() -> ExitCode {
@@ -123,9 +124,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             validation: match args.validation {
                 Validation::Strict => server::ValidationMode::Strict,
                 Validation::Warnings => server::ValidationMode::Warnings,
+                Validation::Off => server::ValidationMode::Off,
             },
         };
-        let app = server::router(store, config);
+        let app = server::router(store, config)
+            .await
+            .map_err(|error| format!("cannot start: {error}"))?;
         tracing::info!("listening on http://{local}, FHIR base {base_url}");
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())

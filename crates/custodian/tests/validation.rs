@@ -252,3 +252,95 @@ fn repeated_properties_are_refused() {
     let diagnostics = answer.body["issue"][0]["diagnostics"].as_str().unwrap();
     assert!(diagnostics.contains("name[0].given"), "{diagnostics}");
 }
+
+const PROFILE: &str = r#"{"resourceType":"StructureDefinition","id":"patient-dob","url":"http://example.org/fhir/StructureDefinition/patient-dob","name":"PatientWithBirthDate","status":"active","kind":"resource","abstract":false,"type":"Patient","baseDefinition":"http://hl7.org/fhir/StructureDefinition/Patient","derivation":"constraint","differential":{"element":[{"id":"Patient","path":"Patient"},{"id":"Patient.birthDate","path":"Patient.birthDate","min":1}]}}"#;
+
+const CLAIMING: &str = r#"{"resourceType":"Patient","meta":{"profile":["http://example.org/fhir/StructureDefinition/patient-dob"]},"gender":"male"}"#;
+
+fn put(base: &str, path: &str, body: &str) -> Answer {
+    let mut response = agent()
+        .put(&format!("{base}/{path}"))
+        .header("Content-Type", "application/fhir+json")
+        .send(body)
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    Answer {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
+}
+
+#[test]
+fn stored_profiles_apply_to_resources_that_claim_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), &[]);
+    let base = server.base.clone();
+
+    // Before the profile is stored, a claim is only a warning.
+    assert_eq!(post(&base, "Patient", CLAIMING).status, 201);
+
+    let stored = put(&base, "StructureDefinition/patient-dob", PROFILE);
+    assert_eq!(stored.status, 201, "{}", stored.body);
+    let refused = post(&base, "Patient", CLAIMING);
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(
+        refused.body["issue"][0]["expression"][0],
+        "Patient.birthDate"
+    );
+    assert!(
+        refused.body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("patient-dob")
+    );
+    let with_birth_date = CLAIMING.replace(r#""gender":"male""#, r#""birthDate":"1970-01-01""#);
+    assert_eq!(post(&base, "Patient", &with_birth_date).status, 201);
+
+    // $validate against a named profile, and an unknown one.
+    let checked = post(
+        &base,
+        "Patient/$validate?profile=http://example.org/fhir/StructureDefinition/patient-dob",
+        r#"{"resourceType":"Patient"}"#,
+    );
+    assert_eq!(checked.status, 200);
+    assert!(
+        issues(&checked.body)
+            .iter()
+            .any(|(severity, _, at)| severity == "error" && at == "Patient.birthDate"),
+        "{}",
+        checked.body
+    );
+    let unknown = post(
+        &base,
+        "Patient/$validate?profile=http://example.org/nothing",
+        r#"{"resourceType":"Patient"}"#,
+    );
+    assert_eq!(unknown.status, 404);
+
+    // The registry is rebuilt from the store at start-up.
+    server.kill();
+    let server = TestServer::start_in(dir.path(), &[]);
+    assert_eq!(post(&server.base, "Patient", CLAIMING).status, 422);
+
+    // Deleting the profile lifts it.
+    let mut deleted = agent()
+        .delete(&format!("{}/StructureDefinition/patient-dob", server.base))
+        .call()
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    let _ = deleted.body_mut().read_to_string();
+    assert_eq!(post(&server.base, "Patient", CLAIMING).status, 201);
+}
+
+#[test]
+fn a_profile_the_server_cannot_apply_is_refused() {
+    let (server, _dir) = TestServer::start();
+    // Re-slicing is not supported: storing it would let claiming resources pass unchecked.
+    let unusable = PROFILE.replace(
+        r#"{"id":"Patient.birthDate","path":"Patient.birthDate","min":1}"#,
+        r#"{"id":"Patient.identifier:a/b","path":"Patient.identifier","sliceName":"a/b"}"#,
+    );
+    let answer = put(&server.base, "StructureDefinition/patient-dob", &unusable);
+    assert_eq!(answer.status, 422, "{}", answer.body);
+}

@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::extract::{FhirRequest, check_id, check_type};
 use crate::format::require_json_body;
 use crate::response::{Return, json_response, parse_etag};
-use crate::validate::check_on_write;
+use crate::validate::{after_write, check_on_write};
 
 /// What one entry asks for.
 enum Action {
@@ -235,7 +235,7 @@ fn prepare(
     resource: Map<String, Value>,
 ) -> Result<Map<String, Value>, ApiError> {
     let resource = check_resource(resource, &entry.resource_type)?;
-    check_on_write(state.config.validation, resource)
+    check_on_write(state, resource)
 }
 
 fn status_text(status: StatusCode) -> String {
@@ -502,6 +502,9 @@ async fn transaction(
     let mut answers: Vec<Value> = vec![Value::Null; entry_count];
     for ((index, is_delete), written) in write_entries.into_iter().zip(written) {
         let status = write_status(&written, is_delete);
+        if let Some(version) = &written.version {
+            after_write(state, version);
+        }
         answers[index] = match &written.version {
             Some(version) => written_entry(version, status, request.prefer),
             None => json!({"response": {"status": status_text(StatusCode::NO_CONTENT)}}),
@@ -614,6 +617,9 @@ async fn batch_entry(
     let is_delete = matches!(write, Write::Delete { .. });
     let written = state.store.write(write).await?;
     let status = write_status(&written, is_delete);
+    if let Some(version) = &written.version {
+        after_write(state, version);
+    }
     Ok(match &written.version {
         Some(version) => written_entry(version, status, prefer),
         None => json!({"response": {"status": status_text(StatusCode::NO_CONTENT)}}),

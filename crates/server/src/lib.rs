@@ -13,6 +13,7 @@ mod format;
 mod history;
 mod instance;
 mod patch;
+mod profiles;
 mod response;
 mod unsupported;
 mod validate;
@@ -76,15 +77,19 @@ pub(crate) struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
     pub capability: Arc<serde_json::Value>,
+    pub profiles: Arc<profiles::ProfileRegistry>,
 }
 
-/// The HTTP application: `/fhir/...` and `/health`.
-pub fn router(store: Store, config: Config) -> Router {
+/// The HTTP application: `/fhir/...` and `/health`. It first learns the profiles stored
+/// in `store`.
+pub async fn router(store: Store, config: Config) -> Result<Router, store::StoreError> {
     let capability = Arc::new(capability::statement(&config));
+    let profiles = Arc::new(profiles::ProfileRegistry::load(&store).await?);
     let state = AppState {
         store,
         config: Arc::new(config),
         capability,
+        profiles,
     };
     let fhir = Router::new()
         .route("/metadata", get(capability::metadata))
@@ -110,14 +115,15 @@ pub fn router(store: Store, config: Config) -> Router {
         .route("/{type}/{id}/_history", get(history::instance))
         .route("/{type}/{id}/_history/{version}", get(instance::vread))
         .route_layer(axum::middleware::from_fn(log_request));
-    Router::new()
+    let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .nest("/fhir", fhir)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         // A bug in one request must not take the server down: answer 500 with an OperationOutcome.
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(CatchPanicLayer::custom(panic_response));
+    Ok(app)
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {

@@ -20,7 +20,7 @@ use crate::extract::{FhirRequest, InstancePath};
 use crate::format::{PatchFormat, patch_format};
 use crate::instance::gone;
 use crate::response::write_response;
-use crate::validate::check_on_write;
+use crate::validate::{after_write, check_on_write};
 use crate::write::new_version;
 
 /// A parsed patch document.
@@ -121,7 +121,7 @@ pub(crate) async fn patch(
                 "a patch may not change or remove the resource id".into(),
             ));
         }
-        let resource = check_on_write(state.config.validation, resource)?;
+        let resource = check_on_write(&state, resource)?;
         let result = state
             .store
             .write(Write::Update {
@@ -135,6 +135,7 @@ pub(crate) async fn patch(
         match result {
             Ok(written) => {
                 let version = new_version(written)?;
+                after_write(&state, &version);
                 return Ok(write_response(
                     &request,
                     &state.config.base_url,

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use fhir::{IssueType, Severity};
 use serde_json::{Map, Value, json};
+use store::Version;
 
 use crate::AppState;
 use crate::body::{check_resource, parse_object, read_limited};
@@ -26,6 +27,8 @@ pub enum ValidationMode {
     Strict,
     /// Issues are reported in the log (as counts, never content) and the write goes ahead.
     Warnings,
+    /// No validation on write (bulk loads of trusted data); `$validate` still works.
+    Off,
 }
 
 /// An OperationOutcome listing `issues`; an information issue when there are none.
@@ -57,33 +60,88 @@ fn has_errors(issues: &[validation::Issue]) -> bool {
         .any(|issue| matches!(issue.severity, Severity::Error | Severity::Fatal))
 }
 
+/// Validates a resource against the base definitions and the profiles it claims in
+/// `meta.profile` that this server knows; a profile it does not know is a warning.
+pub fn issues_for(state: &AppState, resource: &Value) -> Vec<validation::Issue> {
+    let (profiles, unknown) = state.profiles.claimed(resource);
+    let profiles: Vec<&validation::Profile> = profiles.iter().map(AsRef::as_ref).collect();
+    let mut issues = if profiles.is_empty() {
+        validation::validate(resource)
+    } else {
+        validation::validate_against(resource, &profiles)
+    };
+    let resource_type = resource["resourceType"].as_str().unwrap_or("Resource");
+    for (index, url) in unknown.iter().enumerate() {
+        issues.push(validation::Issue {
+            severity: Severity::Warning,
+            code: IssueType::NotSupported,
+            expression: format!("{resource_type}.meta.profile[{index}]"),
+            diagnostics: format!(
+                "the profile {url} is not known to this server; only the base definitions were checked"
+            ),
+        });
+    }
+    // A profile must be usable before it is stored, or resources claiming it would pass
+    // unchecked.
+    if resource_type == "StructureDefinition"
+        && resource["derivation"] == "constraint"
+        && let Err(reason) = validation::Profile::compile(resource)
+    {
+        issues.push(validation::Issue {
+            severity: Severity::Error,
+            code: IssueType::NotSupported,
+            expression: "StructureDefinition".into(),
+            diagnostics: format!("this profile cannot be applied by this server: {reason}"),
+        });
+    }
+    issues
+}
+
 /// Validates a resource about to be written, and hands it back.
 pub fn check_on_write(
-    mode: ValidationMode,
+    state: &AppState,
     resource: Map<String, Value>,
 ) -> Result<Map<String, Value>, ApiError> {
+    if state.config.validation == ValidationMode::Off {
+        return Ok(resource);
+    }
     // The validator takes a `Value`; wrapping the map is a move, not a copy.
     let value = Value::Object(resource);
-    let issues = validation::validate(&value);
+    let issues = issues_for(state, &value);
     let Value::Object(resource) = value else {
         return Err(ApiError::bad_request("a resource must be a JSON object"));
     };
     if !has_errors(&issues) {
         return Ok(resource);
     }
-    match mode {
+    match state.config.validation {
         ValidationMode::Strict => Err(ApiError::with_outcome(
             StatusCode::UNPROCESSABLE_ENTITY,
             IssueType::Invalid,
             outcome(&issues),
         )),
-        ValidationMode::Warnings => {
+        ValidationMode::Warnings | ValidationMode::Off => {
             tracing::warn!(
                 issues = issues.len(),
                 "stored a resource that has validation errors"
             );
             Ok(resource)
         }
+    }
+}
+
+/// Keeps the profile registry in step with a StructureDefinition that was just written.
+pub fn after_write(state: &AppState, version: &Version) {
+    if version.resource_type != "StructureDefinition" {
+        return;
+    }
+    match version.body.as_deref().map(serde_json::from_str::<Value>) {
+        Some(Ok(resource)) => {
+            if let Err(error) = state.profiles.register(&version.id, &resource) {
+                tracing::warn!(id = %version.id, %error, "a stored profile cannot be used");
+            }
+        }
+        _ => state.profiles.forget(&version.id),
     }
 }
 
@@ -159,12 +217,17 @@ async fn run_validate(
     require_json_body(&request.headers)?;
     let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
     let input = parse_validate_body(&bytes, request)?;
-    if let Some(profile) = &input.profile {
-        return Err(ApiError::not_supported(
-            StatusCode::BAD_REQUEST,
-            format!("validation against the profile {profile:?} is not supported yet"),
-        ));
-    }
+    let requested = match &input.profile {
+        None => None,
+        Some(url) => match state.profiles.get(url) {
+            Some(profile) => Some(profile),
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "the profile {url} is not known to this server; store its StructureDefinition first"
+                )));
+            }
+        },
+    };
     let mode = input.mode.as_deref().unwrap_or("create");
     match mode {
         "create" | "update" => {}
@@ -211,7 +274,17 @@ async fn run_validate(
             ));
         }
     }
-    let issues = validation::validate(&Value::Object(resource));
+    let resource = Value::Object(resource);
+    let mut issues = issues_for(state, &resource);
+    if let Some(profile) = requested {
+        // The base issues are already in `issues`; add only what the profile adds.
+        let base = validation::validate(&resource).len();
+        issues.extend(
+            validation::validate_against(&resource, &[profile.as_ref()])
+                .into_iter()
+                .skip(base),
+        );
+    }
     Ok(json_response(
         StatusCode::OK,
         outcome(&issues).to_string(),

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::extract::{FhirRequest, InstancePath, TypePath};
 use crate::format::require_json_body;
 use crate::response::{Return, write_response};
-use crate::validate::check_on_write;
+use crate::validate::{after_write, check_on_write};
 
 /// The version a write made; every create or update makes one.
 pub fn new_version(written: Written) -> Result<Version, ApiError> {
@@ -42,13 +42,14 @@ pub(crate) async fn create(
     // a valid id), so it goes before the checks.
     resource.shift_remove("id");
     let resource = check_resource(resource, &resource_type)?;
-    let resource = check_on_write(state.config.validation, resource)?;
+    let resource = check_on_write(&state, resource)?;
     let version = new_version(
         state
             .store
             .write(Write::Create { resource, id: None })
             .await?,
     )?;
+    after_write(&state, &version);
     Ok(write_response(
         &request,
         &state.config.base_url,
@@ -83,7 +84,7 @@ pub(crate) async fn update(
             ));
         }
     }
-    let resource = check_on_write(state.config.validation, resource)?;
+    let resource = check_on_write(&state, resource)?;
     let written = state
         .store
         .write(Write::Update {
@@ -96,6 +97,7 @@ pub(crate) async fn update(
         .await?;
     let created = written.created;
     let version = new_version(written)?;
+    after_write(&state, &version);
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -126,6 +128,7 @@ pub(crate) async fn delete(
         .await?;
     match written.version {
         Some(version) => {
+            after_write(&state, &version);
             let status = if request.prefer == Return::OperationOutcome {
                 StatusCode::OK
             } else {
