@@ -7,8 +7,10 @@ use serde_json::{Value, json};
 use validation::{InvariantEvaluator, Issue, validate, validate_with};
 
 /// The issues as `(severity, code, expression)`, in order.
+/// The structural checks alone: these tests isolate one rule each, while the FHIRPath
+/// invariants (which `validate` also runs) are tested on their own below.
 fn check(resource: Value) -> Vec<(Severity, IssueType, String)> {
-    summarize(validate(&resource))
+    summarize(validate_with(&resource, None))
 }
 
 fn summarize(issues: Vec<Issue>) -> Vec<(Severity, IssueType, String)> {
@@ -614,4 +616,57 @@ fn issues_become_an_operation_outcome() {
     );
     // The outcome itself is a valid resource.
     assert_eq!(validate(&outcome), []);
+}
+
+#[test]
+fn validate_runs_the_fhirpath_invariants() {
+    let invariant_issues = |resource: Value| -> Vec<(Severity, String)> {
+        validate(&resource)
+            .into_iter()
+            .filter(|issue| issue.code == IssueType::Invariant)
+            .map(|issue| {
+                (
+                    issue.severity,
+                    issue
+                        .diagnostics
+                        .split(':')
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    // per-1: a Period may not end before it starts.
+    let encounter = json!({"resourceType": "Encounter", "status": "finished", "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}, "period": {"start": "2020-02-01", "end": "2020-01-01"}});
+    assert_eq!(
+        invariant_issues(encounter),
+        [(Severity::Error, "per-1".to_string())]
+    );
+    // att-1: data needs a contentType.
+    assert_eq!(
+        invariant_issues(json!({"resourceType": "Patient", "photo": [{"data": "AAAA"}]})),
+        [(Severity::Error, "att-1".to_string())]
+    );
+    // ref-1 and dom-3: a local reference needs a contained resource, and a contained
+    // resource needs a reference to it.
+    assert_eq!(
+        invariant_issues(
+            json!({"resourceType": "Patient", "generalPractitioner": [{"reference": "#gp"}]})
+        ),
+        [(Severity::Error, "ref-1".to_string())]
+    );
+    assert_eq!(
+        invariant_issues(
+            json!({"resourceType": "Patient", "contained": [{"resourceType": "Organization", "id": "o", "name": "x"}]})
+        ),
+        [(Severity::Error, "dom-3".to_string())]
+    );
+    // All of them hold on a well-formed resource.
+    assert_eq!(
+        invariant_issues(
+            json!({"resourceType": "Patient", "contained": [{"resourceType": "Practitioner", "id": "gp"}], "generalPractitioner": [{"reference": "#gp"}], "photo": [{"contentType": "image/png", "data": "AAAA"}]})
+        ),
+        []
+    );
 }

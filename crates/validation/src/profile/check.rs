@@ -203,7 +203,19 @@ impl<'a> Checker<'a> {
                 let Some(inv) = self.profile.invariants.get(i) else {
                     continue;
                 };
-                match evaluator.check(&inv.expression, value, self.resource) {
+                // The element id without slice names is the path that types the context.
+                let context_type: String = inv
+                    .element
+                    .split('.')
+                    .map(|segment| segment.split(':').next().unwrap_or(segment))
+                    .collect::<Vec<_>>()
+                    .join(".");
+                match evaluator.check_typed(
+                    &inv.expression,
+                    value,
+                    Some(&context_type),
+                    self.resource,
+                ) {
                     Ok(true) => {}
                     Ok(false) => {
                         let severity = if inv.severity == "error" {
