@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
 
-use fhirpath::{Environment, Expression, FhirType, Item, Node};
+use fhirpath::{Environment, Error, Expression, FhirType, Item, Node, Terminology};
 use serde_json::Value;
 
 use crate::InvariantEvaluator;
@@ -33,6 +33,55 @@ impl FhirPathInvariants {
     }
 }
 
+/// `memberOf()` against the value sets compiled into `fhir` (the ones R4 bindings use).
+pub struct DefinitionsTerminology;
+
+fn contains(
+    codes: &std::collections::BTreeMap<String, Vec<String>>,
+    system: Option<&str>,
+    code: &str,
+) -> bool {
+    match system {
+        Some(system) => codes
+            .get(system)
+            .is_some_and(|listed| listed.binary_search_by(|c| c.as_str().cmp(code)).is_ok()),
+        None => codes
+            .values()
+            .any(|listed| listed.binary_search_by(|c| c.as_str().cmp(code)).is_ok()),
+    }
+}
+
+impl Terminology for DefinitionsTerminology {
+    fn member_of(&self, coded: &Value, value_set: &str) -> Result<bool, Error> {
+        let Some(definition) = fhir::definitions().value_set(value_set) else {
+            return Err(Error::NotAvailable(format!(
+                "the value set {value_set} is not known"
+            )));
+        };
+        let Some(codes) = &definition.codes else {
+            return Err(Error::NotAvailable(format!(
+                "the value set {value_set} cannot be expanded here"
+            )));
+        };
+        let coding_in = |coding: &Value| {
+            coding
+                .get("code")
+                .and_then(Value::as_str)
+                .is_some_and(|code| {
+                    contains(codes, coding.get("system").and_then(Value::as_str), code)
+                })
+        };
+        Ok(match coded {
+            Value::String(code) => contains(codes, None, code),
+            Value::Object(object) => match object.get("coding") {
+                Some(Value::Array(codings)) => codings.iter().any(coding_in),
+                _ => coding_in(coded),
+            },
+            _ => false,
+        })
+    }
+}
+
 /// FHIRPath's reading of an invariant's result: true, or empty, holds.
 fn holds(result: &[Item<'_>]) -> bool {
     match result {
@@ -56,7 +105,8 @@ impl InvariantEvaluator for FhirPathInvariants {
     ) -> Result<bool, String> {
         let compiled = self.expression(expression);
         let expression = compiled.as_ref().as_ref().map_err(Clone::clone)?;
-        let env = Environment::new();
+        let mut env = Environment::new();
+        env.with_terminology(&DefinitionsTerminology);
         let focus_type = context_type.and_then(|name| {
             if name.contains('.') {
                 FhirType::of_path(name)
@@ -72,5 +122,61 @@ impl InvariantEvaluator for FhirPathInvariants {
             .evaluate_focus(resource, vec![Item::Node(node)], &env)
             .map_err(|error| error.to_string())?;
         Ok(holds(&result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn member_of(resource: &Value, expression: &str) -> Vec<bool> {
+        let mut env = Environment::new();
+        env.with_terminology(&DefinitionsTerminology);
+        let compiled = Expression::compile(expression).unwrap();
+        compiled
+            .evaluate(resource, &env)
+            .unwrap()
+            .iter()
+            .filter_map(Item::as_bool)
+            .collect()
+    }
+
+    #[test]
+    fn member_of_uses_the_compiled_value_sets() {
+        let gender = "http://hl7.org/fhir/ValueSet/administrative-gender";
+        let female = json!({"resourceType": "Patient", "gender": "female"});
+        let boy = json!({"resourceType": "Patient", "gender": "boy"});
+        let expression = format!("Patient.gender.memberOf('{gender}')");
+        assert_eq!(member_of(&female, &expression), [true]);
+        assert_eq!(member_of(&boy, &expression), [false]);
+        let status = "http://hl7.org/fhir/ValueSet/observation-status";
+        let coded = json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/observation-status", "code": "final"}]}});
+        assert_eq!(
+            member_of(&coded, &format!("Observation.code.memberOf('{status}')")),
+            [true]
+        );
+    }
+
+    #[test]
+    fn invariants_hold_when_true_or_empty() {
+        let evaluator = FhirPathInvariants::default();
+        let period = json!({"start": "2020-02-01", "end": "2020-01-01"});
+        let resource = json!({"resourceType": "Encounter", "period": period});
+        let per_1 = "start.hasValue().not() or end.hasValue().not() or (start <= end)";
+        assert_eq!(
+            evaluator.check_typed(per_1, &resource["period"], Some("Period"), &resource),
+            Ok(false)
+        );
+        assert_eq!(
+            evaluator.check_typed("{}", &resource["period"], Some("Period"), &resource),
+            Ok(true)
+        );
+        assert!(
+            evaluator
+                .check_typed("(", &resource, None, &resource)
+                .is_err()
+        );
     }
 }
