@@ -3,6 +3,7 @@
 
 mod bench;
 mod client;
+mod dataset;
 mod import;
 
 /// mimalloc: the JSON work on every request allocates and frees many small objects, and
@@ -32,6 +33,8 @@ enum Command {
     /// Measure the speed targets: `server`, `fhirpath`, `validation`.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Write a Synthea data set scaled N times from synthea-100, as Bundles or NDJSON.
+    Dataset(dataset::DatasetArgs),
 }
 
 #[derive(clap::Args)]
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Bench(command) => bench::run(command),
         Command::Import(args) => import::run(args),
+        Command::Dataset(args) => dataset::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
