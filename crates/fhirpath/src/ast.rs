@@ -1,8 +1,11 @@
 //! The compiled form of an expression: function names resolved, literals parsed.
 
+use std::fmt;
+
 use regex::Regex;
 use rust_decimal::Decimal;
 
+use crate::model::{self, TypeId};
 use crate::temporal::{DateTime, Time};
 
 #[derive(Debug, Clone)]
@@ -49,20 +52,89 @@ pub(crate) enum BinOp {
 pub(crate) struct TypeSpec {
     pub namespace: Option<String>,
     pub name: String,
+    /// The FHIR type of that name, looked up when compiling.
+    pub id: Option<TypeId>,
+    /// Whether the type exists (evaluating with an unknown type is an error).
+    pub known: bool,
+}
+
+impl TypeSpec {
+    pub(crate) fn new(namespace: Option<String>, name: String) -> TypeSpec {
+        let id = match namespace.as_deref() {
+            Some("System") => None,
+            _ => model::type_id(&name),
+        };
+        let known = namespace.is_some() || system_type(&name) || model::is_fhir_type(&name);
+        TypeSpec {
+            namespace,
+            name,
+            id,
+            known,
+        }
+    }
+}
+
+/// Whether `name` is a System type.
+pub(crate) fn system_type(name: &str) -> bool {
+    matches!(
+        name,
+        "Boolean" | "String" | "Integer" | "Decimal" | "Date" | "DateTime" | "Time" | "Quantity"
+    )
+}
+
+/// A member name, with the FHIR type it may name looked up when compiling (a path such as
+/// `Patient.name` starts with a type name).
+#[derive(Debug, Clone)]
+pub(crate) struct Name {
+    pub text: String,
+    /// Whether the name starts with a capital letter, as type names do.
+    pub capital: bool,
+    /// The FHIR type of that name.
+    pub type_id: Option<TypeId>,
+    /// The element name's number.
+    pub symbol: Option<model::Symbol>,
+}
+
+impl Name {
+    pub(crate) fn new(text: String) -> Name {
+        let capital = text.starts_with(|c: char| c.is_ascii_uppercase());
+        let type_id = if capital { model::type_id(&text) } else { None };
+        let symbol = model::symbol(&text);
+        Name {
+            text,
+            capital,
+            type_id,
+            symbol,
+        }
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 #[derive(Debug)]
 pub(crate) enum Expr {
     Literal(Literal),
     /// A member name at the start of a path, applied to the focus.
-    Identifier(String),
+    Identifier(Name),
     This,
     Index,
     Total,
     Variable(String),
     Member {
         target: Box<Expr>,
-        name: String,
+        name: Name,
     },
     Call {
         target: Option<Box<Expr>>,
@@ -85,6 +157,73 @@ pub(crate) enum Expr {
     },
     Is(Box<Expr>, Box<TypeSpec>),
     As(Box<Expr>, Box<TypeSpec>),
+    /// `expr`, a path that starts with the type name `ty` and so is empty for a resource of
+    /// another type (`Practitioner.name` in `Patient.name | Practitioner.name`): the evaluator
+    /// skips it for such resources. Only added by the compiler; prints as `expr`.
+    Guarded {
+        ty: TypeId,
+        expr: Box<Expr>,
+    },
+}
+
+impl Expr {
+    /// Wraps a path that starts with a type name in [`Expr::Guarded`].
+    pub(crate) fn guarded(self) -> Expr {
+        match self.root_type() {
+            Some(ty) => Expr::Guarded {
+                ty,
+                expr: Box::new(self),
+            },
+            None => self,
+        }
+    }
+
+    /// The type named at the start of a path whose every step is empty on an empty input
+    /// (and evaluates nothing that could fail), such as `Observation.subject.where(…)`.
+    fn root_type(&self) -> Option<TypeId> {
+        // Arguments evaluated even on an empty input must not be able to fail.
+        let integer = |arg: &Expr| matches!(arg, Expr::Literal(Literal::Integer(_)));
+        let string = |arg: &Expr| matches!(arg, Expr::Literal(Literal::String(_)));
+        match self {
+            Expr::Identifier(name) => name.type_id,
+            Expr::Member { target, .. } | Expr::Is(target, _) | Expr::As(target, _) => {
+                target.root_type()
+            }
+            Expr::Indexer { target, index } if integer(index) => target.root_type(),
+            Expr::Call {
+                target: Some(target),
+                func,
+                args,
+                ..
+            } => {
+                let empty_on_empty = match func {
+                    Func::Where
+                    | Func::Select
+                    | Func::Repeat
+                    | Func::OfType
+                    | Func::Is
+                    | Func::As
+                    | Func::Single
+                    | Func::First
+                    | Func::Last
+                    | Func::Tail
+                    | Func::Distinct
+                    | Func::Children
+                    | Func::Descendants
+                    | Func::Resolve => true,
+                    Func::Skip | Func::Take => args.iter().all(integer),
+                    Func::Extension => args.iter().all(string),
+                    _ => false,
+                };
+                if empty_on_empty {
+                    target.root_type()
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
 }
 
 macro_rules! functions {

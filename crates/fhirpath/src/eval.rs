@@ -6,9 +6,9 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use crate::Error;
-use crate::ast::{BinOp, Expr, Func, Literal, TypeSpec};
+use crate::ast::{BinOp, Expr, Func, Literal, Name, TypeSpec};
 use crate::env::{Environment, Variable};
-use crate::model::{self, ChildDef, FhirType};
+use crate::model::{self, Child, FhirType, Lookup};
 use crate::ops;
 use crate::temporal::DateTime;
 use crate::value::{Collection, Item, NULL, Node, Quantity};
@@ -19,8 +19,23 @@ pub(crate) const MAX_ITEMS: usize = 1_000_000;
 pub(crate) struct Ctx<'a, 'e> {
     pub env: &'a Environment<'e>,
     pub root: &'a Value,
-    pub context: Collection<'a>,
+    pub context: Focus<'a>,
     now: std::cell::OnceCell<DateTime>,
+}
+
+/// The focus an evaluation starts with: usually one resource, held without allocating.
+pub(crate) enum Focus<'a> {
+    One(Item<'a>),
+    Many(Collection<'a>),
+}
+
+impl<'a> Focus<'a> {
+    pub(crate) fn as_slice(&self) -> &[Item<'a>] {
+        match self {
+            Focus::One(item) => std::slice::from_ref(item),
+            Focus::Many(items) => items,
+        }
+    }
 }
 
 /// `$this`, `$index` and `$total` of the innermost iterating function.
@@ -34,7 +49,7 @@ pub(crate) struct Scope<'s, 'a> {
 pub(crate) fn evaluate<'a>(
     expr: &Expr,
     resource: &'a Value,
-    focus: Collection<'a>,
+    focus: Focus<'a>,
     env: &'a Environment<'_>,
 ) -> Result<Collection<'a>, Error> {
     let ctx = Ctx {
@@ -43,7 +58,7 @@ pub(crate) fn evaluate<'a>(
         context: focus,
         now: std::cell::OnceCell::new(),
     };
-    ctx.eval(expr, &ctx.context, Scope::default())
+    ctx.eval(expr, ctx.context.as_slice(), Scope::default())
 }
 
 fn now_utc() -> DateTime {
@@ -119,28 +134,18 @@ impl<'a> Ctx<'a, '_> {
     pub(crate) fn eval(
         &self,
         expr: &Expr,
-        focus: &Collection<'a>,
+        focus: &[Item<'a>],
         scope: Scope<'_, 'a>,
     ) -> Result<Collection<'a>, Error> {
+        // The frequent kinds of node; the others are in `eval_other`, which keeps this
+        // recursive function's frame small.
         match expr {
-            Expr::Literal(lit) => Ok(literal(lit).into_iter().collect()),
             Expr::Identifier(name) => self.members(focus, name, true),
-            Expr::This => Ok(match scope.this {
-                Some(this) => vec![this.clone()],
-                None => focus.clone(),
-            }),
-            Expr::Index => Ok(scope
-                .index
-                .map(|i| Item::Integer(i64::try_from(i).unwrap_or(i64::MAX)))
-                .into_iter()
-                .collect()),
-            Expr::Total => Ok(scope.total.cloned().unwrap_or_default()),
-            Expr::Variable(name) => self.variable(name),
             Expr::Member { target, name } => {
                 if self.env.strict {
                     check_member_of_cast(target, name)?;
                 }
-                let input = self.eval(target, focus, scope)?;
+                let input = self.eval_target(target, focus, scope)?;
                 self.members(&input, name, false)
             }
             Expr::Call {
@@ -158,6 +163,43 @@ impl<'a> Ctx<'a, '_> {
                 focus,
                 scope,
             ),
+            Expr::Binary { op, left, right } => self.binary(*op, left, right, focus, scope),
+            Expr::Guarded { ty, expr } => {
+                // The path's first step is empty for a resource of another type (unless strict
+                // mode makes that an error), and so is the rest of it.
+                if !self.env.strict
+                    && let [Item::Node(node)] = focus
+                    && node.fhir_type.is_resource()
+                    && !node.fhir_type.derives_from_id(*ty)
+                {
+                    return Ok(Vec::new());
+                }
+                self.eval(expr, focus, scope)
+            }
+            _ => self.eval_other(expr, focus, scope),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_other(
+        &self,
+        expr: &Expr,
+        focus: &[Item<'a>],
+        scope: Scope<'_, 'a>,
+    ) -> Result<Collection<'a>, Error> {
+        match expr {
+            Expr::Literal(lit) => Ok(literal(lit).into_iter().collect()),
+            Expr::This => Ok(match scope.this {
+                Some(this) => vec![this.clone()],
+                None => focus.to_vec(),
+            }),
+            Expr::Index => Ok(scope
+                .index
+                .map(|i| Item::Integer(i64::try_from(i).unwrap_or(i64::MAX)))
+                .into_iter()
+                .collect()),
+            Expr::Total => Ok(scope.total.cloned().unwrap_or_default()),
+            Expr::Variable(name) => self.variable(name),
             Expr::Indexer { target, index } => {
                 if self.env.strict && unordered(target) {
                     return Err(Error::Semantic(
@@ -188,7 +230,6 @@ impl<'a> Ctx<'a, '_> {
                     _ => Err(Error::Execution("cannot negate a collection".into())),
                 }
             }
-            Expr::Binary { op, left, right } => self.binary(*op, left, right, focus, scope),
             Expr::Is(operand, spec) => {
                 let value = self.eval(operand, focus, scope)?;
                 match value.as_slice() {
@@ -209,7 +250,34 @@ impl<'a> Ctx<'a, '_> {
                     _ => Err(Error::Execution("'as' needs a single item".into())),
                 }
             }
+            Expr::Identifier(_)
+            | Expr::Member { .. }
+            | Expr::Call { .. }
+            | Expr::Binary { .. }
+            | Expr::Guarded { .. } => self.eval(expr, focus, scope),
         }
+    }
+
+    /// Evaluates the target of `.name`: a type name that every focus item is (the `Patient`
+    /// of `Patient.name` on a Patient) is the focus itself, borrowed rather than copied.
+    fn eval_target<'f>(
+        &self,
+        target: &Expr,
+        focus: &'f [Item<'a>],
+        scope: Scope<'_, 'a>,
+    ) -> Result<Cow<'f, [Item<'a>]>, Error> {
+        if let Expr::Identifier(name) = target
+            && let Some(ty) = name.type_id
+            && !focus.is_empty()
+            && focus.iter().all(|item| {
+                matches!(item, Item::Node(node)
+                    if node.fhir_type.is_resource() && node.fhir_type.derives_from_id(ty))
+            })
+        {
+            // What `members` gives: each item is a resource of that type.
+            return Ok(Cow::Borrowed(focus));
+        }
+        self.eval(target, focus, scope).map(Cow::Owned)
     }
 
     #[inline(never)]
@@ -221,7 +289,7 @@ impl<'a> Ctx<'a, '_> {
         args: &[Expr],
         type_arg: Option<&TypeSpec>,
         regex: Option<&regex::Regex>,
-        focus: &Collection<'a>,
+        focus: &[Item<'a>],
         scope: Scope<'_, 'a>,
     ) -> Result<Collection<'a>, Error> {
         if self.env.strict
@@ -241,7 +309,7 @@ impl<'a> Ctx<'a, '_> {
             None => (
                 match scope.this {
                     Some(this) => vec![this.clone()],
-                    None => focus.clone(),
+                    None => focus.to_vec(),
                 },
                 false,
             ),
@@ -264,7 +332,7 @@ impl<'a> Ctx<'a, '_> {
         let string = |s: &'static str| Ok(vec![Item::String(Cow::Borrowed(s))]);
         match name {
             "resource" | "rootResource" => Ok(resource()),
-            "context" => Ok(self.context.clone()),
+            "context" => Ok(self.context.as_slice().to_vec()),
             "ucum" => string("http://unitsofmeasure.org"),
             "sct" => string("http://snomed.info/sct"),
             "loinc" => string("http://loinc.org"),
@@ -295,7 +363,7 @@ impl<'a> Ctx<'a, '_> {
         op: BinOp,
         left: &Expr,
         right: &Expr,
-        focus: &Collection<'a>,
+        focus: &[Item<'a>],
         scope: Scope<'_, 'a>,
     ) -> Result<Collection<'a>, Error> {
         let boolean = |b: Option<bool>| Ok(b.map(Item::Boolean).into_iter().collect());
@@ -332,6 +400,11 @@ impl<'a> Ctx<'a, '_> {
                     },
                 })
             }
+            BinOp::Union => {
+                let mut out = Vec::new();
+                self.union_into(left, right, focus, scope, &mut out)?;
+                Ok(out)
+            }
             _ => {
                 let l = self.eval(left, focus, scope)?;
                 let r = self.eval(right, focus, scope)?;
@@ -340,14 +413,48 @@ impl<'a> Ctx<'a, '_> {
         }
     }
 
+    /// Evaluates `left | right` into `out`; a chain `a | b | c | …` (parsed as
+    /// `((a | b) | c) | …`) goes into one collection rather than one per `|`.
+    fn union_into(
+        &self,
+        left: &Expr,
+        right: &Expr,
+        focus: &[Item<'a>],
+        scope: Scope<'_, 'a>,
+        out: &mut Collection<'a>,
+    ) -> Result<(), Error> {
+        if let Expr::Binary {
+            op: BinOp::Union,
+            left: inner_left,
+            right: inner_right,
+        } = left
+        {
+            self.union_into(inner_left, inner_right, focus, scope, out)?;
+        } else {
+            // The first `|` of the chain (`out` is still empty).
+            let l = self.eval(left, focus, scope)?;
+            let r = self.eval(right, focus, scope)?;
+            let total = l.len() + r.len();
+            check_pairs(total, total)?;
+            push_distinct(out, l);
+            push_distinct(out, r);
+            return Ok(());
+        }
+        let r = self.eval(right, focus, scope)?;
+        let total = out.len() + r.len();
+        check_pairs(total, total)?;
+        push_distinct(out, r);
+        Ok(())
+    }
+
     /// Children named `name` of every item.
     ///
     /// In strict mode, naming an element that no item's type has is a semantic error
     /// (a typo), unless some item has it or is of unknown type.
     fn members(
         &self,
-        input: &Collection<'a>,
-        name: &str,
+        input: &[Item<'a>],
+        name: &Name,
         at_root: bool,
     ) -> Result<Collection<'a>, Error> {
         let mut out = Vec::new();
@@ -357,13 +464,14 @@ impl<'a> Ctx<'a, '_> {
             if self.member(item, name, at_root, &mut out)? {
                 defined = true;
             } else if missing_on.is_none() {
-                missing_on = Some(item.type_name().1.to_string());
+                missing_on = Some(item.type_name().1);
             }
             check_size(out.len())?;
         }
         match missing_on {
             Some(type_name) if !defined => Err(Error::Semantic(format!(
-                "{type_name} has no element '{name}'"
+                "{type_name} has no element '{}'",
+                name.text
             ))),
             _ => Ok(out),
         }
@@ -373,19 +481,21 @@ impl<'a> Ctx<'a, '_> {
     pub(crate) fn member(
         &self,
         item: &Item<'a>,
-        name: &str,
+        name: &Name,
         at_root: bool,
         out: &mut Collection<'a>,
     ) -> Result<bool, Error> {
         match item {
             Item::Node(node) => {
-                let is_resource = || node.value.get("resourceType").is_some();
-                if name.starts_with(|c: char| c.is_ascii_uppercase()) && is_resource() {
-                    if model::derives_from(node.fhir_type.name, name) {
+                // Nodes typed as resources come from a `resourceType`.
+                let is_resource =
+                    || node.fhir_type.is_resource() || node.value.get("resourceType").is_some();
+                if name.capital && is_resource() {
+                    if node.fhir_type.derives_from(name, name.type_id) {
                         out.push(item.clone());
                         return Ok(true);
                     }
-                    if model::is_fhir_type(name) || at_root {
+                    if name.type_id.is_some() || at_root {
                         if self.env.strict {
                             return Err(Error::Semantic(format!(
                                 "'{name}' does not match the context type {}",
@@ -399,10 +509,9 @@ impl<'a> Ctx<'a, '_> {
                     return Ok(true);
                 }
                 // `valueQuantity` for `value`: never right in FHIRPath, so always an error.
-                if choice_base(node, name).is_some() {
+                if let Some(base) = choice_base(node, name) {
                     return Err(Error::Semantic(format!(
-                        "'{name}' names a choice type; use '{}' (with ofType/as)",
-                        choice_base(node, name).unwrap_or(name)
+                        "'{name}' names a choice type; use '{base}' (with ofType/as)"
                     )));
                 }
                 // Other unknown names are errors only in strict mode (see `members`);
@@ -413,7 +522,7 @@ impl<'a> Ctx<'a, '_> {
                 namespace,
                 name: type_name,
             } => {
-                match name {
+                match &**name {
                     "namespace" => out.push(Item::String(Cow::Borrowed(namespace))),
                     "name" => out.push(Item::String(Cow::Owned(type_name.clone()))),
                     _ => {}
@@ -516,11 +625,66 @@ pub(crate) fn push_nodes<'a>(
 
 /// The `_name` sibling of `name` in `object`.
 fn sibling<'a>(object: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
-    model::with_joined(&["_", name], |key| object.get(key))
+    if object.len() <= SCAN_KEYS {
+        let name = name.as_bytes();
+        return object
+            .iter()
+            .find(|(key, _)| {
+                let key = key.as_bytes();
+                key.len() == name.len() + 1 && key[0] == b'_' && &key[1..] == name
+            })
+            .map(|(_, value)| value);
+    }
+    let mut buffer = [0u8; 96];
+    let len = name.len() + 1;
+    if len > buffer.len() {
+        return object.get(&format!("_{name}"));
+    }
+    buffer[0] = b'_';
+    buffer[1..len].copy_from_slice(name.as_bytes());
+    match std::str::from_utf8(&buffer[..len]) {
+        Ok(key) => object.get(key),
+        Err(_) => None,
+    }
+}
+
+/// Objects up to this many keys are scanned rather than hashed into.
+const SCAN_KEYS: usize = 16;
+
+/// `object[name]` and its `_name` sibling: one scan of a small object rather than two
+/// hash lookups.
+fn get_with_sibling<'a>(
+    object: &'a serde_json::Map<String, Value>,
+    name: &str,
+) -> (Option<&'a Value>, Option<&'a Value>) {
+    if object.len() > SCAN_KEYS {
+        return (object.get(name), sibling(object, name));
+    }
+    let name = name.as_bytes();
+    let Some(&first) = name.first() else {
+        return (object.get(""), object.get("_"));
+    };
+    let (mut value, mut extension) = (None, None);
+    // Lengths and first bytes rule out most keys before comparing whole keys.
+    for (key, v) in object {
+        let key = key.as_bytes();
+        if key.len() == name.len() {
+            if key[0] == first && key == name {
+                value = Some(v);
+            }
+        } else if key.len() == name.len() + 1
+            && key[0] == b'_'
+            && key[1] == first
+            && &key[1..] == name
+        {
+            extension = Some(v);
+        }
+    }
+    (value, extension)
 }
 
 /// Children of a node named `name`, typed from the definitions; false when the type has no such element.
-pub(crate) fn node_children<'a>(node: &Node<'a>, name: &str, out: &mut Collection<'a>) -> bool {
+pub(crate) fn node_children<'a>(node: &Node<'a>, name: &Name, out: &mut Collection<'a>) -> bool {
     // A primitive's id and extensions live in its `_name` sibling.
     let object = match node.value {
         Value::Object(map) => Some(map),
@@ -529,45 +693,26 @@ pub(crate) fn node_children<'a>(node: &Node<'a>, name: &str, out: &mut Collectio
     let Some(object) = object else {
         return true;
     };
-    match model::child_def(&node.fhir_type, name) {
-        ChildDef::Unknown => {
-            push_nodes(
-                object.get(name),
-                sibling(object, name),
-                |v| {
-                    if v.get("resourceType").is_some() {
-                        model::resource_type(v)
-                    } else {
-                        FhirType::UNKNOWN
-                    }
-                },
-                out,
-            );
+    match model::child_by_symbol(&node.fhir_type, || name.symbol) {
+        Lookup::Unknown => {
+            let (value, extension) = get_with_sibling(object, name);
+            push_nodes(value, extension, model::resource_type, out);
         }
-        ChildDef::Missing => return model::is_primitive(node.fhir_type.name) && name == "value",
-        ChildDef::Element(owner, element) => {
-            let code = element.types.first().map_or("", String::as_str);
-            push_nodes(
-                object.get(name),
-                sibling(object, name),
-                |v| model::element_type(owner, element, code, v),
-                out,
-            );
+        Lookup::Missing => return node.fhir_type.is_primitive() && &**name == "value",
+        Lookup::Found(Child::Element { ty, .. }) => {
+            let (value, extension) = get_with_sibling(object, name);
+            push_nodes(value, extension, |v| ty.of(v), out);
         }
-        ChildDef::Choice(owner, element) => {
+        Lookup::Found(choice @ Child::Choice { .. }) => {
+            let name: &str = name;
             for (key, value) in object {
                 let Some(suffix) = key.strip_prefix(name) else {
                     continue;
                 };
-                let Some(code) = model::choice_type(element, suffix) else {
+                let Some(ty) = choice.choice(suffix) else {
                     continue;
                 };
-                push_nodes(
-                    Some(value),
-                    sibling(object, key),
-                    |v| model::element_type(owner, element, code, v),
-                    out,
-                );
+                push_nodes(Some(value), sibling(object, key), |v| ty.of(v), out);
             }
             // A choice primitive with only extensions: `_valueString`.
             for (key, value) in object {
@@ -580,15 +725,10 @@ pub(crate) fn node_children<'a>(node: &Node<'a>, name: &str, out: &mut Collectio
                 if object.contains_key(rest) {
                     continue;
                 }
-                let Some(code) = model::choice_type(element, suffix) else {
+                let Some(ty) = choice.choice(suffix) else {
                     continue;
                 };
-                push_nodes(
-                    None,
-                    Some(value),
-                    |v| model::element_type(owner, element, code, v),
-                    out,
-                );
+                push_nodes(None, Some(value), |v| ty.of(v), out);
             }
         }
     }
@@ -611,27 +751,27 @@ pub(crate) fn all_children<'a>(node: &Node<'a>, out: &mut Collection<'a>) {
         if let Some(rest) = key.strip_prefix('_') {
             if !object.contains_key(rest) {
                 let name = choice_base(node, rest).unwrap_or(rest);
-                let _ = node_children_key(node, name, rest, None, Some(value), out);
+                node_children_key(node, name, rest, None, Some(value), out);
             }
             continue;
         }
         let name = choice_base(node, key).unwrap_or(key);
-        let _ = node_children_key(node, name, key, Some(value), sibling(object, key), out);
+        node_children_key(node, name, key, Some(value), sibling(object, key), out);
     }
 }
 
 /// For a key such as `valueQuantity`, the choice element name `value`.
 fn choice_base<'k>(node: &Node<'_>, key: &'k str) -> Option<&'k str> {
     if matches!(
-        model::child_def(&node.fhir_type, key),
-        ChildDef::Element(..) | ChildDef::Unknown
+        model::child(&node.fhir_type, key),
+        Lookup::Found(Child::Element { .. }) | Lookup::Unknown
     ) {
         return None;
     }
     for (i, c) in key.char_indices().skip(1) {
         if c.is_ascii_uppercase()
-            && let ChildDef::Choice(_, element) = model::child_def(&node.fhir_type, &key[..i])
-            && model::choice_type(element, &key[i..]).is_some()
+            && let Lookup::Found(child) = model::child(&node.fhir_type, &key[..i])
+            && child.choice(&key[i..]).is_some()
         {
             return Some(&key[..i]);
         }
@@ -646,43 +786,20 @@ fn node_children_key<'a>(
     value: Option<&'a Value>,
     extension: Option<&'a Value>,
     out: &mut Collection<'a>,
-) -> Result<(), Error> {
-    match model::child_def(&node.fhir_type, name) {
-        ChildDef::Element(owner, element) => {
-            let code = element.types.first().map_or("", String::as_str);
-            push_nodes(
-                value,
-                extension,
-                |v| model::element_type(owner, element, code, v),
-                out,
-            );
-        }
-        ChildDef::Choice(owner, element) => {
+) {
+    match model::child(&node.fhir_type, name) {
+        Lookup::Found(Child::Element { ty, .. }) => push_nodes(value, extension, |v| ty.of(v), out),
+        Lookup::Found(choice @ Child::Choice { .. }) => {
             let suffix = &key[name.len().min(key.len())..];
-            match model::choice_type(element, suffix) {
-                Some(code) => push_nodes(
-                    value,
-                    extension,
-                    |v| model::element_type(owner, element, code, v),
-                    out,
-                ),
+            match choice.choice(suffix) {
+                Some(ty) => push_nodes(value, extension, |v| ty.of(v), out),
                 None => push_nodes(value, extension, |_| FhirType::UNKNOWN, out),
             }
         }
-        ChildDef::Unknown | ChildDef::Missing => push_nodes(
-            value,
-            extension,
-            |v| {
-                if v.get("resourceType").is_some() {
-                    model::resource_type(v)
-                } else {
-                    FhirType::UNKNOWN
-                }
-            },
-            out,
-        ),
+        Lookup::Unknown | Lookup::Missing => {
+            push_nodes(value, extension, model::resource_type, out);
+        }
     }
-    Ok(())
 }
 
 /// Whether an expression yields a collection without a defined order (strict mode rejects
@@ -720,8 +837,8 @@ fn check_member_of_cast(target: &Expr, name: &str) -> Result<(), Error> {
     let Some(fhir_type) = FhirType::named(&spec.name) else {
         return Ok(());
     };
-    match model::child_def(&fhir_type, name) {
-        ChildDef::Missing if !model::is_primitive(&spec.name) => Err(Error::Semantic(format!(
+    match model::child(&fhir_type, name) {
+        Lookup::Missing if !fhir_type.is_primitive() => Err(Error::Semantic(format!(
             "{} has no element '{name}'",
             spec.name
         ))),
@@ -729,20 +846,9 @@ fn check_member_of_cast(target: &Expr, name: &str) -> Result<(), Error> {
     }
 }
 
-fn system_type(name: &str) -> bool {
-    matches!(
-        name,
-        "Boolean" | "String" | "Integer" | "Decimal" | "Date" | "DateTime" | "Time" | "Quantity"
-    )
-}
-
 /// Checks that a type name exists.
 pub(crate) fn check_type(spec: &TypeSpec) -> Result<(), Error> {
-    let known = match spec.namespace.as_deref() {
-        Some(_) => true,
-        None => system_type(&spec.name) || model::is_fhir_type(&spec.name),
-    };
-    if known {
+    if spec.known {
         Ok(())
     } else {
         Err(Error::Execution(format!("unknown type '{}'", spec.name)))
@@ -762,21 +868,22 @@ pub(crate) fn as_type(item: &Item<'_>, spec: &TypeSpec) -> Result<bool, Error> {
 }
 
 fn type_matches(item: &Item<'_>, spec: &TypeSpec, derive_primitives: bool) -> bool {
-    let (namespace, name) = item.type_name();
     let wanted_ns = spec.namespace.as_deref();
-    if namespace == "System" {
+    let Item::Node(node) = item else {
+        let (_, name) = item.type_name();
         return wanted_ns != Some("FHIR") && name == spec.name;
-    }
-    if wanted_ns == Some("System") || name.is_empty() {
+    };
+    let fhir_type = &node.fhir_type;
+    if wanted_ns == Some("System") || fhir_type.name.is_empty() {
         return false;
     }
-    if name == spec.name {
+    if fhir_type.name == spec.name {
         return true;
     }
-    if model::is_primitive(name) && !derive_primitives {
+    if fhir_type.is_primitive() && !derive_primitives {
         return false;
     }
-    model::derives_from(name, &spec.name)
+    fhir_type.derives_from(&spec.name, spec.id)
 }
 
 fn compare_op(op: BinOp, ordering: Ordering) -> bool {
@@ -841,10 +948,23 @@ pub(crate) fn check_pairs(left: usize, right: usize) -> Result<(), Error> {
 }
 
 /// Membership by equality, as `in`/`contains`/`distinct` use it.
-pub(crate) fn contains_item(collection: &Collection<'_>, item: &Item<'_>) -> bool {
+pub(crate) fn contains_item(collection: &[Item<'_>], item: &Item<'_>) -> bool {
     collection
         .iter()
         .any(|c| ops::equals(c, item) == Some(true))
+}
+
+/// Appends the items not yet in `out` (by equality), as union does.
+pub(crate) fn push_distinct<'a>(out: &mut Collection<'a>, items: Collection<'a>) {
+    if out.is_empty() && items.len() == 1 {
+        out.extend(items);
+        return;
+    }
+    for item in items {
+        if !contains_item(out, &item) {
+            out.push(item);
+        }
+    }
 }
 
 pub(crate) fn binary_values<'a>(
@@ -858,11 +978,8 @@ pub(crate) fn binary_values<'a>(
             let total = l.len() + r.len();
             check_pairs(total, total)?;
             let mut out: Collection<'a> = Vec::with_capacity(total);
-            for item in l.into_iter().chain(r) {
-                if !contains_item(&out, &item) {
-                    out.push(item);
-                }
-            }
+            push_distinct(&mut out, l);
+            push_distinct(&mut out, r);
             Ok(out)
         }
         BinOp::Eq => boolean(collections_equal(&l, &r)),

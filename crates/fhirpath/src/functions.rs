@@ -9,7 +9,7 @@ use rust_decimal::{Decimal, MathematicalOps, RoundingStrategy};
 use serde_json::Value;
 
 use crate::Error;
-use crate::ast::{BinOp, Expr, Func, TypeSpec};
+use crate::ast::{BinOp, Expr, Func, Name, TypeSpec};
 use crate::eval::{self, Ctx, Scope, check_pairs, check_size, contains_item, singleton_bool};
 use crate::model;
 use crate::temporal::{self, DateTime, Precision};
@@ -21,7 +21,7 @@ pub(crate) struct Call<'c, 's, 'a> {
     pub args: &'c [Expr],
     pub type_arg: Option<&'c TypeSpec>,
     pub regex: Option<&'c Regex>,
-    pub focus: &'s Collection<'a>,
+    pub focus: &'s [Item<'a>],
     pub scope: Scope<'s, 'a>,
     pub explicit_target: bool,
     /// Arguments already evaluated (for functions that do not iterate).
@@ -107,13 +107,12 @@ impl<'a> Ctx<'a, '_> {
         mut each: impl FnMut(usize, &Item<'a>, Collection<'a>) -> Result<bool, Error>,
     ) -> Result<(), Error> {
         for (i, item) in input.iter().enumerate() {
-            let focus = vec![item.clone()];
             let scope = Scope {
                 this: Some(item),
                 index: Some(i),
                 total: call.scope.total,
             };
-            let result = self.eval(expr, &focus, scope)?;
+            let result = self.eval(expr, std::slice::from_ref(item), scope)?;
             if !each(i, item, result)? {
                 break;
             }
@@ -305,13 +304,12 @@ impl<'a> Ctx<'a, '_> {
                 };
                 let mut total = self.arg(call, 1)?;
                 for (i, item) in input.iter().enumerate() {
-                    let focus = vec![item.clone()];
                     let scope = Scope {
                         this: Some(item),
                         index: Some(i),
                         total: Some(&total),
                     };
-                    let next = self.eval(aggregator, &focus, scope)?;
+                    let next = self.eval(aggregator, std::slice::from_ref(item), scope)?;
                     total = next;
                 }
                 Ok(total)
@@ -570,7 +568,7 @@ impl<'a> Ctx<'a, '_> {
                 let mut out = Vec::new();
                 for item in &input {
                     let mut extensions = Vec::new();
-                    let _ = self.member(item, "extension", false, &mut extensions)?;
+                    let _ = self.member(item, &EXTENSION, false, &mut extensions)?;
                     for extension in extensions {
                         if let Item::Node(node) = &extension
                             && node.value.get("url").and_then(Value::as_str) == Some(url.as_str())
@@ -688,7 +686,7 @@ impl<'a> Ctx<'a, '_> {
             focus_owned = input;
             this = focus_owned.first();
             (
-                &focus_owned,
+                focus_owned.as_slice(),
                 Scope {
                     this,
                     index: call.scope.index,
@@ -939,13 +937,12 @@ impl<'a> Ctx<'a, '_> {
                     Expr::Negate(inner) => inner.as_ref(),
                     other => other,
                 };
-                let focus = vec![item.clone()];
                 let scope = Scope {
                     this: Some(&item),
                     index: Some(i),
                     total: None,
                 };
-                keys.push(self.eval(expr, &focus, scope)?);
+                keys.push(self.eval(expr, std::slice::from_ref(&item), scope)?);
             }
             keyed.push((keys, item));
         }
@@ -1033,6 +1030,10 @@ impl<'a> Ctx<'a, '_> {
         }
     }
 }
+
+/// The member name `extension`, for `extension(url)`.
+static EXTENSION: std::sync::LazyLock<Name> =
+    std::sync::LazyLock::new(|| Name::new("extension".into()));
 
 /// `{"resourceType": T}` for every resource type, for [`Environment::resolve_stubs`].
 static STUBS: std::sync::LazyLock<std::collections::HashMap<&'static str, Value>> =

@@ -85,7 +85,7 @@ impl Expression {
         resource: &'a Value,
         env: &'a Environment<'_>,
     ) -> Result<Collection<'a>, Error> {
-        let focus = vec![Item::Node(Node::resource(resource))];
+        let focus = eval::Focus::One(Item::Node(Node::resource(resource)));
         eval::evaluate(&self.root, resource, focus, env)
     }
 
@@ -97,7 +97,7 @@ impl Expression {
         focus: Collection<'a>,
         env: &'a Environment<'_>,
     ) -> Result<Collection<'a>, Error> {
-        eval::evaluate(&self.root, resource, focus, env)
+        eval::evaluate(&self.root, resource, eval::Focus::Many(focus), env)
     }
 }
 
@@ -120,6 +120,71 @@ pub fn evaluate<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keywords_name_elements_after_a_dot() {
+        let patient = serde_json::json!({
+            "resourceType": "Patient",
+            "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Hi</div>"}
+        });
+        let env = Environment::new();
+        let result = evaluate("Patient.text.div", &patient, &env).unwrap();
+        assert_eq!(result.len(), 1);
+        assert_eq!(result[0].type_name(), ("FHIR", "xhtml"));
+        assert!(result[0].as_str().unwrap().contains("Hi"));
+        let result = evaluate("Patient.text.div.exists() and 7 div 2 = 3", &patient, &env).unwrap();
+        assert_eq!(result[0].as_bool(), Some(true));
+        // Unknown keyword-named members are empty, like other unknown members.
+        let result = evaluate("Patient.text.and | Patient.mod", &patient, &env).unwrap();
+        assert!(result.is_empty());
+    }
+
+    #[test]
+    fn unions_of_paths_for_other_types() {
+        let patient = serde_json::json!({
+            "resourceType": "Patient",
+            "id": "p",
+            "name": [{"family": "A", "given": ["B", "C"]}, {"family": "A"}]
+        });
+        let practitioner =
+            serde_json::json!({"resourceType": "Practitioner", "name": [{"family": "D"}]});
+        let env = Environment::new();
+        let count = |source: &str, resource| evaluate(source, resource, &env).map(|c| c.len());
+        let names = "Patient.name | Practitioner.name | RelatedPerson.name";
+        assert_eq!(count(names, &patient), Ok(2));
+        assert_eq!(count(names, &practitioner), Ok(1));
+        assert_eq!(
+            count(
+                "Patient.name.family | Practitioner.name.family | 'A'",
+                &patient
+            ),
+            Ok(1)
+        );
+        assert_eq!(
+            count("Resource.id | DomainResource.id | Patient.id", &patient),
+            Ok(1)
+        );
+        assert_eq!(
+            count(
+                "Patient.name.given | Patient.name[1].given | Practitioner.name[0]",
+                &patient
+            ),
+            Ok(2)
+        );
+        // A step that fails even on an empty input still fails.
+        assert!(count("Practitioner.name.skip('a') | Patient.id", &patient).is_err());
+        assert!(count("Practitioner.name['a'] | Patient.id", &patient).is_err());
+        // Strict mode: a type name that does not match the resource is an error.
+        let mut strict = Environment::new();
+        strict.strict(true);
+        assert!(evaluate(names, &patient, &strict).is_err());
+        // The compiled form prints as written.
+        let expression = Expression::compile(names).unwrap();
+        assert_eq!(
+            expression.to_string(),
+            "((Patient.name | Practitioner.name) | RelatedPerson.name)"
+        );
+    }
 
     #[test]
     fn expression_is_send_and_sync() {

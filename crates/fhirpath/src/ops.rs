@@ -63,6 +63,12 @@ fn numeric(p: &Prim<'_>) -> Option<Decimal> {
 
 /// FHIRPath `=` on two items: `None` means empty (e.g. dates of different precision).
 pub(crate) fn equals(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
+    if let (Item::Node(x), Item::Node(y)) = (a, b)
+        && x.same(y)
+    {
+        // Every value equals itself (a date equals itself whatever its precision).
+        return Some(true);
+    }
     match (a.prim(), b.prim()) {
         (Some(pa), Some(pb)) => prim_equals(&pa, &pb),
         (None, None) => match (a, b) {
@@ -95,7 +101,7 @@ fn json_equals(a: &Value, b: &Value, depth: usize) -> bool {
     }
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
-            let parse = |n: &serde_json::Number| crate::value::parse_decimal(&n.to_string());
+            let parse = |n: &serde_json::Number| crate::value::parse_decimal(n.as_str());
             match (parse(x), parse(y)) {
                 (Some(x), Some(y)) => x == y,
                 _ => x == y,
@@ -105,9 +111,15 @@ fn json_equals(a: &Value, b: &Value, depth: usize) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_equals(x, y, depth + 1))
         }
         (Value::Object(x), Value::Object(y)) => {
+            // Keys are unique: the same key in the same place needs no lookup.
             x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equals(v, w, depth + 1)))
+                && x.iter().zip(y).all(|((k, v), (l, w))| {
+                    if k == l {
+                        json_equals(v, w, depth + 1)
+                    } else {
+                        y.get(k).is_some_and(|w| json_equals(v, w, depth + 1))
+                    }
+                })
         }
         _ => a == b,
     }

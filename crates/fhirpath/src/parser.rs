@@ -6,7 +6,7 @@ use regex::Regex;
 use rust_decimal::Decimal;
 
 use crate::Error;
-use crate::ast::{BinOp, Expr, Func, Literal, TypeSpec};
+use crate::ast::{BinOp, Expr, Func, Literal, Name, TypeSpec};
 use crate::temporal;
 
 /// Deepest expression tree accepted; deeper input is a syntax error, not a stack overflow.
@@ -349,10 +349,25 @@ impl Parser {
             self.pos += 1;
             let (right, right_depth) = self.expression(prec + 1, depth + 1)?;
             left_depth = check_depth(left_depth.max(right_depth) + 1, position)?;
-            left = Expr::Binary {
-                op,
-                left: Box::new(left),
-                right: Box::new(right),
+            left = if op == BinOp::Union {
+                // Branches that start with a type name are skipped for other resource types.
+                let left = match left {
+                    Expr::Binary {
+                        op: BinOp::Union, ..
+                    } => left,
+                    other => other.guarded(),
+                };
+                Expr::Binary {
+                    op,
+                    left: Box::new(left),
+                    right: Box::new(right.guarded()),
+                }
+            } else {
+                Expr::Binary {
+                    op,
+                    left: Box::new(left),
+                    right: Box::new(right),
+                }
             };
         }
         Ok((left, left_depth))
@@ -363,15 +378,9 @@ impl Parser {
         if self.is_sym(".") {
             self.pos += 1;
             let second = self.identifier()?;
-            return Ok(TypeSpec {
-                namespace: Some(first),
-                name: second,
-            });
+            return Ok(TypeSpec::new(Some(first), second));
         }
-        Ok(TypeSpec {
-            namespace: None,
-            name: first,
-        })
+        Ok(TypeSpec::new(None, first))
     }
 
     fn identifier(&mut self) -> Result<String, Error> {
@@ -380,6 +389,15 @@ impl Parser {
                 format!("'{s}' is a keyword; quote it as `{s}`"),
                 self.position(),
             )),
+            Tok::Ident(s) | Tok::Quoted(s) => Ok(s),
+            _ => Err(syntax("expected an identifier", self.position())),
+        }
+    }
+
+    /// The name after a `.`: any word, keywords included (`Narrative.div`, `x.contains`), as
+    /// the reference implementation reads it; only there can it not be an operator.
+    fn member_name(&mut self) -> Result<String, Error> {
+        match self.next() {
             Tok::Ident(s) | Tok::Quoted(s) => Ok(s),
             _ => Err(syntax("expected an identifier", self.position())),
         }
@@ -411,7 +429,7 @@ impl Parser {
             match self.peek() {
                 Tok::Sym(".") => {
                     self.pos += 1;
-                    let name = self.identifier()?;
+                    let name = self.member_name()?;
                     let (next, d) = self.invocation(Some(expr), name, expr_depth, depth)?;
                     expr = next;
                     expr_depth = check_depth(d, position)?;
@@ -445,11 +463,11 @@ impl Parser {
                 Some(target) => (
                     Expr::Member {
                         target: Box::new(target),
-                        name,
+                        name: Name::new(name),
                     },
                     target_depth + 1,
                 ),
-                None => (Expr::Identifier(name), 1),
+                None => (Expr::Identifier(Name::new(name)), 1),
             });
         }
         self.pos += 1;
@@ -569,15 +587,9 @@ impl Parser {
 /// The type named by a function argument such as `Patient` or `FHIR.Patient`.
 fn type_spec_of(arg: &Expr) -> Result<TypeSpec, Error> {
     match arg {
-        Expr::Identifier(name) => Ok(TypeSpec {
-            namespace: None,
-            name: name.clone(),
-        }),
+        Expr::Identifier(name) => Ok(TypeSpec::new(None, name.text.clone())),
         Expr::Member { target, name } => match target.as_ref() {
-            Expr::Identifier(ns) => Ok(TypeSpec {
-                namespace: Some(ns.clone()),
-                name: name.clone(),
-            }),
+            Expr::Identifier(ns) => Ok(TypeSpec::new(Some(ns.text.clone()), name.text.clone())),
             _ => Err(Error::Semantic("expected a type name".into())),
         },
         _ => Err(Error::Semantic("expected a type name".into())),
@@ -630,7 +642,7 @@ mod tests {
                 Literal::Time(t) => format!("@T{t}"),
                 Literal::Quantity(q) => format!("({} {:?})", q.0, q.1),
             },
-            Expr::Identifier(name) => name.clone(),
+            Expr::Identifier(name) => name.to_string(),
             Expr::This => "$this".into(),
             Expr::Index => "$index".into(),
             Expr::Total => "$total".into(),
@@ -650,6 +662,7 @@ mod tests {
             Expr::Binary { op, left, right } => {
                 format!("({op:?} {} {})", sexpr(left), sexpr(right))
             }
+            Expr::Guarded { expr, .. } => sexpr(expr),
             Expr::Is(e, t) => format!("(is {} {:?}.{})", sexpr(e), t.namespace, t.name),
             Expr::As(e, t) => format!("(as {} {:?}.{})", sexpr(e), t.namespace, t.name),
         }
@@ -787,6 +800,28 @@ mod tests {
         fails("@T14:34:28+10:00");
         fails("@");
         fails("@abc");
+    }
+
+    #[test]
+    fn keywords_after_a_dot_are_member_names() {
+        check("Patient.text.div", "Patient.text.div");
+        check("Patient.text.`div`", "Patient.text.div");
+        check("x.div div 2", "(IntDiv x.div 2)");
+        check("x.mod mod x.and", "(Mod x.mod x.and)");
+        check(
+            "a.and and a.or or a.xor xor a.implies implies a.true",
+            "(Implies (Xor (Or (And a.and a.or) a.xor) a.implies) a.true)",
+        );
+        check("a.is is Boolean", "(is a.is None.Boolean)");
+        check("a.as as String", "(as a.as None.String)");
+        check("a.in in b.contains", "(In a.in b.contains)");
+        check("a.false.not()", "a.false.not()");
+        check("a.contains('x')", "a.contains(\"x\")");
+        // Elsewhere the reserved words stay keywords.
+        fails("div");
+        fails("a.b + and");
+        fails("a.");
+        fails("a.'b'");
     }
 
     #[test]

@@ -167,6 +167,7 @@ impl fmt::Display for Expr {
             }
             Expr::Negate(operand) => write!(f, "-({operand})"),
             Expr::Binary { op, left, right } => write!(f, "({left} {} {right})", op_text(*op)),
+            Expr::Guarded { expr, .. } => write!(f, "{expr}"),
             Expr::Is(operand, spec) => {
                 write!(f, "({operand} is ")?;
                 write_type(f, spec)?;

@@ -67,7 +67,7 @@ pub(crate) enum Prim<'x> {
 
 pub(crate) fn json_decimal(value: &Value) -> Option<Decimal> {
     match value {
-        Value::Number(n) => parse_decimal(&n.to_string()),
+        Value::Number(n) => parse_decimal(n.as_str()),
         _ => None,
     }
 }
@@ -108,6 +108,13 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// Whether both are the same node: the same JSON value, `_name` sibling and type.
+    pub(crate) fn same(&self, other: &Node<'_>) -> bool {
+        std::ptr::eq(self.value, other.value)
+            && self.extension.map(std::ptr::from_ref) == other.extension.map(std::ptr::from_ref)
+            && self.fhir_type == other.fhir_type
+    }
+
     /// The System value of a primitive (or Quantity) node.
     pub(crate) fn prim(&self) -> Option<Prim<'a>> {
         let name = self.fhir_type.name;
@@ -133,15 +140,16 @@ impl<'a> Node<'a> {
             }
             Value::Bool(b) => Some(Prim::Boolean(*b)),
             Value::Number(n) => {
-                let text = n.to_string();
+                // Numbers keep their text (`arbitrary_precision`), so `1.50` stays a 2-digit decimal.
+                let text = n.as_str();
                 match name {
-                    "decimal" => parse_decimal(&text).map(Prim::Decimal),
+                    "decimal" => parse_decimal(text).map(Prim::Decimal),
                     "integer" | "positiveInt" | "unsignedInt" | "integer64" => {
                         text.parse().ok().map(Prim::Integer)
                     }
                     _ => match text.parse::<i64>() {
                         Ok(i) => Some(Prim::Integer(i)),
-                        Err(_) => parse_decimal(&text).map(Prim::Decimal),
+                        Err(_) => parse_decimal(text).map(Prim::Decimal),
                     },
                 }
             }

@@ -68,7 +68,7 @@ const MALFORMED: &[&str] = &[
     "and",
     "or or",
     "div",
-    "a.mod",
+    "a.mod mod",
     "a is",
     "a as",
     "a is 1",
@@ -163,6 +163,9 @@ const MALFORMED: &[&str] = &[
 ];
 
 const ODD_BUT_VALID: &[&str] = &[
+    // Keywords name members after a dot (`Narrative.div`).
+    "a.mod",
+    "a.div div a.mod",
     "1 / 0",
     "1 div 0",
     "1 mod 0",
