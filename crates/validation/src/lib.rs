@@ -52,6 +52,7 @@ use model::{Elem, ElemType, MODEL, Model, Strength, TypeModel, ValueSetIndex};
 use primitive::Primitive;
 use reference::Target;
 
+pub use invariants::{DefinitionsTerminology, FhirPathInvariants};
 pub use profile::{Profile, ProfileInvariant};
 
 /// One problem found in a resource.
@@ -159,9 +160,10 @@ pub fn validate_against_with(
 const SKIPPED_INVARIANTS: [&str; 2] = ["dom-6", "que-7"];
 
 /// Invariants checked natively (or, for `ele-1`, by the JSON shape rules); an evaluator skips them.
-pub(crate) const NATIVE_INVARIANTS: [&str; 4] = ["ele-1", "ext-1", "dom-2", "dom-4"];
+pub(crate) const NATIVE_INVARIANTS: [&str; 5] = ["ele-1", "ext-1", "dom-2", "dom-3", "dom-4"];
 
 const DOM_2: &str = "dom-2: If the resource is contained in another resource, it SHALL NOT contain nested Resources";
+const DOM_3: &str = "dom-3: If the resource is contained in another resource, it SHALL be referred to from elsewhere in the resource or SHALL refer to the containing resource";
 const DOM_4: &str = "dom-4: If a resource is contained in another resource, it SHALL NOT have a meta.versionId or a meta.lastUpdated";
 
 /// How deep objects may nest; serde_json's parser stops at 128 levels anyway.
@@ -240,6 +242,9 @@ impl Validator<'_> {
             self.contained_rules(obj);
         }
         if self.evaluator.is_some() {
+            self.contained_referenced(value, obj);
+        }
+        if self.evaluator.is_some() {
             self.invariants(tm.constraints.iter().copied(), value, Some(tm.name), root);
         }
         if at_root {
@@ -248,6 +253,34 @@ impl Validator<'_> {
     }
 
     /// dom-2 and dom-4, on a contained resource.
+    /// dom-3, natively: each contained resource is referred to (`#id`) from somewhere in
+    /// the resource, or something refers to the container (`#`). The FHIRPath form walks
+    /// every descendant four times per contained resource, which dominated validation.
+    fn contained_referenced(&mut self, value: &Value, obj: &Map<String, Value>) {
+        let Some(Value::Array(contained)) = obj.get("contained") else {
+            return;
+        };
+        let mut local = std::collections::HashSet::new();
+        collect_local_references(value, &mut local, 0);
+        if local.contains("") {
+            return;
+        }
+        for (index, resource) in contained.iter().enumerate() {
+            let Some(id) = resource.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            if !local.contains(id) {
+                let mark = self.path.len();
+                let _ = write!(self.path, ".contained[{index}]");
+                self.error(
+                    IssueType::Invariant,
+                    format!("{DOM_3} (no reference to #{id})"),
+                );
+                self.path.truncate(mark);
+            }
+        }
+    }
+
     fn contained_rules(&mut self, obj: &Map<String, Value>) {
         if obj.contains_key("contained") {
             self.error(IssueType::Invariant, DOM_2.to_string());
@@ -798,5 +831,38 @@ impl Validator<'_> {
                 ),
             }
         }
+    }
+}
+
+/// Every local reference (`#id`, and `#` alone as the empty string) among the string
+/// values of `value`: references, canonicals and uris all count, as dom-3 says.
+fn collect_local_references<'v>(
+    value: &'v Value,
+    found: &mut std::collections::HashSet<&'v str>,
+    depth: usize,
+) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match value {
+        Value::String(text) => {
+            if let Some(id) = text.strip_prefix('#') {
+                found.insert(id);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                collect_local_references(item, found, depth + 1);
+            }
+        }
+        Value::Object(object) => {
+            for (key, child) in object {
+                // Narrative is XHTML, not a reference.
+                if key != "div" {
+                    collect_local_references(child, found, depth + 1);
+                }
+            }
+        }
+        _ => {}
     }
 }
