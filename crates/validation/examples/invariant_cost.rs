@@ -67,7 +67,7 @@ fn main() {
     let total = started.elapsed();
     let spent = timed.spent.borrow();
     let mut rows: Vec<_> = spent.iter().collect();
-    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1.0));
     let in_invariants: Duration = rows.iter().map(|(_, (d, _))| *d).sum();
     println!(
         "{} resources in {total:?}; {in_invariants:?} in {} distinct invariants",
