@@ -4,11 +4,11 @@
 Writes minified, deterministic JSON: data/fhir-r4/valuesets.json
 
   {"fhirVersion": "4.0.1",
-   "valueSets": {"<url without |version>": {"strength": "required"|"extensible",
+   "valueSets": {"<url without |version>": {"strength": "required"|"extensible"|"preferred",
                                             "codes": {"<system>": ["code", ...]}}
                  or                        {"strength": ..., "notExpandable": "<reason>"}}}
 
-Which value sets: every ValueSet that a `required` or `extensible` binding in
+Which value sets: every ValueSet that a `required`, `extensible` or `preferred` binding in
 data/fhir-r4/types.json points to ("strength" is the strongest binding that uses it).
 Each is expanded from its `compose`: `include` with an explicit `concept` list, a whole
 CodeSystem (`system` only: every code, nested concepts included), `valueSet` imports
@@ -284,16 +284,19 @@ class Terminology:
 
 # --------------------------------------------------------------------------- bindings
 
+STRENGTH_RANK = {"required": 3, "extensible": 2, "preferred": 1}
+
+
 def bound_value_sets(types: dict) -> dict[str, str]:
-    """ValueSet url (no version) -> strongest strength among required/extensible bindings."""
+    """ValueSet url (no version) -> strongest strength among required/extensible/preferred bindings."""
     out: dict[str, str] = {}
     for t in types.values():
         for el in t["elements"]:
             b = el.get("binding")
-            if not b or b["strength"] not in ("required", "extensible"):
+            if not b or b["strength"] not in STRENGTH_RANK:
                 continue
             url = b["valueSet"].split("|")[0]
-            if out.get(url) != "required":
+            if STRENGTH_RANK[b["strength"]] > STRENGTH_RANK.get(out.get(url, ""), 0):
                 out[url] = b["strength"]
     return out
 
@@ -377,7 +380,7 @@ def main() -> None:
 
     size = dump(args.out, {"fhirVersion": FHIR_VERSION, "valueSets": expanded})
     n_codes = sum(len(c) for e in expanded.values() for c in e.get("codes", {}).values())
-    for strength in ("required", "extensible"):
+    for strength in ("required", "extensible", "preferred"):
         n = sum(1 for e in expanded.values() if e["strength"] == strength)
         n_ok = sum(1 for e in expanded.values() if e["strength"] == strength and "codes" in e)
         print(f"{strength}: {n} value sets, {n_ok} expanded")

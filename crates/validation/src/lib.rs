@@ -662,6 +662,7 @@ impl Validator<'_> {
         let (severity, must) = match strength {
             Strength::Required => (Severity::Error, "required"),
             Strength::Extensible => (Severity::Warning, "extensible"),
+            Strength::Preferred => (Severity::Warning, "preferred"),
         };
         self.issue(
             severity,

@@ -53,6 +53,7 @@ pub(crate) enum ElemType {
 pub(crate) enum Strength {
     Required,
     Extensible,
+    Preferred,
 }
 
 pub(crate) struct Elem {
@@ -255,6 +256,7 @@ fn build_type(
             let strength = match b.strength.as_str() {
                 "required" => Strength::Required,
                 "extensible" => Strength::Extensible,
+                "preferred" => Strength::Preferred,
                 _ => return None,
             };
             let url = b

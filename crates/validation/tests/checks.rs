@@ -680,3 +680,19 @@ fn validate_runs_the_fhirpath_invariants() {
         []
     );
 }
+
+#[test]
+fn preferred_bindings_warn() {
+    assert_eq!(
+        check(json!({"resourceType": "Patient", "language": "xx"})),
+        [(
+            Severity::Warning,
+            IssueType::CodeInvalid,
+            "Patient.language".to_string()
+        )]
+    );
+    assert_eq!(
+        check(json!({"resourceType": "Patient", "language": "de"})),
+        []
+    );
+}

@@ -208,7 +208,7 @@ fn bindings_tightened_to_required() {
              "binding": {"strength": "required", "valueSet": "http://example.org/ValueSet/unknown"}},
         ]),
     );
-    let good = json!({"resourceType": "Patient", "language": "xx",
+    let good = json!({"resourceType": "Patient", "language": "en",
         "maritalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M"}]}});
     assert_eq!(check(&profile, &good), []);
     let bad = json!({"resourceType": "Patient",

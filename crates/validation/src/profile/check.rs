@@ -279,6 +279,7 @@ impl<'a> Checker<'a> {
             let (severity, what) = match strength {
                 Strength::Required => (Severity::Error, "required"),
                 Strength::Extensible => (Severity::Warning, "extensible"),
+                Strength::Preferred => (Severity::Warning, "preferred"),
             };
             self.issue(
                 severity,
