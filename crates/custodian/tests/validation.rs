@@ -344,3 +344,48 @@ fn a_profile_the_server_cannot_apply_is_refused() {
     let answer = put(&server.base, "StructureDefinition/patient-dob", &unusable);
     assert_eq!(answer.status, 422, "{}", answer.body);
 }
+
+#[test]
+fn invariants_resolve_references_in_the_store() {
+    let (server, _dir) = TestServer::start();
+    let base = &server.base;
+    assert_eq!(
+        put(
+            base,
+            "Organization/o1",
+            r#"{"resourceType":"Organization","id":"o1","name":"Acme"}"#
+        )
+        .status,
+        201
+    );
+    assert_eq!(
+        put(
+            base,
+            "Practitioner/p1",
+            r#"{"resourceType":"Practitioner","id":"p1"}"#
+        )
+        .status,
+        201
+    );
+    // ctm-1: a participant acting on behalf of an organization must be a Practitioner;
+    // only the stored Organization/o1 shows that this member is not one.
+    let team = |member: &str| {
+        format!(
+            r#"{{"resourceType":"CareTeam","participant":[{{"member":{{"reference":"{member}"}},"onBehalfOf":{{"reference":"Organization/o1"}}}}]}}"#
+        )
+    };
+    let refused = post(base, "CareTeam", &team("Organization/o1"));
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let diagnostics = refused.body["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.starts_with("ctm-1"), "{diagnostics}");
+    assert_eq!(
+        refused.body["issue"][0]["expression"][0],
+        "CareTeam.participant[0]"
+    );
+    assert_eq!(post(base, "CareTeam", &team("Practitioner/p1")).status, 201);
+    // A member the store does not hold cannot be checked, so the invariant holds.
+    assert_eq!(
+        post(base, "CareTeam", &team("Practitioner/unknown")).status,
+        201
+    );
+}

@@ -21,6 +21,7 @@ use crate::body::{check_resource, parse_object, read_limited};
 use crate::error::ApiError;
 use crate::extract::{FhirRequest, check_id, check_type};
 use crate::format::require_json_body;
+use crate::references::referenced;
 use crate::response::{Return, json_response, parse_etag};
 use crate::validate::{after_write, check_on_write};
 
@@ -229,13 +230,14 @@ fn rewrite_in_map(resource: &mut Map<String, Value>, targets: &HashMap<String, S
 }
 
 /// Checks a resource bound for the store, as a single create or update would.
-fn prepare(
+async fn prepare(
     state: &AppState,
     entry: &Entry,
     resource: Map<String, Value>,
 ) -> Result<Map<String, Value>, ApiError> {
     let resource = check_resource(resource, &entry.resource_type)?;
-    check_on_write(state, resource)
+    let fetched = referenced(state, &resource).await?;
+    check_on_write(state, resource, fetched.as_ref())
 }
 
 fn status_text(status: StatusCode) -> String {
@@ -453,8 +455,9 @@ async fn transaction(
             Action::Create { mut resource } => {
                 rewrite_in_map(&mut resource, &targets);
                 resource.shift_remove("id");
-                let resource =
-                    prepare(state, &entry, resource).map_err(|e| entry_error(index, e))?;
+                let resource = prepare(state, &entry, resource)
+                    .await
+                    .map_err(|e| entry_error(index, e))?;
                 Write::Create {
                     resource,
                     id: created_ids.remove(&index),
@@ -474,8 +477,9 @@ async fn transaction(
                         )),
                     ));
                 }
-                let resource =
-                    prepare(state, &entry, resource).map_err(|e| entry_error(index, e))?;
+                let resource = prepare(state, &entry, resource)
+                    .await
+                    .map_err(|e| entry_error(index, e))?;
                 to_write(
                     &entry,
                     Action::Update {
@@ -589,7 +593,7 @@ async fn batch_entry(
         }
         Action::Create { mut resource } => {
             resource.shift_remove("id");
-            let resource = prepare(state, &entry, resource)?;
+            let resource = prepare(state, &entry, resource).await?;
             Write::Create { resource, id: None }
         }
         Action::Update {
@@ -602,7 +606,7 @@ async fn batch_entry(
                     "the resource id must equal the id in the request url ({id})"
                 )));
             }
-            let resource = prepare(state, &entry, resource)?;
+            let resource = prepare(state, &entry, resource).await?;
             to_write(
                 &entry,
                 Action::Update {

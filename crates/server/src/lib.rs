@@ -14,6 +14,7 @@ mod history;
 mod instance;
 mod patch;
 mod profiles;
+mod references;
 mod response;
 mod unsupported;
 mod validate;

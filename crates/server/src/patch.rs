@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::extract::{FhirRequest, InstancePath};
 use crate::format::{PatchFormat, patch_format};
 use crate::instance::gone;
+use crate::references::referenced;
 use crate::response::write_response;
 use crate::validate::{after_write, check_on_write};
 use crate::write::new_version;
@@ -121,7 +122,8 @@ pub(crate) async fn patch(
                 "a patch may not change or remove the resource id".into(),
             ));
         }
-        let resource = check_on_write(&state, resource)?;
+        let fetched = referenced(&state, &resource).await?;
+        let resource = check_on_write(&state, resource, fetched.as_ref())?;
         let result = state
             .store
             .write(Write::Update {

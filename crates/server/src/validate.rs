@@ -17,6 +17,7 @@ use crate::body::{check_resource, parse_object, read_limited};
 use crate::error::ApiError;
 use crate::extract::{FhirRequest, InstancePath, TypePath};
 use crate::format::require_json_body;
+use crate::references::{Referenced, referenced};
 use crate::response::json_response;
 
 /// What validation does to a write.
@@ -62,13 +63,21 @@ fn has_errors(issues: &[validation::Issue]) -> bool {
 
 /// Validates a resource against the base definitions and the profiles it claims in
 /// `meta.profile` that this server knows; a profile it does not know is a warning.
-pub fn issues_for(state: &AppState, resource: &Value) -> Vec<validation::Issue> {
+pub fn issues_for(
+    state: &AppState,
+    resource: &Value,
+    referenced: Option<&Referenced>,
+) -> Vec<validation::Issue> {
     let (profiles, unknown) = state.profiles.claimed(resource);
     let profiles: Vec<&validation::Profile> = profiles.iter().map(AsRef::as_ref).collect();
-    let mut issues = if profiles.is_empty() {
-        validation::validate(resource)
-    } else {
-        validation::validate_against(resource, &profiles)
+    let mut issues = match referenced {
+        Some(referenced) => validation::validate_against_with(
+            resource,
+            &profiles,
+            Some(&validation::Resolving(referenced)),
+        ),
+        None if profiles.is_empty() => validation::validate(resource),
+        None => validation::validate_against(resource, &profiles),
     };
     let resource_type = resource["resourceType"].as_str().unwrap_or("Resource");
     for (index, url) in unknown.iter().enumerate() {
@@ -101,13 +110,14 @@ pub fn issues_for(state: &AppState, resource: &Value) -> Vec<validation::Issue> 
 pub fn check_on_write(
     state: &AppState,
     resource: Map<String, Value>,
+    referenced: Option<&Referenced>,
 ) -> Result<Map<String, Value>, ApiError> {
     if state.config.validation == ValidationMode::Off {
         return Ok(resource);
     }
     // The validator takes a `Value`; wrapping the map is a move, not a copy.
     let value = Value::Object(resource);
-    let issues = issues_for(state, &value);
+    let issues = issues_for(state, &value, referenced);
     let Value::Object(resource) = value else {
         return Err(ApiError::bad_request("a resource must be a JSON object"));
     };
@@ -274,8 +284,9 @@ async fn run_validate(
             ));
         }
     }
+    let fetched = referenced(state, &resource).await?;
     let resource = Value::Object(resource);
-    let mut issues = issues_for(state, &resource);
+    let mut issues = issues_for(state, &resource, fetched.as_ref());
     if let Some(profile) = requested {
         // The base issues are already in `issues`; add only what the profile adds.
         let base = validation::validate(&resource).len();

@@ -13,6 +13,7 @@ use crate::body::{check_resource, parse_object, parse_resource, read_limited};
 use crate::error::ApiError;
 use crate::extract::{FhirRequest, InstancePath, TypePath};
 use crate::format::require_json_body;
+use crate::references::referenced;
 use crate::response::{Return, write_response};
 use crate::validate::{after_write, check_on_write};
 
@@ -42,7 +43,8 @@ pub(crate) async fn create(
     // a valid id), so it goes before the checks.
     resource.shift_remove("id");
     let resource = check_resource(resource, &resource_type)?;
-    let resource = check_on_write(&state, resource)?;
+    let fetched = referenced(&state, &resource).await?;
+    let resource = check_on_write(&state, resource, fetched.as_ref())?;
     let version = new_version(
         state
             .store
@@ -84,7 +86,8 @@ pub(crate) async fn update(
             ));
         }
     }
-    let resource = check_on_write(&state, resource)?;
+    let fetched = referenced(&state, &resource).await?;
+    let resource = check_on_write(&state, resource, fetched.as_ref())?;
     let written = state
         .store
         .write(Write::Update {

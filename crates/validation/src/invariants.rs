@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
 
-use fhirpath::{Environment, Error, Expression, FhirType, Item, Node, Terminology};
+use fhirpath::{Environment, Error, Expression, FhirType, Item, Node, Resolver, Terminology};
 use serde_json::Value;
 
 use crate::InvariantEvaluator;
@@ -91,22 +91,23 @@ fn holds(result: &[Item<'_>]) -> bool {
     }
 }
 
-impl InvariantEvaluator for FhirPathInvariants {
-    fn check(&self, expression: &str, context: &Value, resource: &Value) -> Result<bool, String> {
-        self.check_typed(expression, context, None, resource)
-    }
-
-    fn check_typed(
+impl FhirPathInvariants {
+    /// Evaluates one invariant; `resolver` answers `resolve()` beyond the resource itself.
+    pub fn evaluate(
         &self,
         expression: &str,
         context: &Value,
         context_type: Option<&str>,
         resource: &Value,
+        resolver: Option<&dyn Resolver>,
     ) -> Result<bool, String> {
         let compiled = self.expression(expression);
         let expression = compiled.as_ref().as_ref().map_err(Clone::clone)?;
         let mut env = Environment::new();
         env.with_terminology(&DefinitionsTerminology);
+        if let Some(resolver) = resolver {
+            env.with_resolver(resolver);
+        }
         let focus_type = context_type.and_then(|name| {
             if name.contains('.') {
                 FhirType::of_path(name)
@@ -123,6 +124,63 @@ impl InvariantEvaluator for FhirPathInvariants {
             .map_err(|error| error.to_string())?;
         Ok(holds(&result))
     }
+}
+
+impl InvariantEvaluator for FhirPathInvariants {
+    fn check(&self, expression: &str, context: &Value, resource: &Value) -> Result<bool, String> {
+        self.check_typed(expression, context, None, resource)
+    }
+
+    fn check_typed(
+        &self,
+        expression: &str,
+        context: &Value,
+        context_type: Option<&str>,
+        resource: &Value,
+    ) -> Result<bool, String> {
+        self.evaluate(expression, context, context_type, resource, None)
+    }
+}
+
+/// [`FHIRPATH`] with a resolver for references to other resources (the store's).
+pub struct Resolving<'r>(pub &'r dyn Resolver);
+
+impl InvariantEvaluator for Resolving<'_> {
+    fn check(&self, expression: &str, context: &Value, resource: &Value) -> Result<bool, String> {
+        self.check_typed(expression, context, None, resource)
+    }
+
+    fn check_typed(
+        &self,
+        expression: &str,
+        context: &Value,
+        context_type: Option<&str>,
+        resource: &Value,
+    ) -> Result<bool, String> {
+        FHIRPATH.evaluate(expression, context, context_type, resource, Some(self.0))
+    }
+}
+
+/// Whether any invariant of `resource_type` (or of the types it holds) calls `resolve()`, so
+/// that validating it needs the resources it references.
+pub fn uses_resolve(resource_type: &str) -> bool {
+    static TYPES: LazyLock<Vec<String>> = LazyLock::new(|| {
+        let definitions = fhir::definitions();
+        definitions
+            .resource_types()
+            .iter()
+            .filter(|name| {
+                definitions.type_def(name).is_some_and(|def| {
+                    def.constraints
+                        .iter()
+                        .chain(def.elements.iter().flat_map(|e| e.constraints.iter()))
+                        .any(|c| c.expression.contains("resolve()"))
+                })
+            })
+            .cloned()
+            .collect()
+    });
+    TYPES.iter().any(|name| name == resource_type)
 }
 
 #[cfg(test)]
@@ -177,6 +235,46 @@ mod tests {
             evaluator
                 .check_typed("(", &resource, None, &resource)
                 .is_err()
+        );
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use serde_json::json;
+
+    struct Map(HashMap<String, Value>);
+
+    impl Resolver for Map {
+        fn resolve(&self, reference: &str) -> Option<&Value> {
+            self.0.get(reference)
+        }
+    }
+
+    #[test]
+    fn resolve_reaches_other_resources_through_the_resolver() {
+        assert!(uses_resolve("CareTeam"));
+        assert!(!uses_resolve("Patient"));
+        let care_team = json!({"resourceType": "CareTeam", "participant": [
+            {"member": {"reference": "Organization/o1"}, "onBehalfOf": {"reference": "Organization/o1"}}]});
+        let ctm_1 = "onBehalfOf.exists() implies (member.resolve().iif(empty(), true, ofType(Practitioner).exists()))";
+        let participant = &care_team["participant"][0];
+        let store = Map(HashMap::from([(
+            "Organization/o1".to_string(),
+            json!({"resourceType": "Organization", "id": "o1"}),
+        )]));
+        let context = Some("CareTeam.participant");
+        // Without a resolver the member cannot be checked, and the invariant holds.
+        assert_eq!(
+            FHIRPATH.evaluate(ctm_1, participant, context, &care_team, None),
+            Ok(true)
+        );
+        assert_eq!(
+            FHIRPATH.evaluate(ctm_1, participant, context, &care_team, Some(&store)),
+            Ok(false)
         );
     }
 }

@@ -52,7 +52,7 @@ use model::{Elem, ElemType, MODEL, Model, Strength, TypeModel, ValueSetIndex};
 use primitive::Primitive;
 use reference::Target;
 
-pub use invariants::{DefinitionsTerminology, FhirPathInvariants};
+pub use invariants::{DefinitionsTerminology, FhirPathInvariants, Resolving, uses_resolve};
 pub use profile::{Profile, ProfileInvariant};
 
 /// One problem found in a resource.
