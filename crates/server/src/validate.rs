@@ -4,12 +4,14 @@
 //! default) a resource with any error-level issue gets 422 with every issue, and nothing is
 //! stored.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use fhir::{IssueType, Severity};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use store::Version;
 
 use crate::AppState;
@@ -32,29 +34,6 @@ pub enum ValidationMode {
     Off,
 }
 
-/// An OperationOutcome listing `issues`; an information issue when there are none.
-pub fn outcome(issues: &[validation::Issue]) -> Value {
-    if issues.is_empty() {
-        return fhir::operation_outcome(
-            Severity::Information,
-            IssueType::Informational,
-            "validation found no issues",
-        );
-    }
-    let issue: Vec<Value> = issues
-        .iter()
-        .map(|issue| {
-            json!({
-                "severity": issue.severity.code(),
-                "code": issue.code.code(),
-                "diagnostics": issue.diagnostics,
-                "expression": [issue.expression],
-            })
-        })
-        .collect();
-    json!({"resourceType": "OperationOutcome", "issue": issue})
-}
-
 fn has_errors(issues: &[validation::Issue]) -> bool {
     issues
         .iter()
@@ -67,8 +46,16 @@ pub fn issues_for(
     state: &AppState,
     resource: &Value,
     referenced: Option<&Referenced>,
+    requested: Option<Arc<validation::Profile>>,
 ) -> Vec<validation::Issue> {
-    let (profiles, unknown) = state.profiles.claimed(resource);
+    let (mut profiles, unknown) = state.profiles.claimed(resource);
+    if let Some(requested) = requested
+        && !profiles
+            .iter()
+            .any(|claimed| claimed.url() == requested.url())
+    {
+        profiles.push(requested);
+    }
     let profiles: Vec<&validation::Profile> = profiles.iter().map(AsRef::as_ref).collect();
     let mut issues = match referenced {
         Some(referenced) => validation::validate_against_with(
@@ -117,7 +104,7 @@ pub fn check_on_write(
     }
     // The validator takes a `Value`; wrapping the map is a move, not a copy.
     let value = Value::Object(resource);
-    let issues = issues_for(state, &value, referenced);
+    let issues = issues_for(state, &value, referenced, None);
     let Value::Object(resource) = value else {
         return Err(ApiError::bad_request("a resource must be a JSON object"));
     };
@@ -128,7 +115,7 @@ pub fn check_on_write(
         ValidationMode::Strict => Err(ApiError::with_outcome(
             StatusCode::UNPROCESSABLE_ENTITY,
             IssueType::Invalid,
-            outcome(&issues),
+            validation::operation_outcome(&issues),
         )),
         ValidationMode::Warnings | ValidationMode::Off => {
             tracing::warn!(
@@ -251,7 +238,7 @@ async fn run_validate(
             return match state.store.read(resource_type, id).await? {
                 Some(version) if !version.is_deleted() => Ok(json_response(
                     StatusCode::OK,
-                    outcome(&[]).to_string(),
+                    validation::operation_outcome(&[]).to_string(),
                     request.output,
                 )),
                 _ => Err(ApiError::not_found(format!(
@@ -286,19 +273,10 @@ async fn run_validate(
     }
     let fetched = referenced(state, &resource).await?;
     let resource = Value::Object(resource);
-    let mut issues = issues_for(state, &resource, fetched.as_ref());
-    if let Some(profile) = requested {
-        // The base issues are already in `issues`; add only what the profile adds.
-        let base = validation::validate(&resource).len();
-        issues.extend(
-            validation::validate_against(&resource, &[profile.as_ref()])
-                .into_iter()
-                .skip(base),
-        );
-    }
+    let issues = issues_for(state, &resource, fetched.as_ref(), requested);
     Ok(json_response(
         StatusCode::OK,
-        outcome(&issues).to_string(),
+        validation::operation_outcome(&issues).to_string(),
         request.output,
     ))
 }
