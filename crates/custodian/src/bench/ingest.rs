@@ -35,13 +35,7 @@ struct Bundle {
 }
 
 fn load(args: &IngestArgs) -> Result<Vec<Bundle>, String> {
-    let folder = args.testdata.join("synthea").join("synthea-100");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .map_err(|error| format!("cannot read {}: {error}", folder.display()))?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    files.sort();
+    let mut files = super::synthea_files(&args.testdata)?;
     // Organizations and practitioners first, as Synthea loads them.
     files.sort_by_key(|path| {
         let name = path.file_name().map(|n| n.to_string_lossy().to_string());

@@ -51,15 +51,22 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
     }
 }
 
-/// Every resource in the first `bundles` Synthea patient bundles, in file order.
-fn load_synthea(args: &CorpusArgs) -> Result<Vec<Value>, String> {
-    let folder = args.testdata.join("synthea").join("synthea-100");
+/// The synthea-100 bundle files under `testdata`, sorted by name.
+fn synthea_files(testdata: &Path) -> Result<Vec<PathBuf>, String> {
+    let folder = testdata.join("synthea").join("synthea-100");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
         .map_err(|error| format!("cannot read {}: {error}", folder.display()))?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
         .collect();
     files.sort();
+    Ok(files)
+}
+
+/// Every resource in the first `bundles` Synthea patient bundles, in file order.
+fn load_synthea(args: &CorpusArgs) -> Result<Vec<Value>, String> {
+    let files = synthea_files(&args.testdata)?;
+    let folder = args.testdata.join("synthea").join("synthea-100");
     let mut resources = Vec::new();
     for path in files.iter().take(args.bundles) {
         resources.extend(bundle_resources(path)?);
