@@ -11,6 +11,7 @@ mod error;
 mod history;
 mod instant;
 mod resource;
+mod search;
 mod sqlite;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use error::{StoreError, TransactionError};
 pub use history::{HistoryPage, HistoryQuery, HistoryScope};
 pub use instant::{Instant, Period};
 pub use resource::{Method, Version, Write, Written};
+pub use search::{SearchPage, SearchRequest};
 
 use sqlite::SqliteStore;
 
@@ -116,5 +118,15 @@ impl Store {
         })
         .await
         .map_err(|error| StoreError::Backend(format!("history task failed: {error}")))?
+    }
+
+    /// One page of a search, with its includes.
+    pub async fn search(&self, request: SearchRequest) -> Result<SearchPage, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || match &*store.backend {
+            Backend::Sqlite(sqlite) => sqlite.search(&request),
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("search task failed: {error}")))?
     }
 }

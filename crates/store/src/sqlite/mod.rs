@@ -224,6 +224,16 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    pub(crate) fn search(
+        &self,
+        request: &crate::SearchRequest,
+    ) -> Result<crate::SearchPage, StoreError> {
+        let _ = request;
+        Err(StoreError::Backend("search is not implemented yet".into()))
+    }
+}
+
 fn version_from_row(row: &Row<'_>) -> Result<Version, rusqlite::Error> {
     let version: i64 = row.get(2)?;
     let method: String = row.get(4)?;
