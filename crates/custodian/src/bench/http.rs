@@ -11,13 +11,17 @@ pub use crate::client::Connection;
 pub struct ServerProcess {
     child: Child,
     data_dir: PathBuf,
+    /// Leave the data directory behind when dropped.
+    keep: bool,
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
@@ -25,6 +29,11 @@ impl ServerProcess {
     /// Starts a server on `127.0.0.1:port` with an empty database in `data_dir`.
     pub fn start(port: u16, data_dir: &Path, extra: &[&str]) -> Result<ServerProcess, String> {
         let _ = std::fs::remove_dir_all(data_dir);
+        ServerProcess::reopen(port, data_dir, extra)
+    }
+
+    /// Starts a server on `127.0.0.1:port` with the database already in `data_dir`.
+    pub fn reopen(port: u16, data_dir: &Path, extra: &[&str]) -> Result<ServerProcess, String> {
         std::fs::create_dir_all(data_dir)
             .map_err(|error| format!("cannot create {}: {error}", data_dir.display()))?;
         let exe =
@@ -41,7 +50,14 @@ impl ServerProcess {
         Ok(ServerProcess {
             child,
             data_dir: data_dir.to_path_buf(),
+            keep: false,
         })
+    }
+
+    /// Whether to leave the data directory behind when dropped.
+    pub fn keep_data(mut self, keep: bool) -> ServerProcess {
+        self.keep = keep;
+        self
     }
 
     /// The server's peak resident memory so far (`VmHWM`), in MiB.

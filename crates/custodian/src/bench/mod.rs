@@ -3,11 +3,13 @@
 //! - `server`: read by id and durable create over HTTP against a real server process;
 //! - `fhirpath`: every search-parameter expression over Synthea resources, on one core;
 //! - `validation`: full validation of Synthea resources, on one core;
-//! - `ingest`: transaction-Bundle ingest of synthea-100 over HTTP.
+//! - `ingest`: transaction-Bundle ingest of synthea-100 over HTTP;
+//! - `search`: search latency for a fixed query mix over synthea-100 or a scaled data set.
 
 mod fhirpath;
 mod http;
 mod ingest;
+mod search;
 mod server;
 mod validation;
 
@@ -26,6 +28,8 @@ pub enum BenchCommand {
     Validation(CorpusArgs),
     /// Transaction-Bundle ingest of synthea-100 over HTTP.
     Ingest(ingest::IngestArgs),
+    /// Search latency (p50/p99) for a fixed query mix, after loading a data set.
+    Search(search::SearchArgs),
 }
 
 /// Which Synthea resources to measure on.
@@ -48,6 +52,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Fhirpath(args) => fhirpath::run(&args),
         BenchCommand::Validation(args) => validation::run(&args),
         BenchCommand::Ingest(args) => ingest::run(&args),
+        BenchCommand::Search(args) => search::run(&args),
     }
 }
 
