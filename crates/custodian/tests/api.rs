@@ -1626,9 +1626,6 @@ fn unknown_types_methods_and_paths() {
     for (method, path) in [
         ("TRACE", "Patient"),
         ("TRACE", "Patient/1"),
-        ("DELETE", "Patient"),
-        ("PUT", "Patient"),
-        ("PATCH", "Patient"),
         ("POST", "Patient/1"),
         ("POST", "metadata"),
         ("DELETE", "_history"),
@@ -1654,7 +1651,21 @@ fn unknown_types_methods_and_paths() {
         allowed.sort();
         allowed
     };
-    assert_eq!(allow("PUT", "Patient"), ["GET", "HEAD", "POST"]);
+    let reply = fhir.request("TRACE", "Patient", &[], None);
+    let mut allowed: Vec<&str> = reply
+        .header("allow")
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    allowed.sort();
+    assert_eq!(allowed, ["DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"]);
+    // On the type, DELETE, PUT and PATCH are conditional: without criteria they are refused.
+    for method in ["DELETE", "PUT", "PATCH"] {
+        let body = (method != "DELETE").then_some(&b"{}"[..]);
+        let reply = fhir.request(method, "Patient", &[("content-type", FHIR_JSON)], body);
+        assert_eq!(reply.status, 400, "{method} Patient: {}", reply.text);
+    }
     assert_eq!(
         allow("POST", "Patient/1"),
         ["DELETE", "GET", "HEAD", "PATCH", "PUT"]
@@ -1712,7 +1723,7 @@ fn capability_statement() {
         .map(|i| i["code"].as_str().unwrap())
         .collect();
     assert!(system.contains(&"history-system"));
-    assert!(!system.contains(&"search-system"));
+    assert!(system.contains(&"search-system"));
     assert!(!system.contains(&"transaction"));
     assert!(!system.contains(&"batch"));
 
@@ -1750,6 +1761,7 @@ fn capability_statement() {
         "history-instance",
         "history-type",
         "create",
+        "search-type",
     ]
     .into_iter()
     .collect();
@@ -1761,14 +1773,28 @@ fn capability_statement() {
             .map(|i| i["code"].as_str().unwrap())
             .collect();
         assert_eq!(codes, wanted, "{}", resource["type"]);
-        assert!(!codes.contains("search-type"));
+        let params = resource["searchParam"].as_array().unwrap();
         assert!(
-            resource.get("searchParam").is_none(),
-            "{} claims search parameters",
+            params.iter().any(|p| p["name"] == "_id"),
+            "{} lacks _id",
             resource["type"]
         );
+        assert_eq!(resource["conditionalDelete"], "multiple");
     }
-    assert!(!reply.text.contains("search-type"));
+    let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+    let name = patient["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "name")
+        .unwrap();
+    assert_eq!(name["type"], "string");
+    assert_eq!(
+        name["definition"],
+        "http://hl7.org/fhir/SearchParameter/Patient-name"
+    );
+    let revincludes = patient["searchRevInclude"].as_array().unwrap();
+    assert!(revincludes.contains(&json!("Observation:subject")));
 }
 
 #[test]

@@ -9,10 +9,12 @@ mod index;
 mod params;
 mod parse;
 mod query;
+mod text;
 mod value;
 
 pub use index::{IndexRow, IndexValue, index};
 pub use params::{Component, ParamDef, ParamType, param, params_for};
 pub use parse::{ParseOptions, Parsed, SearchError, Summary, compartment, parse};
 pub use query::*;
-pub use value::{normalize_string, DateRange, NumberRange};
+pub use text::{FullText, fts_query, full_text};
+pub use value::{DateRange, NumberRange, normalize_string};

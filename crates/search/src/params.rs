@@ -88,12 +88,20 @@ impl Registry {
         let common: Vec<&fhir::definitions::SearchParameter> = definitions
             .search_parameters()
             .iter()
-            .filter(|p| p.base.iter().any(|b| b == "Resource" || b == "DomainResource"))
+            .filter(|p| {
+                p.base
+                    .iter()
+                    .any(|b| b == "Resource" || b == "DomainResource")
+            })
             .collect();
         let mut by_type = HashMap::new();
         for resource_type in definitions.resource_types() {
             let mut params: Vec<ParamDef> = Vec::new();
-            for p in common.iter().copied().chain(definitions.search_parameters_for(resource_type)) {
+            for p in common
+                .iter()
+                .copied()
+                .chain(definitions.search_parameters_for(resource_type))
+            {
                 if params.iter().any(|known| known.code == p.code) {
                     continue;
                 }
@@ -183,8 +191,22 @@ mod tests {
     #[test]
     fn every_type_has_the_common_parameters_and_its_own() {
         let patient = params_for("Patient");
-        for code in ["_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "name", "birthdate", "identifier", "general-practitioner"] {
-            assert!(patient.iter().any(|p| p.code == code), "Patient lacks {code}");
+        for code in [
+            "_id",
+            "_lastUpdated",
+            "_tag",
+            "_profile",
+            "_security",
+            "_source",
+            "name",
+            "birthdate",
+            "identifier",
+            "general-practitioner",
+        ] {
+            assert!(
+                patient.iter().any(|p| p.code == code),
+                "Patient lacks {code}"
+            );
         }
         let composite = param("Observation", "code-value-quantity").map(|p| p.components.len());
         assert_eq!(composite, Some(2));
@@ -193,8 +215,14 @@ mod tests {
 
     #[test]
     fn shared_expressions_keep_the_type_s_own_alternative() {
-        assert_eq!(for_type("Patient.name | Person.name", "Person"), "Person.name");
-        assert_eq!(for_type("Observation.code", "Observation"), "Observation.code");
+        assert_eq!(
+            for_type("Patient.name | Person.name", "Person"),
+            "Person.name"
+        );
+        assert_eq!(
+            for_type("Observation.code", "Observation"),
+            "Observation.code"
+        );
     }
 
     #[test]
@@ -203,11 +231,18 @@ mod tests {
         let mut missing = Vec::new();
         for resource_type in definitions.resource_types() {
             for p in definitions.search_parameters_for(resource_type) {
-                if p.expression.is_some() && param(resource_type, &p.code).and_then(|d| d.expression.as_ref()).is_none() {
+                if p.expression.is_some()
+                    && param(resource_type, &p.code)
+                        .and_then(|d| d.expression.as_ref())
+                        .is_none()
+                {
                     missing.push(format!("{resource_type}.{}", p.code));
                 }
             }
         }
-        assert!(missing.is_empty(), "expressions that do not compile: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "expressions that do not compile: {missing:?}"
+        );
     }
 }

@@ -70,13 +70,23 @@ pub enum Test {
     /// `:of-type` on identifiers: `system|code|value` of the identifier's type and its value.
     /// Index key `{param}:of-type`, stored as a token with `system` = type system and
     /// `code` = `{type code}|{value}`.
-    OfType { system: String, code: String, value: String },
+    OfType {
+        system: String,
+        code: String,
+        value: String,
+    },
     /// Reference parameters.
     Reference(ReferenceTest),
     /// Date parameters: `range` is the search value's implicit range.
-    Date { prefix: Prefix, range: crate::DateRange },
+    Date {
+        prefix: Prefix,
+        range: crate::DateRange,
+    },
     /// Number parameters: `range` is the search value's implicit precision range.
-    Number { prefix: Prefix, range: crate::NumberRange },
+    Number {
+        prefix: Prefix,
+        range: crate::NumberRange,
+    },
     /// Quantity parameters.
     Quantity {
         prefix: Prefix,

@@ -3,7 +3,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use std::collections::BTreeMap;
+
 use fhir::{FHIR_VERSION, definitions};
+use search::ParamType;
 use serde_json::{Value, json};
 use store::Instant;
 
@@ -22,28 +25,84 @@ const TYPE_INTERACTIONS: &[&str] = &[
     "history-instance",
     "history-type",
     "create",
+    "search-type",
 ];
 
+/// R4 has no `conditionalPatch`; R5 does, and this is its R4 cross-version extension.
+const CONDITIONAL_PATCH: &str = "http://hl7.org/fhir/5.0/StructureDefinition/extension-CapabilityStatement.rest.resource.conditionalPatch";
+
+/// `_include` values per type (`Observation:subject`), and `_revinclude` values per
+/// target type (`Observation:subject` under Patient).
+/// Values of `searchInclude` or `searchRevInclude`, by resource type.
+type ByType = BTreeMap<String, Vec<String>>;
+
+fn includes() -> (ByType, ByType) {
+    let mut include = ByType::new();
+    let mut revinclude = ByType::new();
+    for resource_type in definitions().resource_types() {
+        for param in search::params_for(resource_type) {
+            if param.param_type != ParamType::Reference {
+                continue;
+            }
+            let value = format!("{resource_type}:{}", param.code);
+            include
+                .entry(resource_type.clone())
+                .or_default()
+                .push(value.clone());
+            for target in &param.targets {
+                let list = revinclude.entry(target.clone()).or_default();
+                if !list.contains(&value) {
+                    list.push(value.clone());
+                }
+            }
+        }
+    }
+    (include, revinclude)
+}
+
 pub(crate) fn statement(config: &Config) -> Value {
+    let (include, revinclude) = includes();
     let resources: Vec<Value> = definitions()
         .resource_types()
         .iter()
         .map(|resource_type| {
-            json!({
+            let search_params: Vec<Value> = search::params_for(resource_type)
+                .iter()
+                .map(|param| {
+                    json!({
+                        "name": param.code,
+                        "definition": param.url,
+                        "type": param.param_type.name(),
+                    })
+                })
+                .collect();
+            let mut search_include = vec!["*".to_string()];
+            search_include.extend(include.get(resource_type).into_iter().flatten().cloned());
+            let mut resource = json!({
                 "type": resource_type,
                 "interaction": TYPE_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalRead": "not-supported",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "multiple",
+                "extension": [{"url": CONDITIONAL_PATCH, "valueBoolean": true}],
+                "searchInclude": search_include,
+                "searchParam": search_params,
                 "operation": [{
                     "name": "validate",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
                 }],
-            })
+            });
+            // FHIR JSON has no empty arrays: only types something refers to get one.
+            if let Some(list) = revinclude.get(resource_type)
+                && let Some(object) = resource.as_object_mut()
+            {
+                object.insert("searchRevInclude".into(), json!(list));
+            }
+            resource
         })
         .collect();
     json!({
@@ -66,7 +125,7 @@ pub(crate) fn statement(config: &Config) -> Value {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "history-system"}],
+            "interaction": [{"code": "history-system"}, {"code": "search-system"}],
         }],
     })
 }

@@ -49,8 +49,37 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, IssueType::NotFound, diagnostics)
     }
 
+    /// 412: a conditional interaction's criteria matched more resources than it can act on.
+    pub fn multiple_matches(diagnostics: impl Into<String>) -> ApiError {
+        let diagnostics = diagnostics.into();
+        let outcome = serde_json::json!({
+            "resourceType": "OperationOutcome",
+            "issue": [{
+                "severity": "error",
+                "code": "multiple-matches",
+                "diagnostics": diagnostics,
+            }]
+        });
+        ApiError {
+            status: StatusCode::PRECONDITION_FAILED,
+            code: IssueType::Conflict,
+            diagnostics,
+            outcome: Some(outcome),
+        }
+    }
+
     pub fn not_supported(status: StatusCode, diagnostics: impl Into<String>) -> ApiError {
         ApiError::new(status, IssueType::NotSupported, diagnostics)
+    }
+}
+
+impl From<search::SearchError> for ApiError {
+    fn from(error: search::SearchError) -> ApiError {
+        let code = match error {
+            search::SearchError::UnknownParameter { .. } => IssueType::NotSupported,
+            search::SearchError::BadValue { .. } => IssueType::Invalid,
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, error.to_string())
     }
 }
 

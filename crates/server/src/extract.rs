@@ -145,3 +145,35 @@ impl<S: Send + Sync> FromRequestParts<S> for VersionPath {
         })
     }
 }
+
+/// `/{compartment}/{id}/{type}`: a compartment's resources of one type (`*`: of every type).
+pub struct CompartmentPath {
+    pub compartment: String,
+    pub id: String,
+    /// `None` for `*`.
+    pub resource_type: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CompartmentPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<CompartmentPath, ApiError> {
+        let mut segments = path_segments(parts).await?.into_iter();
+        let compartment = segments.next().unwrap_or_default();
+        let id = segments.next().unwrap_or_default();
+        let resource_type = segments.next().unwrap_or_default();
+        check_type(&compartment)?;
+        check_id(&id)?;
+        let resource_type = if resource_type == "*" {
+            None
+        } else {
+            check_type(&resource_type)?;
+            Some(resource_type)
+        };
+        Ok(CompartmentPath {
+            compartment,
+            id,
+            resource_type,
+        })
+    }
+}

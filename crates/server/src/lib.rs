@@ -6,6 +6,7 @@
 mod body;
 mod bundle;
 mod capability;
+mod conditional;
 mod duplicates;
 mod error;
 mod extract;
@@ -16,7 +17,9 @@ mod patch;
 mod profiles;
 mod references;
 mod response;
-mod unsupported;
+mod search;
+mod searchset;
+mod subset;
 mod validate;
 mod write;
 
@@ -79,6 +82,8 @@ pub(crate) struct AppState {
     pub config: Arc<Config>,
     pub capability: Arc<serde_json::Value>,
     pub profiles: Arc<profiles::ProfileRegistry>,
+    /// Serialise conditional writes per resource type.
+    pub locks: Arc<conditional::Locks>,
 }
 
 /// The HTTP application: `/fhir/...` and `/health`. It first learns the profiles stored
@@ -91,12 +96,25 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
         config: Arc::new(config),
         capability,
         profiles,
+        locks: Arc::default(),
     };
     let fhir = Router::new()
         .route("/metadata", get(capability::metadata))
-        .route("/", axum::routing::post(bundle::base_post))
+        .route("/", get(search::system_get).post(bundle::base_post))
+        .route("/_search", axum::routing::post(search::system_post))
         .route("/_history", get(history::system))
-        .route("/{type}", get(unsupported::search).post(write::create))
+        .route(
+            "/{type}",
+            get(search::type_get)
+                .post(write::create)
+                .put(conditional::update)
+                .patch(conditional::patch)
+                .delete(conditional::delete),
+        )
+        .route(
+            "/{type}/_search",
+            axum::routing::post(search::type_post).get(search::type_get),
+        )
         .route("/{type}/_history", get(history::type_level))
         .route(
             "/{type}/$validate",
@@ -114,6 +132,7 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
                 .delete(write::delete),
         )
         .route("/{type}/{id}/_history", get(history::instance))
+        .route("/{type}/{id}/{compartment}", get(search::compartment_get))
         .route("/{type}/{id}/_history/{version}", get(instance::vread))
         .route_layer(axum::middleware::from_fn(log_request));
     let app = Router::new()

@@ -25,7 +25,7 @@ use crate::validate::{after_write, check_on_write};
 use crate::write::new_version;
 
 /// A parsed patch document.
-enum Patch {
+pub(crate) enum Patch {
     Json(json_patch::Patch),
     FhirPath(Value),
 }
@@ -48,9 +48,19 @@ pub(crate) async fn patch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let InstancePath { resource_type, id } = path;
+    let patch = read_patch(&state, &request, body).await?;
+    patch_instance(&state, &request, &resource_type, &id, &patch).await
+}
+
+/// Reads and parses a PATCH body in the format its `Content-Type` names.
+pub(crate) async fn read_patch(
+    state: &AppState,
+    request: &FhirRequest,
+    body: Body,
+) -> Result<Patch, ApiError> {
     let format = patch_format(&request.headers)?;
     let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
-    let patch = match format {
+    Ok(match format {
         PatchFormat::JsonPatch => Patch::Json(serde_json::from_slice(&bytes).map_err(|error| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -69,9 +79,19 @@ pub(crate) async fn patch(
             }
             Patch::FhirPath(Value::Object(parameters))
         }
-    };
+    })
+}
+
+/// Applies `patch` to the current version of `resource_type/id` and stores the result.
+pub(crate) async fn patch_instance(
+    state: &AppState,
+    request: &FhirRequest,
+    resource_type: &str,
+    id: &str,
+    patch: &Patch,
+) -> Result<Response, ApiError> {
     for _ in 0..PATCH_ATTEMPTS {
-        let current = match state.store.read(&resource_type, &id).await? {
+        let current = match state.store.read(resource_type, id).await? {
             None => {
                 return Err(ApiError::not_found(format!(
                     "{resource_type}/{id} is not known"
@@ -93,7 +113,7 @@ pub(crate) async fn patch(
             Some(Ok(document)) => document,
             _ => return Err(StoreError::Backend("stored resource is unreadable".into()).into()),
         };
-        match &patch {
+        match patch {
             Patch::Json(operations) => json_patch::patch(&mut document, operations)
                 .map_err(|error| unprocessable(format!("the patch cannot be applied: {error}")))?,
             Patch::FhirPath(parameters) => {
@@ -111,24 +131,24 @@ pub(crate) async fn patch(
             }
         }
         let patched = serde_json::to_vec(&document).unwrap_or_default();
-        let resource = parse_resource(&patched, &resource_type).map_err(|error| {
+        let resource = parse_resource(&patched, resource_type).map_err(|error| {
             unprocessable(format!(
                 "the patched resource is not valid: {}",
                 error.diagnostics
             ))
         })?;
-        if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+        if resource.get("id").and_then(Value::as_str) != Some(id) {
             return Err(unprocessable(
                 "a patch may not change or remove the resource id".into(),
             ));
         }
-        let fetched = referenced(&state, &resource).await?;
-        let resource = check_on_write(&state, resource, fetched.as_ref())?;
+        let fetched = referenced(state, &resource).await?;
+        let resource = check_on_write(state, resource, fetched.as_ref())?;
         let result = state
             .store
             .write(Write::Update {
-                resource_type: resource_type.clone(),
-                id: id.clone(),
+                resource_type: resource_type.to_string(),
+                id: id.to_string(),
                 resource,
                 if_match: Some(current.version),
                 method: Method::Patch,
@@ -137,9 +157,9 @@ pub(crate) async fn patch(
         match result {
             Ok(written) => {
                 let version = new_version(written)?;
-                after_write(&state, &version);
+                after_write(state, &version);
                 return Ok(write_response(
-                    &request,
+                    request,
                     &state.config.base_url,
                     StatusCode::OK,
                     &version,

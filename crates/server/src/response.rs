@@ -31,6 +31,21 @@ pub fn prefer_return(headers: &HeaderMap) -> Return {
     Return::Representation
 }
 
+/// `Prefer: handling=strict`: a search must refuse what it does not understand
+/// (the default, `handling=lenient`, ignores it and says so).
+pub fn handling_strict(headers: &HeaderMap) -> bool {
+    for value in headers.get_all("prefer") {
+        for preference in value.to_str().unwrap_or("").split([',', ';']) {
+            match preference.trim() {
+                "handling=strict" => return true,
+                "handling=lenient" => return false,
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
 /// A JSON body as text, pretty-printed on request.
 pub fn json_body(text: String, output: Output) -> Body {
     if output.pretty
@@ -146,5 +161,8 @@ mod tests {
             HeaderValue::from_static("handling=strict, return=OperationOutcome"),
         );
         assert_eq!(prefer_return(&headers), Return::OperationOutcome);
+        assert!(handling_strict(&headers));
+        headers.insert("prefer", HeaderValue::from_static("handling=lenient"));
+        assert!(!handling_strict(&headers));
     }
 }

@@ -10,6 +10,7 @@ use store::{Method, StoreError, Version, Write, Written};
 
 use crate::AppState;
 use crate::body::{check_resource, parse_object, parse_resource, read_limited};
+use crate::conditional::{criteria, find_one};
 use crate::error::ApiError;
 use crate::extract::{FhirRequest, InstancePath, TypePath};
 use crate::format::require_json_body;
@@ -31,12 +32,12 @@ pub(crate) async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     require_json_body(&request.headers)?;
-    if request.headers.contains_key("if-none-exist") {
-        return Err(ApiError::not_supported(
-            StatusCode::BAD_REQUEST,
-            "conditional create (If-None-Exist) is not supported yet; nothing was created",
-        ));
-    }
+    let if_none_exist = match request.headers.get("if-none-exist") {
+        None => None,
+        Some(value) => Some(criteria(value.to_str().map_err(|_| {
+            ApiError::bad_request("If-None-Exist is not a valid query string")
+        })?)),
+    };
     let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
     let mut resource = parse_object(&bytes)?;
     // FHIR R4: on create, the server ignores any id in the body (even one that is not
@@ -45,6 +46,27 @@ pub(crate) async fn create(
     let resource = check_resource(resource, &resource_type)?;
     let fetched = referenced(&state, &resource).await?;
     let resource = check_on_write(&state, resource, fetched.as_ref())?;
+    // Conditional create: held until the create is durable, so a concurrent conditional
+    // create with the same criteria sees it.
+    let _guard = match &if_none_exist {
+        None => Vec::new(),
+        Some(criteria) => {
+            let guard = state.locks.lock(&resource_type).await;
+            if let Some(existing) =
+                find_one(&state, &resource_type, criteria, "If-None-Exist").await?
+            {
+                // A match: nothing is created, and the answer is the existing resource.
+                return Ok(write_response(
+                    &request,
+                    &state.config.base_url,
+                    StatusCode::OK,
+                    &existing,
+                    true,
+                ));
+            }
+            guard
+        }
+    };
     let version = new_version(
         state
             .store

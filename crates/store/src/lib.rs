@@ -120,6 +120,29 @@ impl Store {
         .map_err(|error| StoreError::Backend(format!("history task failed: {error}")))?
     }
 
+    /// Writes with the given index rows instead of the indexer's (tests of search).
+    #[cfg(test)]
+    pub(crate) async fn write_indexed(
+        &self,
+        write: Write,
+        rows: Vec<::search::IndexRow>,
+    ) -> Result<Written, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.write_indexed(write, rows).await,
+        }
+    }
+
+    /// The SQL and query plan of a search's first page and count (for tuning).
+    #[doc(hidden)]
+    pub async fn explain_search(&self, request: SearchRequest) -> Result<String, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || match &*store.backend {
+            Backend::Sqlite(sqlite) => sqlite.explain_search(&request),
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("explain task failed: {error}")))?
+    }
+
     /// One page of a search, with its includes.
     pub async fn search(&self, request: SearchRequest) -> Result<SearchPage, StoreError> {
         let store = self.clone();

@@ -149,14 +149,12 @@ fn count_matches(body: &[u8]) -> u64 {
     let Ok(bundle) = serde_json::from_slice::<Value>(body) else {
         return 0;
     };
-    bundle["entry"]
-        .as_array()
-        .map_or(0, |entries| {
-            entries
-                .iter()
-                .filter(|entry| entry["search"]["mode"] == "match")
-                .count() as u64
-        })
+    bundle["entry"].as_array().map_or(0, |entries| {
+        entries
+            .iter()
+            .filter(|entry| entry["search"]["mode"] == "match")
+            .count() as u64
+    })
 }
 
 /// One query kind of the mix.
@@ -267,7 +265,10 @@ const KINDS: [Kind; 10] = [
         name: "_total=accurate: Observation?code",
         build: |s, rng| {
             let o = rng.pick(&s.observations);
-            format!("Observation?code={}&_total=accurate&_count=10", encode(&o.1))
+            format!(
+                "Observation?code={}&_total=accurate&_count=10",
+                encode(&o.1)
+            )
         },
     },
 ];
@@ -348,10 +349,10 @@ async fn load(address: &str, files: &[PathBuf]) -> Result<Samples, String> {
                 let (count, answered) = post(&mut connection, path).await?;
                 samples.resources += count;
                 // One sample bundle in 20 keeps memory bounded on big data sets.
-                if index % 20 == 0 || files.len() < 200 {
+                if index.is_multiple_of(20) || files.len() < 200 {
                     sample(path, &answered, &mut samples)?;
                 }
-                if index % 500 == 0 && index > 0 {
+                if index.is_multiple_of(500) && index > 0 {
                     eprintln!("  loaded {index} of {} bundles", files.len());
                 }
             }

@@ -9,6 +9,7 @@ mod generate;
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 use fhirpath::{Environment, Item};
 use search::{
@@ -20,6 +21,9 @@ use serde_json::Value;
 pub use generate::{extra_queries, extras, generate};
 
 pub type Key = (String, String);
+
+/// What one parameter's expression selected in one resource.
+type Selection<'c> = Rc<Vec<Item<'c>>>;
 
 /// Every current resource, by type and id.
 #[derive(Default)]
@@ -43,16 +47,17 @@ impl Corpus {
         self.resources.len()
     }
 
-    pub fn of_type(&self, resource_type: &str) -> impl Iterator<Item = (&str, &Value)> {
-        self.by_type
-            .get(resource_type)
-            .into_iter()
-            .flatten()
-            .filter_map(move |id| {
-                self.resources
-                    .get(&(resource_type.to_string(), id.clone()))
-                    .map(|r| (id.as_str(), r))
-            })
+    pub fn of_type<'s>(
+        &'s self,
+        resource_type: &str,
+    ) -> impl Iterator<Item = (&'s str, &'s Value)> + use<'s> {
+        let resource_type = resource_type.to_string();
+        let ids = self.by_type.get(&resource_type);
+        ids.into_iter().flatten().filter_map(move |id| {
+            self.resources
+                .get(&(resource_type.clone(), id.clone()))
+                .map(|r| (id.as_str(), r))
+        })
     }
 }
 
@@ -64,14 +69,20 @@ pub struct Expected {
 
 pub struct Oracle<'c> {
     corpus: &'c Corpus,
+    env: &'c Environment<'c>,
+    /// (type, id, param) → what the parameter's expression selects: many queries test
+    /// the same parameters, and evaluating is the slow part.
+    selected: RefCell<HashMap<(String, String, String), Selection<'c>>>,
     /// (source type, reference param) → target → sources pointing at it.
     reverse: RefCell<HashMap<Key, HashMap<Key, Vec<String>>>>,
 }
 
 impl<'c> Oracle<'c> {
-    pub fn new(corpus: &'c Corpus) -> Oracle<'c> {
+    pub fn new(corpus: &'c Corpus, env: &'c Environment<'c>) -> Oracle<'c> {
         Oracle {
             corpus,
+            env,
+            selected: RefCell::new(HashMap::new()),
             reverse: RefCell::new(HashMap::new()),
         }
     }
@@ -103,7 +114,13 @@ impl<'c> Oracle<'c> {
         Ok(Expected { matches, included })
     }
 
-    fn clause_holds(&self, resource_type: &str, id: &str, resource: &Value, clause: &Clause) -> bool {
+    fn clause_holds(
+        &self,
+        resource_type: &str,
+        id: &str,
+        resource: &'c Value,
+        clause: &Clause,
+    ) -> bool {
         clause
             .any_of
             .iter()
@@ -114,23 +131,35 @@ impl<'c> Oracle<'c> {
         &self,
         resource_type: &str,
         id: &str,
-        resource: &Value,
+        resource: &'c Value,
         criterion: &Criterion,
         step: usize,
     ) -> bool {
         match criterion.path.get(step) {
-            None => self.test_param(resource_type, id, resource, &criterion.param, &criterion.test),
+            None => self.test_param(
+                resource_type,
+                id,
+                resource,
+                &criterion.param,
+                &criterion.test,
+            ),
             Some(Step::Forward { param, target_type }) => self
                 .references(resource_type, resource, param)
                 .into_iter()
                 .filter_map(|reference| reference.local)
                 .filter(|(ty, _)| ty == target_type)
                 .any(|key| match self.corpus.resources.get(&key) {
-                    Some(target) => self.criterion_holds(&key.0, &key.1, target, criterion, step + 1),
+                    Some(target) => {
+                        self.criterion_holds(&key.0, &key.1, target, criterion, step + 1)
+                    }
                     None => false,
                 }),
             Some(Step::Reverse { source_type, param }) => {
-                let sources = self.sources(source_type, param, &(resource_type.to_string(), id.to_string()));
+                let sources = self.sources(
+                    source_type,
+                    param,
+                    &(resource_type.to_string(), id.to_string()),
+                );
                 sources.iter().any(|source_id| {
                     let key = (source_type.clone(), source_id.clone());
                     let source = &self.corpus.resources[&key];
@@ -160,22 +189,37 @@ impl<'c> Oracle<'c> {
             .unwrap_or_default()
     }
 
-    fn references(&self, resource_type: &str, resource: &Value, param: &str) -> Vec<Reference> {
-        let Some(def) = search::param(resource_type, param) else {
-            return Vec::new();
-        };
-        let Some(expression) = &def.expression else {
-            return Vec::new();
-        };
-        let mut env = Environment::new();
-        env.resolve_stubs(true);
-        let Ok(items) = expression.evaluate(resource, &env) else {
-            return Vec::new();
-        };
-        items.iter().filter_map(reference_of).collect()
+    fn references(&self, resource_type: &str, resource: &'c Value, param: &str) -> Vec<Reference> {
+        self.select(resource_type, resource, param)
+            .iter()
+            .filter_map(reference_of)
+            .collect()
     }
 
-    fn test_param(&self, resource_type: &str, id: &str, resource: &Value, param: &str, test: &Test) -> bool {
+    /// What `param`'s expression selects in `resource` (empty if it fails).
+    fn select(&self, resource_type: &str, resource: &'c Value, param: &str) -> Rc<Vec<Item<'c>>> {
+        let id = resource["id"].as_str().unwrap_or_default();
+        let key = (resource_type.to_string(), id.to_string(), param.to_string());
+        if let Some(items) = self.selected.borrow().get(&key) {
+            return Rc::clone(items);
+        }
+        let items = search::param(resource_type, param)
+            .and_then(|def| def.expression.as_ref())
+            .and_then(|expression| expression.evaluate(resource, self.env).ok())
+            .unwrap_or_default();
+        let items = Rc::new(items);
+        self.selected.borrow_mut().insert(key, Rc::clone(&items));
+        items
+    }
+
+    fn test_param(
+        &self,
+        resource_type: &str,
+        id: &str,
+        resource: &'c Value,
+        param: &str,
+        test: &Test,
+    ) -> bool {
         if param == "_id" {
             let value = Value::String(id.to_string());
             return test_values(&[Element::Id(&value)], ParamType::Token, test);
@@ -187,21 +231,15 @@ impl<'c> Oracle<'c> {
         let Some(def) = search::param(resource_type, param) else {
             return false;
         };
-        let Some(expression) = &def.expression else {
-            return false;
-        };
-        let mut env = Environment::new();
-        env.resolve_stubs(true);
-        let Ok(items) = expression.evaluate(resource, &env) else {
-            return false;
-        };
+        let items = self.select(resource_type, resource, param);
         if let Test::Composite(tests) = test {
+            let env = self.env;
             return items.iter().any(|item| {
                 def.components.iter().zip(tests).all(|(component, test)| {
                     let Ok(values) =
                         component
                             .expression
-                            .evaluate_focus(resource, vec![item.clone()], &env)
+                            .evaluate_focus(resource, vec![item.clone()], env)
                     else {
                         return false;
                     };
@@ -238,7 +276,9 @@ impl<'c> Oracle<'c> {
                     };
                     for param in params {
                         for reference in self.references(&key.0, resource, &param) {
-                            let Some(target) = reference.local else { continue };
+                            let Some(target) = reference.local else {
+                                continue;
+                            };
                             if include.target_type.as_ref().is_some_and(|t| *t != target.0) {
                                 continue;
                             }
@@ -364,7 +404,9 @@ fn test_values(elements: &[Element], param_type: ParamType, test: &Test) -> bool
         Test::Missing(missing) => elements.is_empty() == *missing,
         Test::Not(inner) => !test_values(elements, param_type, inner),
         Test::Composite(_) => false,
-        _ => elements.iter().any(|element| test_one(element, param_type, test)),
+        _ => elements
+            .iter()
+            .any(|element| test_one(element, param_type, test)),
     }
 }
 
@@ -378,36 +420,66 @@ fn test_one(element: &Element, param_type: ParamType, test: &Test) -> bool {
             };
             texts.iter().any(|text| match mode {
                 StringMatch::Exact => text == value,
-                StringMatch::StartsWith => search::normalize_string(text).starts_with(value.as_str()),
+                StringMatch::StartsWith => {
+                    search::normalize_string(text).starts_with(value.as_str())
+                }
                 StringMatch::Contains => search::normalize_string(text).contains(value.as_str()),
             })
         }
-        Test::Token(token) => tokens(element).iter().any(|(system, code)| token_matches(token, system, code)),
-        Test::OfType { system, code, value } => {
-            let Some(json) = element.json() else { return false };
+        Test::Token(token) => tokens(element)
+            .iter()
+            .any(|(system, code)| token_matches(token, system, code)),
+        Test::OfType {
+            system,
+            code,
+            value,
+        } => {
+            let Some(json) = element.json() else {
+                return false;
+            };
             if element.type_name() != "Identifier" || json["value"].as_str() != Some(value) {
                 return false;
             }
-            json["type"]["coding"].as_array().into_iter().flatten().any(|coding| {
-                coding["system"].as_str() == Some(system) && coding["code"].as_str() == Some(code)
-            })
+            json["type"]["coding"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|coding| {
+                    coding["system"].as_str() == Some(system)
+                        && coding["code"].as_str() == Some(code)
+                })
         }
         Test::Reference(reference_test) => {
-            let Element::Item(item) = element else { return false };
-            let Some(reference) = reference_of(item) else { return false };
+            let Element::Item(item) = element else {
+                return false;
+            };
+            let Some(reference) = reference_of(item) else {
+                return false;
+            };
             match reference_test {
-                ReferenceTest::Local { resource_type, id } => reference.local.is_some_and(|(ty, rid)| {
-                    rid == *id && resource_type.as_ref().is_none_or(|t| *t == ty)
-                }),
+                ReferenceTest::Local { resource_type, id } => {
+                    reference.local.is_some_and(|(ty, rid)| {
+                        rid == *id && resource_type.as_ref().is_none_or(|t| *t == ty)
+                    })
+                }
                 ReferenceTest::Url(url) => reference.url.as_deref() == Some(url.as_str()),
                 ReferenceTest::Identifier(token) => reference
                     .identifier
                     .is_some_and(|(system, value)| token_matches(token, &system, &value)),
             }
         }
-        Test::Date { prefix, range } => dates(element).iter().any(|target| prefix.matches_date(*range, *target)),
-        Test::Number { prefix, range } => numbers(element).iter().any(|target| prefix.matches_number(*range, *target)),
-        Test::Quantity { prefix, range, system, code } => quantities(element).iter().any(|(target, s, c)| {
+        Test::Date { prefix, range } => dates(element)
+            .iter()
+            .any(|target| prefix.matches_date(*range, *target)),
+        Test::Number { prefix, range } => numbers(element)
+            .iter()
+            .any(|target| prefix.matches_number(*range, *target)),
+        Test::Quantity {
+            prefix,
+            range,
+            system,
+            code,
+        } => quantities(element).iter().any(|(target, s, c)| {
             prefix.matches_number(*range, *target)
                 && system.as_ref().is_none_or(|want| s.as_ref() == Some(want))
                 && code.as_ref().is_none_or(|want| c.as_ref() == Some(want))
@@ -427,7 +499,11 @@ fn token_matches(token: &TokenTest, system: &Option<String>, code: &Option<Strin
         SystemMatch::None => system.is_none(),
         SystemMatch::Is(want) => system.as_deref() == Some(want.as_str()),
     };
-    system_ok && token.code.as_ref().is_none_or(|want| code.as_deref() == Some(want.as_str()))
+    system_ok
+        && token
+            .code
+            .as_ref()
+            .is_none_or(|want| code.as_deref() == Some(want.as_str()))
 }
 
 fn strings(element: &Element) -> Vec<String> {
@@ -437,7 +513,9 @@ fn strings(element: &Element) -> Vec<String> {
     let mut out = Vec::new();
     let mut push = |value: &Value| match value {
         Value::String(s) => out.push(s.clone()),
-        Value::Array(items) => out.extend(items.iter().filter_map(Value::as_str).map(str::to_string)),
+        Value::Array(items) => {
+            out.extend(items.iter().filter_map(Value::as_str).map(str::to_string))
+        }
         _ => {}
     };
     match element.type_name() {
@@ -447,7 +525,15 @@ fn strings(element: &Element) -> Vec<String> {
             }
         }
         "Address" => {
-            for field in ["text", "line", "city", "district", "state", "postalCode", "country"] {
+            for field in [
+                "text",
+                "line",
+                "city",
+                "district",
+                "state",
+                "postalCode",
+                "country",
+            ] {
                 push(&json[field]);
             }
         }
@@ -457,7 +543,9 @@ fn strings(element: &Element) -> Vec<String> {
 }
 
 fn token_texts(element: &Element) -> Vec<String> {
-    let Some(json) = element.json() else { return Vec::new() };
+    let Some(json) = element.json() else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     match element.type_name() {
         "Coding" => out.extend(json["display"].as_str().map(str::to_string)),
@@ -480,7 +568,10 @@ fn tokens(element: &Element) -> Vec<Token> {
     let Some(json) = element.json() else {
         return match element {
             Element::Item(Item::Boolean(b)) => vec![(None, Some(b.to_string()))],
-            _ => element.text().map(|t| vec![(None, Some(t))]).unwrap_or_default(),
+            _ => element
+                .text()
+                .map(|t| vec![(None, Some(t))])
+                .unwrap_or_default(),
         };
     };
     match element.type_name() {
@@ -493,8 +584,13 @@ fn tokens(element: &Element) -> Vec<Token> {
             .collect(),
         "Identifier" => vec![(text(&json["system"]), text(&json["value"]))],
         "ContactPoint" => vec![(text(&json["system"]), text(&json["value"]))],
-        "boolean" => json.as_bool().map(|b| vec![(None, Some(b.to_string()))]).unwrap_or_default(),
-        _ => text(json).map(|t| vec![(None, Some(t))]).unwrap_or_default(),
+        "boolean" => json
+            .as_bool()
+            .map(|b| vec![(None, Some(b.to_string()))])
+            .unwrap_or_default(),
+        _ => text(json)
+            .map(|t| vec![(None, Some(t))])
+            .unwrap_or_default(),
     }
 }
 
@@ -504,7 +600,11 @@ fn date_of(value: &Value) -> Option<DateRange> {
 
 fn dates(element: &Element) -> Vec<DateRange> {
     let Some(json) = element.json() else {
-        return element.text().and_then(|t| DateRange::parse(&t)).into_iter().collect();
+        return element
+            .text()
+            .and_then(|t| DateRange::parse(&t))
+            .into_iter()
+            .collect();
     };
     match element.type_name() {
         "Period" => {
@@ -513,9 +613,17 @@ fn dates(element: &Element) -> Vec<DateRange> {
             vec![DateRange { low, high }]
         }
         "Timing" => {
-            let events: Vec<DateRange> = json["event"].as_array().into_iter().flatten().filter_map(date_of).collect();
+            let events: Vec<DateRange> = json["event"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(date_of)
+                .collect();
             let mut out = Vec::new();
-            if let (Some(low), Some(high)) = (events.iter().map(|r| r.low).min(), events.iter().map(|r| r.high).max()) {
+            if let (Some(low), Some(high)) = (
+                events.iter().map(|r| r.low).min(),
+                events.iter().map(|r| r.high).max(),
+            ) {
                 out.push(DateRange { low, high });
             }
             let bounds = &json["repeat"]["boundsPeriod"];
@@ -539,19 +647,29 @@ fn number_of(value: &Value) -> Option<f64> {
 }
 
 fn numbers(element: &Element) -> Vec<NumberRange> {
-    let Some(json) = element.json() else { return Vec::new() };
+    let Some(json) = element.json() else {
+        return Vec::new();
+    };
     match element.type_name() {
         "Range" => {
             let low = number_of(&json["low"]["value"]).unwrap_or(f64::NEG_INFINITY);
             let high = number_of(&json["high"]["value"]).unwrap_or(f64::INFINITY);
-            vec![NumberRange { value: low, low, high }]
+            vec![NumberRange {
+                value: low,
+                low,
+                high,
+            }]
         }
-        _ => number_of(json).map(|v| vec![NumberRange::exact(v)]).unwrap_or_default(),
+        _ => number_of(json)
+            .map(|v| vec![NumberRange::exact(v)])
+            .unwrap_or_default(),
     }
 }
 
 fn quantities(element: &Element) -> Vec<(NumberRange, Option<String>, Option<String>)> {
-    let Some(json) = element.json() else { return Vec::new() };
+    let Some(json) = element.json() else {
+        return Vec::new();
+    };
     let text = |value: &Value| value.as_str().map(str::to_string);
     match element.type_name() {
         "Range" => {
@@ -560,13 +678,21 @@ fn quantities(element: &Element) -> Vec<(NumberRange, Option<String>, Option<Str
             if low.is_none() && high.is_none() {
                 return Vec::new();
             }
-            let unit = if json["low"].is_object() { &json["low"] } else { &json["high"] };
+            let unit = if json["low"].is_object() {
+                &json["low"]
+            } else {
+                &json["high"]
+            };
             let range = NumberRange {
                 value: low.unwrap_or(f64::NEG_INFINITY),
                 low: low.unwrap_or(f64::NEG_INFINITY),
                 high: high.unwrap_or(f64::INFINITY),
             };
-            vec![(range, text(&unit["system"]), text(&unit["code"]).or_else(|| text(&unit["unit"])))]
+            vec![(
+                range,
+                text(&unit["system"]),
+                text(&unit["code"]).or_else(|| text(&unit["unit"])),
+            )]
         }
         "Money" => number_of(&json["value"])
             .map(|v| {

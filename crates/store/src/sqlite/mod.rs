@@ -3,6 +3,11 @@
 //! One writer thread owns the only writing connection and commits writes in groups
 //! (see `writer`); readers take connections from a small pool and never block it (WAL).
 
+mod index;
+mod params;
+mod query;
+#[cfg(test)]
+mod query_tests;
 mod schema;
 mod writer;
 
@@ -25,6 +30,7 @@ pub(crate) struct SqliteStore {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
     jobs: SyncSender<writer::Job>,
+    params: params::ParamIds,
 }
 
 impl SqliteStore {
@@ -35,18 +41,42 @@ impl SqliteStore {
         })?;
         schema::prepare_writer(&connection)?;
         schema::migrate(&connection)?;
-        let jobs = writer::start(connection)?;
+        let params = params::ParamIds::default();
+        index::reindex_pending(&connection, &params)?;
+        let jobs = writer::start(connection, params.clone())?;
         Ok(SqliteStore {
             path,
             readers: Mutex::new(Vec::new()),
             jobs,
+            params,
         })
     }
 
     pub(crate) async fn write(&self, write: Write) -> Result<Written, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(writer::Job::One { write, reply })
+            .send(writer::Job::One {
+                write: writer::Indexed::new(write),
+                reply,
+            })
+            .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the writer dropped a write".into()))?
+    }
+
+    #[cfg(test)]
+    pub(crate) async fn write_indexed(
+        &self,
+        write: Write,
+        rows: Vec<::search::IndexRow>,
+    ) -> Result<Written, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(writer::Job::One {
+                write: writer::Indexed { write, rows },
+                reply,
+            })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
         answer
             .await
@@ -59,11 +89,45 @@ impl SqliteStore {
     ) -> Result<Vec<Written>, TransactionError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(writer::Job::All { writes, reply })
+            .send(writer::Job::All {
+                writes: writes.into_iter().map(writer::Indexed::new).collect(),
+                reply,
+            })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
         answer
             .await
             .map_err(|_| StoreError::Backend("the writer dropped a write".into()))?
+    }
+
+    pub(crate) fn search(
+        &self,
+        request: &crate::SearchRequest,
+    ) -> Result<crate::SearchPage, StoreError> {
+        let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => schema::open_reader(&self.path)?,
+        };
+        // One read transaction: the page, its total and its includes see one snapshot.
+        let result = connection
+            .execute_batch("BEGIN")
+            .map_err(StoreError::from)
+            .and_then(|()| query::search(&connection, &self.params, request));
+        let ended = connection.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        if ended.is_ok()
+            && let Ok(mut pool) = self.readers.lock()
+        {
+            pool.push(connection);
+        }
+        result
+    }
+
+    pub(crate) fn explain_search(
+        &self,
+        request: &crate::SearchRequest,
+    ) -> Result<String, StoreError> {
+        let connection = schema::open_reader(&self.path)?;
+        query::explain(&connection, &self.params, request)
     }
 
     fn with_reader<T>(
@@ -221,16 +285,6 @@ impl SqliteStore {
                 next_cursor,
             })
         })
-    }
-}
-
-impl SqliteStore {
-    pub(crate) fn search(
-        &self,
-        request: &crate::SearchRequest,
-    ) -> Result<crate::SearchPage, StoreError> {
-        let _ = request;
-        Err(StoreError::Backend("search is not implemented yet".into()))
     }
 }
 

@@ -10,6 +10,10 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
+use search::IndexRow;
+
+use super::index;
+use super::params::ParamIds;
 use crate::resource::stamp;
 use crate::{Instant, Method, StoreError, TransactionError, Version, Write, Written};
 
@@ -18,18 +22,86 @@ const MAX_GROUP: usize = 512;
 /// Writes that may wait for the writer before callers are held back.
 const QUEUE: usize = 4096;
 
+/// A write with the index rows of the resource it stores (computed by the caller, off
+/// the writer thread; empty for a deletion).
+pub(super) struct Indexed {
+    pub(super) write: Write,
+    pub(super) rows: Vec<IndexRow>,
+}
+
+impl Indexed {
+    pub(super) fn new(write: Write) -> Indexed {
+        let (write, rows) = match write {
+            Write::Create { resource, id } => {
+                let value = Value::Object(resource);
+                let rows = search::index(&value);
+                let resource = into_object(value);
+                (Write::Create { resource, id }, rows)
+            }
+            Write::Update {
+                resource_type,
+                id,
+                resource,
+                if_match,
+                method,
+            } => {
+                let value = Value::Object(resource);
+                let rows = search::index(&value);
+                let resource = into_object(value);
+                let write = Write::Update {
+                    resource_type,
+                    id,
+                    resource,
+                    if_match,
+                    method,
+                };
+                (write, rows)
+            }
+            delete @ Write::Delete { .. } => (delete, Vec::new()),
+        };
+        Indexed { write, rows }
+    }
+
+    /// The (type, key) pairs the rows need pids for.
+    fn key_pairs(&self) -> Vec<(&str, &str)> {
+        let resource_type = match &self.write {
+            Write::Create { resource, .. } => match resource.get("resourceType") {
+                Some(Value::String(resource_type)) => resource_type.as_str(),
+                _ => return Vec::new(),
+            },
+            Write::Update { resource_type, .. } => resource_type.as_str(),
+            Write::Delete { .. } => return Vec::new(),
+        };
+        index::key_pairs(resource_type, &self.rows)
+    }
+}
+
+fn into_object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(object) => object,
+        _ => Map::new(),
+    }
+}
+
 /// One unit of work for the writer, with where to send its answer.
 pub(super) enum Job {
     /// One write.
     One {
-        write: Write,
+        write: Indexed,
         reply: oneshot::Sender<Result<Written, StoreError>>,
     },
     /// Writes that all apply, or none does (a transaction Bundle).
     All {
-        writes: Vec<Write>,
+        writes: Vec<Indexed>,
         reply: oneshot::Sender<Result<Vec<Written>, TransactionError>>,
     },
+}
+
+/// What the writer thread holds.
+struct Writer {
+    connection: Connection,
+    clock: Clock,
+    params: ParamIds,
 }
 
 enum Outcome {
@@ -38,17 +110,39 @@ enum Outcome {
 }
 
 impl Job {
-    fn apply(self, connection: &Connection, clock: &mut Clock) -> (Reply, Outcome) {
+    fn key_pairs(&self) -> Vec<(&str, &str)> {
+        match self {
+            Job::One { write, .. } => write.key_pairs(),
+            Job::All { writes, .. } => writes.iter().flat_map(Indexed::key_pairs).collect(),
+        }
+    }
+
+    fn into_reply(self) -> Reply {
+        match self {
+            Job::One { reply, .. } => Reply::One(reply),
+            Job::All { reply, .. } => Reply::All(reply),
+        }
+    }
+
+    fn apply(self, writer: &mut Writer) -> (Reply, Outcome) {
+        let Writer {
+            connection,
+            clock,
+            params,
+        } = writer;
+        let connection = &*connection;
         match self {
             Job::One { write, reply } => {
-                let result = in_savepoint(connection, |connection| apply(connection, clock, write));
+                let result = in_savepoint(connection, |connection| {
+                    apply(connection, clock, params, write)
+                });
                 (Reply::One(reply), Outcome::One(result))
             }
             Job::All { writes, reply } => {
                 let result = in_savepoint(connection, |connection| {
                     let mut written = Vec::with_capacity(writes.len());
                     for (index, write) in writes.into_iter().enumerate() {
-                        match apply(connection, clock, write) {
+                        match apply(connection, clock, params, write) {
                             Ok(one) => written.push(one),
                             Err(error) => return Err(TransactionError { index, error }),
                         }
@@ -100,7 +194,10 @@ impl Reply {
     }
 }
 
-pub(super) fn start(connection: Connection) -> Result<SyncSender<Job>, StoreError> {
+pub(super) fn start(
+    connection: Connection,
+    params: ParamIds,
+) -> Result<SyncSender<Job>, StoreError> {
     let last: Option<i64> = connection.query_row(
         "SELECT max(last_updated) FROM resource_version",
         [],
@@ -112,7 +209,16 @@ pub(super) fn start(connection: Connection) -> Result<SyncSender<Job>, StoreErro
     let (jobs, queue) = sync_channel(QUEUE);
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(connection, queue, clock))
+        .spawn(move || {
+            run(
+                Writer {
+                    connection,
+                    clock,
+                    params,
+                },
+                queue,
+            )
+        })
         .map_err(|error| StoreError::Backend(format!("cannot start the writer: {error}")))?;
     Ok(jobs)
 }
@@ -138,7 +244,7 @@ impl Clock {
     }
 }
 
-fn run(connection: Connection, queue: Receiver<Job>, mut clock: Clock) {
+fn run(mut writer: Writer, queue: Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -147,35 +253,36 @@ fn run(connection: Connection, queue: Receiver<Job>, mut clock: Clock) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        commit_group(&connection, &mut clock, group);
+        commit_group(&mut writer, group);
     }
 }
 
 /// Applies every job in one transaction, commits (one sync), then answers each.
-fn commit_group(connection: &Connection, clock: &mut Clock, group: Vec<Job>) {
-    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
-        let error = StoreError::from(error);
+fn commit_group(writer: &mut Writer, group: Vec<Job>) {
+    // New search parameter ids commit first, on their own: a write that rolls back
+    // must not take with it an id the cache already hands out.
+    let pairs: Vec<(&str, &str)> = group.iter().flat_map(Job::key_pairs).collect();
+    let started = writer
+        .params
+        .ensure_committed(&writer.connection, &pairs)
+        .and_then(|()| Ok(writer.connection.execute_batch("BEGIN IMMEDIATE")?));
+    if let Err(error) = started {
         for job in group {
-            let (reply, _) = match job {
-                Job::One { reply, .. } => (Reply::One(reply), ()),
-                Job::All { reply, .. } => (Reply::All(reply), ()),
-            };
-            reply.fail(error.clone());
+            job.into_reply().fail(error.clone());
         }
         return;
     }
+    let connection = &writer.connection;
     // Another process may have written to this file: never hand out an instant older
     // than the newest one stored, so history order stays time order.
     let newest: Result<Option<i64>, _> = connection
         .prepare_cached("SELECT max(last_updated) FROM resource_version")
         .and_then(|mut statement| statement.query_row([], |row| row.get(0)));
     if let Ok(Some(newest)) = newest {
-        clock.observe(Instant(newest));
+        writer.clock.observe(Instant(newest));
     }
-    let answers: Vec<(Reply, Outcome)> = group
-        .into_iter()
-        .map(|job| job.apply(connection, clock))
-        .collect();
+    let answers: Vec<(Reply, Outcome)> = group.into_iter().map(|job| job.apply(writer)).collect();
+    let connection = &writer.connection;
     if let Err(error) = connection.execute_batch("COMMIT") {
         tracing::error!(%error, "commit failed; rolling back the group");
         let _ = connection.execute_batch("ROLLBACK");
@@ -211,6 +318,7 @@ fn in_savepoint<T, E: From<StoreError>>(
 }
 
 struct Current {
+    rid: i64,
     version: u64,
     deleted: bool,
 }
@@ -221,12 +329,13 @@ fn current(
     id: &str,
 ) -> Result<Option<Current>, StoreError> {
     let row = connection
-        .prepare_cached("SELECT version, deleted FROM resource WHERE type = ?1 AND id = ?2")?
+        .prepare_cached("SELECT version, deleted, rid FROM resource WHERE type = ?1 AND id = ?2")?
         .query_row((resource_type, id), |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, bool>(1)?))
+            Ok((row.get::<_, i64>(0)?, row.get::<_, bool>(1)?, row.get(2)?))
         })
         .optional()?;
-    Ok(row.map(|(version, deleted)| Current {
+    Ok(row.map(|(version, deleted, rid)| Current {
+        rid,
         version: u64::try_from(version).unwrap_or(0),
         deleted,
     }))
@@ -257,7 +366,13 @@ fn resource_type_of(resource: &Map<String, Value>) -> Result<String, StoreError>
     }
 }
 
-fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Written, StoreError> {
+fn apply(
+    connection: &Connection,
+    clock: &mut Clock,
+    params: &ParamIds,
+    indexed: Indexed,
+) -> Result<Written, StoreError> {
+    let Indexed { write, rows } = indexed;
     match write {
         Write::Create { resource, id } => {
             let resource_type = resource_type_of(&resource)?;
@@ -267,7 +382,7 @@ fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Wri
                     "{resource_type}/{id} already exists"
                 )));
             }
-            let version = insert(
+            let (version, rid) = insert(
                 connection,
                 clock,
                 NewVersion {
@@ -277,8 +392,10 @@ fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Wri
                     method: Method::Create,
                     resource: Some(resource),
                     created: true,
+                    rid: None,
                 },
             )?;
+            index::insert(connection, params, &resource_type, rid, &rows)?;
             Ok(Written {
                 version: Some(version),
                 created: true,
@@ -299,8 +416,12 @@ fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Wri
             let current = current(connection, &resource_type, &id)?;
             check_if_match(if_match, current.as_ref())?;
             let created = current.as_ref().is_none_or(|c| c.deleted);
+            if let Some(live) = current.as_ref().filter(|c| !c.deleted) {
+                index::remove(connection, live.rid)?;
+            }
+            let current_rid = current.as_ref().map(|c| c.rid);
             let next = current.map_or(1, |c| c.version + 1);
-            let version = insert(
+            let (version, rid) = insert(
                 connection,
                 clock,
                 NewVersion {
@@ -310,8 +431,10 @@ fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Wri
                     method,
                     resource: Some(resource),
                     created,
+                    rid: current_rid,
                 },
             )?;
+            index::insert(connection, params, &resource_type, rid, &rows)?;
             Ok(Written {
                 version: Some(version),
                 created,
@@ -330,7 +453,8 @@ fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Wri
                     created: false,
                 });
             };
-            let version = insert(
+            index::remove(connection, current.rid)?;
+            let (version, _) = insert(
                 connection,
                 clock,
                 NewVersion {
@@ -340,6 +464,7 @@ fn apply(connection: &Connection, clock: &mut Clock, write: Write) -> Result<Wri
                     method: Method::Delete,
                     resource: None,
                     created: false,
+                    rid: Some(current.rid),
                 },
             )?;
             Ok(Written {
@@ -359,13 +484,16 @@ struct NewVersion<'a> {
     /// `None` for a deletion.
     resource: Option<Map<String, Value>>,
     created: bool,
+    /// The resource's rid, when it has a row in `resource` already.
+    rid: Option<i64>,
 }
 
+/// Writes the version and points the resource at it; returns it with the resource's rid.
 fn insert(
     connection: &Connection,
     clock: &mut Clock,
     new: NewVersion<'_>,
-) -> Result<Version, StoreError> {
+) -> Result<(Version, i64), StoreError> {
     let NewVersion {
         resource_type,
         id,
@@ -373,6 +501,7 @@ fn insert(
         method,
         resource,
         created,
+        rid,
     } = new;
     let last_updated = clock.tick();
     let body = match resource {
@@ -402,14 +531,36 @@ fn insert(
             created,
         ))?;
     let seq = connection.last_insert_rowid();
-    connection
-        .prepare_cached(
-            "INSERT INTO resource (type, id, version, seq, deleted) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (type, id) DO UPDATE
-             SET version = excluded.version, seq = excluded.seq, deleted = excluded.deleted",
-        )?
-        .execute((resource_type, id, version_number, seq, body.is_none()))?;
-    Ok(Version {
+    // Two plain statements rather than an upsert with RETURNING, which costs a
+    // statement journal per write.
+    let rid = match rid {
+        Some(rid) => {
+            connection
+                .prepare_cached(
+                    "UPDATE resource SET version = ?2, seq = ?3, deleted = ?4, last_updated = ?5
+                     WHERE rid = ?1",
+                )?
+                .execute((rid, version_number, seq, body.is_none(), last_updated.0))?;
+            rid
+        }
+        None => {
+            connection
+                .prepare_cached(
+                    "INSERT INTO resource (type, id, version, seq, deleted, last_updated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute((
+                    resource_type,
+                    id,
+                    version_number,
+                    seq,
+                    body.is_none(),
+                    last_updated.0,
+                ))?;
+            connection.last_insert_rowid()
+        }
+    };
+    let version = Version {
         resource_type: resource_type.to_string(),
         id: id.to_string(),
         version,
@@ -417,5 +568,6 @@ fn insert(
         method,
         body,
         created,
-    })
+    };
+    Ok((version, rid))
 }

@@ -5,6 +5,17 @@
 //! server id first, every reference to it in the Bundle is rewritten, and all writes go to
 //! the store as one atomic unit: any failure leaves the store exactly as before and the
 //! answer names the entry. In a batch each entry stands alone and gets its own status.
+//!
+//! Conditional entries (`request.ifNoneExist`, `PUT`/`DELETE Type?criteria`) are resolved
+//! by search before anything is written ([`resolve`]); in a transaction that happens for
+//! every entry first, under the conditional-write locks of the types involved, and the
+//! writes stay one atomic unit. Conditional references (`Patient?identifier=x`) are
+//! resolved in transactions only, where R4 defines them; a batch stores them as written
+//! (bulk exports such as Synthea's carry them, and their targets may come later).
+//! `GET Type?criteria` entries run the search and answer with the searchset Bundle
+//! (lenient handling).
+
+mod resolve;
 
 use std::collections::HashMap;
 
@@ -14,21 +25,49 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fhir::{IssueType, Severity};
 use serde_json::{Map, Value, json};
-use store::{Instant, Method, Store, StoreError, Version, Write, Written};
+use store::{Instant, Method, StoreError, Version, Write, Written};
 
 use crate::AppState;
 use crate::body::{check_resource, parse_object, read_limited};
+use crate::conditional::criteria;
 use crate::error::ApiError;
 use crate::extract::{FhirRequest, check_id, check_type};
 use crate::format::require_json_body;
 use crate::references::referenced;
 use crate::response::{Return, json_response, parse_etag};
+use crate::search::Scope;
 use crate::validate::{after_write, check_on_write};
 
 /// What one entry asks for.
 enum Action {
     Create {
         resource: Map<String, Value>,
+        /// `request.ifNoneExist`, as parameters.
+        if_none_exist: Option<Vec<(String, String)>>,
+    },
+    /// `PUT Type?criteria`.
+    ConditionalUpdate {
+        criteria: Vec<(String, String)>,
+        resource: Map<String, Value>,
+        if_match: Option<u64>,
+    },
+    /// `DELETE Type?criteria`.
+    ConditionalDelete {
+        criteria: Vec<(String, String)>,
+        if_match: Option<u64>,
+    },
+    /// What a conditional delete resolved to: every match.
+    DeleteMany {
+        ids: Vec<String>,
+        if_match: Option<u64>,
+    },
+    /// An `ifNoneExist` create whose criteria matched this resource: nothing to write.
+    Existing {
+        version: Version,
+    },
+    /// `GET Type?criteria`.
+    Search {
+        params: Vec<(String, String)>,
     },
     Update {
         id: String,
@@ -52,15 +91,39 @@ struct Entry {
     action: Action,
 }
 
+impl Action {
+    /// What an action is replaced by while it is taken apart.
+    fn placeholder() -> Action {
+        Action::Read {
+            id: String::new(),
+            version: None,
+        }
+    }
+}
+
 impl Entry {
     /// Processing order: DELETE, POST, PUT, GET.
     fn phase(&self) -> u8 {
         match self.action {
-            Action::Delete { .. } => 0,
-            Action::Create { .. } => 1,
-            Action::Update { .. } => 2,
-            Action::Read { .. } => 3,
+            Action::Delete { .. }
+            | Action::ConditionalDelete { .. }
+            | Action::DeleteMany { .. } => 0,
+            Action::Create { .. } | Action::Existing { .. } => 1,
+            Action::Update { .. } | Action::ConditionalUpdate { .. } => 2,
+            Action::Read { .. } | Action::Search { .. } => 3,
         }
+    }
+
+    /// Whether the entry's target is found by search (and takes the type's lock).
+    fn is_conditional(&self) -> bool {
+        matches!(
+            self.action,
+            Action::Create {
+                if_none_exist: Some(_),
+                ..
+            } | Action::ConditionalUpdate { .. }
+                | Action::ConditionalDelete { .. }
+        )
     }
 }
 
@@ -70,7 +133,9 @@ fn entry_error(index: usize, error: ApiError) -> ApiError {
         Some(mut outcome) => {
             // Validation issues point into the entry's resource.
             for issue in outcome["issue"].as_array_mut().into_iter().flatten() {
-                if let Some(expressions) = issue["expression"].as_array_mut() {
+                // `get_mut`, not indexing: indexing would add `"expression": null`.
+                if let Some(expressions) = issue.get_mut("expression").and_then(Value::as_array_mut)
+                {
                     for expression in expressions {
                         if let Some(text) = expression.as_str() {
                             let inner = text.split_once('.').map_or("", |(_, rest)| rest);
@@ -84,6 +149,7 @@ fn entry_error(index: usize, error: ApiError) -> ApiError {
                     }
                 }
             }
+            name_entry(&mut outcome, &prefix);
             ApiError::with_outcome(error.status, error.code, outcome)
         }
         None => ApiError::new(
@@ -91,6 +157,17 @@ fn entry_error(index: usize, error: ApiError) -> ApiError {
             error.code,
             format!("{prefix}: {}", error.diagnostics),
         ),
+    }
+}
+
+/// Issues without a location get the entry named in their diagnostics.
+fn name_entry(outcome: &mut Value, prefix: &str) {
+    for issue in outcome["issue"].as_array_mut().into_iter().flatten() {
+        if issue.get("expression").is_none()
+            && let Some(Value::String(diagnostics)) = issue.get_mut("diagnostics")
+        {
+            *diagnostics = format!("{prefix}: {diagnostics}");
+        }
     }
 }
 
@@ -107,7 +184,7 @@ fn parse_entry(index: usize, entry: Value) -> Result<Entry, ApiError> {
     if url.is_empty() {
         return Err(ApiError::bad_request("the entry's request has no url"));
     }
-    for conditional in ["ifNoneExist", "ifNoneMatch", "ifModifiedSince"] {
+    for conditional in ["ifNoneMatch", "ifModifiedSince"] {
         if request.contains_key(conditional) {
             return Err(ApiError::not_supported(
                 StatusCode::BAD_REQUEST,
@@ -115,19 +192,31 @@ fn parse_entry(index: usize, entry: Value) -> Result<Entry, ApiError> {
             ));
         }
     }
-    if url.contains('?') {
-        return Err(ApiError::not_supported(
-            StatusCode::BAD_REQUEST,
-            format!("conditional and search URLs ({url}) are not supported in Bundles yet"),
-        ));
-    }
+    let if_none_exist = match request.get("ifNoneExist") {
+        None => None,
+        Some(Value::String(text)) if method == "POST" => Some(criteria(text)),
+        Some(Value::String(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "request.ifNoneExist applies to POST, not {method}"
+            )));
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "request.ifNoneExist must be a string",
+            ));
+        }
+    };
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (url, None),
+    };
     let if_match = match request.get("ifMatch").and_then(Value::as_str) {
         None => None,
         Some(text) => Some(parse_etag(text).ok_or_else(|| {
             ApiError::bad_request(format!("ifMatch {text:?} is not a version ETag"))
         })?),
     };
-    let segments: Vec<&str> = url.trim_matches('/').split('/').collect();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let resource_type = segments.first().copied().unwrap_or("").to_string();
     check_type(&resource_type)?;
     let full_url = entry
@@ -142,11 +231,24 @@ fn parse_entry(index: usize, entry: Value) -> Result<Entry, ApiError> {
             ))),
         }
     };
-    let action = match (method, segments.as_slice()) {
-        ("POST", [_]) => Action::Create {
+    let action = match (method, segments.as_slice(), query) {
+        ("POST", [_], None) => Action::Create {
             resource: resource()?,
+            if_none_exist,
         },
-        ("PUT", [_, id]) => {
+        ("PUT", [_], Some(query)) => Action::ConditionalUpdate {
+            criteria: criteria(query),
+            resource: resource()?,
+            if_match,
+        },
+        ("DELETE", [_], Some(query)) => Action::ConditionalDelete {
+            criteria: criteria(query),
+            if_match,
+        },
+        ("GET", [_], query) => Action::Search {
+            params: query.map(criteria).unwrap_or_default(),
+        },
+        ("PUT", [_, id], None) => {
             check_id(id)?;
             Action::Update {
                 id: (*id).to_string(),
@@ -154,21 +256,21 @@ fn parse_entry(index: usize, entry: Value) -> Result<Entry, ApiError> {
                 if_match,
             }
         }
-        ("DELETE", [_, id]) => {
+        ("DELETE", [_, id], None) => {
             check_id(id)?;
             Action::Delete {
                 id: (*id).to_string(),
                 if_match,
             }
         }
-        ("GET", [_, id]) => {
+        ("GET", [_, id], None) => {
             check_id(id)?;
             Action::Read {
                 id: (*id).to_string(),
                 version: None,
             }
         }
-        ("GET", [_, id, "_history", version]) => {
+        ("GET", [_, id, "_history", version], None) => {
             check_id(id)?;
             let version = version.parse().map_err(|_| {
                 ApiError::bad_request(format!("{version:?} is not a version number"))
@@ -178,7 +280,7 @@ fn parse_entry(index: usize, entry: Value) -> Result<Entry, ApiError> {
                 version: Some(version),
             }
         }
-        ("PATCH", _) => {
+        ("PATCH", _, _) => {
             return Err(ApiError::not_supported(
                 StatusCode::BAD_REQUEST,
                 "PATCH entries in Bundles are not supported yet",
@@ -229,12 +331,17 @@ fn rewrite_in_map(resource: &mut Map<String, Value>, targets: &HashMap<String, S
     }
 }
 
-/// Checks a resource bound for the store, as a single create or update would.
+/// Checks a resource bound for the store, as a single create or update would; in a
+/// transaction, its conditional references are resolved first.
 async fn prepare(
     state: &AppState,
     entry: &Entry,
-    resource: Map<String, Value>,
+    mut resource: Map<String, Value>,
+    in_transaction: bool,
 ) -> Result<Map<String, Value>, ApiError> {
+    if in_transaction {
+        resolve::references(state, &mut resource).await?;
+    }
     let resource = check_resource(resource, &entry.resource_type)?;
     let fetched = referenced(state, &resource).await?;
     check_on_write(state, resource, fetched.as_ref())
@@ -282,10 +389,13 @@ fn error_entry(error: ApiError) -> Value {
     json!({"response": {"status": status_text(error.status), "outcome": outcome}})
 }
 
-async fn read_entry(store: &Store, entry: &Entry) -> Result<Value, ApiError> {
-    let Action::Read { id, version } = &entry.action else {
-        return Err(ApiError::bad_request("not a read"));
+async fn read_entry(state: &AppState, entry: &Entry) -> Result<Value, ApiError> {
+    let (id, version) = match &entry.action {
+        Action::Read { id, version } => (id, version),
+        Action::Search { params } => return search_entry(state, entry, params).await,
+        _ => return Err(unresolved()),
     };
+    let store = &state.store;
     let found = match version {
         Some(version) => store.vread(&entry.resource_type, id, *version).await?,
         None => store.read(&entry.resource_type, id).await?,
@@ -315,6 +425,32 @@ async fn read_entry(store: &Store, entry: &Entry) -> Result<Value, ApiError> {
     }
 }
 
+/// `GET Type?criteria`: the searchset Bundle as the entry's resource.
+async fn search_entry(
+    state: &AppState,
+    entry: &Entry,
+    params: &[(String, String)],
+) -> Result<Value, ApiError> {
+    let scope = Scope::Type(entry.resource_type.clone());
+    let text = crate::search::run(state, &scope, params, false).await?;
+    let bundle: Value = serde_json::from_str(&text)
+        .map_err(|error| ApiError::from(StoreError::Backend(error.to_string())))?;
+    Ok(json!({"resource": bundle, "response": {"status": "200 OK"}}))
+}
+
+/// A conditional entry reached writing without being resolved: a bug, not bad input.
+fn unresolved() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        IssueType::Exception,
+        "the entry was not resolved before it was processed",
+    )
+}
+
+fn no_content_entry() -> Value {
+    json!({"response": {"status": status_text(StatusCode::NO_CONTENT)}})
+}
+
 fn response_bundle(kind: &str, entries: Vec<Value>, output: crate::format::Output) -> Response {
     let bundle = json!({
         "resourceType": "Bundle",
@@ -325,33 +461,37 @@ fn response_bundle(kind: &str, entries: Vec<Value>, output: crate::format::Outpu
     json_response(StatusCode::OK, bundle.to_string(), output)
 }
 
-/// A write for the store, with its answer's status on success.
-fn to_write(entry: &Entry, action: Action) -> Write {
-    let resource_type = entry.resource_type.clone();
-    match action {
-        Action::Create { resource } => Write::Create { resource, id: None },
-        Action::Update {
-            id,
-            resource,
-            if_match,
-        } => Write::Update {
-            resource_type,
-            id,
-            resource,
-            if_match,
-            method: Method::Update,
-        },
-        Action::Delete { id, if_match } => Write::Delete {
-            resource_type,
-            id,
-            if_match,
-        },
-        // Reads never become writes; callers filter them out.
-        Action::Read { id, .. } => Write::Delete {
-            resource_type,
-            id,
-            if_match: Some(0),
-        },
+fn update_write(
+    entry: &Entry,
+    id: String,
+    resource: Map<String, Value>,
+    if_match: Option<u64>,
+) -> Write {
+    Write::Update {
+        resource_type: entry.resource_type.clone(),
+        id,
+        resource,
+        if_match,
+        method: Method::Update,
+    }
+}
+
+fn delete_write(entry: &Entry, id: String, if_match: Option<u64>) -> Write {
+    Write::Delete {
+        resource_type: entry.resource_type.clone(),
+        id,
+        if_match,
+    }
+}
+
+/// 400 unless an update's resource carries the id of its URL.
+fn check_update_id(id: &str, resource: &Map<String, Value>) -> Result<(), ApiError> {
+    if resource.get("id").and_then(Value::as_str) == Some(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "the resource id must equal the id in the request url ({id})"
+        )))
     }
 }
 
@@ -402,6 +542,23 @@ async fn transaction(
     for (index, raw) in raw_entries.into_iter().enumerate() {
         entries.push(parse_entry(index, raw).map_err(|error| entry_error(index, error))?);
     }
+    // Conditional entries resolve first, under the locks of their types, held until the
+    // writes are durable.
+    let conditional_types: Vec<String> = entries
+        .iter()
+        .filter(|entry| entry.is_conditional())
+        .map(|entry| entry.resource_type.clone())
+        .collect();
+    let _guards = state
+        .locks
+        .lock_all(conditional_types.iter().map(String::as_str))
+        .await;
+    for entry in &mut entries {
+        let index = entry.index;
+        resolve::conditional(state, entry)
+            .await
+            .map_err(|error| entry_error(index, error))?;
+    }
     // Server ids for created resources, known before anything is written, so references
     // between entries can point at them.
     let mut targets: HashMap<String, String> = HashMap::new();
@@ -414,6 +571,14 @@ async fn transaction(
                     targets.insert(full_url.clone(), format!("{}/{id}", entry.resource_type));
                 }
                 created_ids.insert(entry.index, id);
+            }
+            Action::Existing { version } => {
+                if let Some(full_url) = &entry.full_url {
+                    targets.insert(
+                        full_url.clone(),
+                        format!("{}/{}", entry.resource_type, version.id),
+                    );
+                }
             }
             Action::Update { id, .. } => {
                 if let Some(full_url) = entry
@@ -430,6 +595,7 @@ async fn transaction(
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|&position| entries[position].phase());
 
+    let mut answers: Vec<Value> = vec![Value::Null; entry_count];
     let mut writes = Vec::new();
     let mut write_entries = Vec::new();
     let mut reads = Vec::new();
@@ -439,29 +605,26 @@ async fn transaction(
             continue;
         };
         let index = entry.index;
-        let action = std::mem::replace(
-            &mut entry.action,
-            Action::Read {
-                id: String::new(),
-                version: None,
-            },
-        );
-        let write = match action {
-            Action::Read { id, version } => {
-                entry.action = Action::Read { id, version };
+        let action = std::mem::replace(&mut entry.action, Action::placeholder());
+        match action {
+            read @ (Action::Read { .. } | Action::Search { .. }) => {
+                entry.action = read;
                 reads.push(entry);
-                continue;
             }
-            Action::Create { mut resource } => {
+            Action::Existing { version } => {
+                answers[index] = written_entry(&version, StatusCode::OK, request.prefer);
+            }
+            Action::Create { mut resource, .. } => {
                 rewrite_in_map(&mut resource, &targets);
                 resource.shift_remove("id");
-                let resource = prepare(state, &entry, resource)
+                let resource = prepare(state, &entry, resource, true)
                     .await
                     .map_err(|e| entry_error(index, e))?;
-                Write::Create {
+                writes.push(Write::Create {
                     resource,
                     id: created_ids.remove(&index),
-                }
+                });
+                write_entries.push((index, false));
             }
             Action::Update {
                 id,
@@ -469,41 +632,41 @@ async fn transaction(
                 if_match,
             } => {
                 rewrite_in_map(&mut resource, &targets);
-                if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-                    return Err(entry_error(
-                        index,
-                        ApiError::bad_request(format!(
-                            "the resource id must equal the id in the request url ({id})"
-                        )),
-                    ));
-                }
-                let resource = prepare(state, &entry, resource)
+                check_update_id(&id, &resource).map_err(|e| entry_error(index, e))?;
+                let resource = prepare(state, &entry, resource, true)
                     .await
                     .map_err(|e| entry_error(index, e))?;
-                to_write(
-                    &entry,
-                    Action::Update {
-                        id,
-                        resource,
-                        if_match,
-                    },
-                )
+                writes.push(update_write(&entry, id, resource, if_match));
+                write_entries.push((index, false));
             }
-            delete @ Action::Delete { .. } => to_write(&entry, delete),
-        };
-        let is_delete = matches!(write, Write::Delete { .. });
-        writes.push(write);
-        write_entries.push((index, is_delete));
+            Action::Delete { id, if_match } => {
+                writes.push(delete_write(&entry, id, if_match));
+                write_entries.push((index, true));
+            }
+            Action::DeleteMany { ids, if_match } => {
+                answers[index] = no_content_entry();
+                for id in ids {
+                    writes.push(delete_write(&entry, id, if_match));
+                    write_entries.push((index, true));
+                }
+            }
+            Action::ConditionalUpdate { .. } | Action::ConditionalDelete { .. } => {
+                return Err(entry_error(index, unresolved()));
+            }
+        }
     }
 
-    let written = state.store.write_all(writes).await.map_err(|failure| {
-        let index = write_entries
-            .get(failure.index)
-            .map_or(0, |(index, _)| *index);
-        entry_error(index, ApiError::from(failure.error))
-    })?;
+    let written = if writes.is_empty() {
+        Vec::new()
+    } else {
+        state.store.write_all(writes).await.map_err(|failure| {
+            let index = write_entries
+                .get(failure.index)
+                .map_or(0, |(index, _)| *index);
+            entry_error(index, ApiError::from(failure.error))
+        })?
+    };
 
-    let mut answers: Vec<Value> = vec![Value::Null; entry_count];
     for ((index, is_delete), written) in write_entries.into_iter().zip(written) {
         let status = write_status(&written, is_delete);
         if let Some(version) = &written.version {
@@ -511,11 +674,11 @@ async fn transaction(
         }
         answers[index] = match &written.version {
             Some(version) => written_entry(version, status, request.prefer),
-            None => json!({"response": {"status": status_text(StatusCode::NO_CONTENT)}}),
+            None => no_content_entry(),
         };
     }
     for entry in reads {
-        answers[entry.index] = read_entry(&state.store, &entry)
+        answers[entry.index] = read_entry(state, &entry)
             .await
             .map_err(|error| entry_error(entry.index, error))?;
     }
@@ -579,21 +742,24 @@ async fn batch_entry(
     mut entry: Entry,
     prefer: Return,
 ) -> Result<Value, ApiError> {
-    let action = std::mem::replace(
-        &mut entry.action,
-        Action::Read {
-            id: String::new(),
-            version: None,
-        },
-    );
+    let _guards = if entry.is_conditional() {
+        state.locks.lock(&entry.resource_type).await
+    } else {
+        Vec::new()
+    };
+    resolve::conditional(state, &mut entry).await?;
+    let action = std::mem::replace(&mut entry.action, Action::placeholder());
     let write = match action {
-        Action::Read { id, version } => {
-            entry.action = Action::Read { id, version };
-            return read_entry(&state.store, &entry).await;
+        read @ (Action::Read { .. } | Action::Search { .. }) => {
+            entry.action = read;
+            return read_entry(state, &entry).await;
         }
-        Action::Create { mut resource } => {
+        Action::Existing { version } => {
+            return Ok(written_entry(&version, StatusCode::OK, prefer));
+        }
+        Action::Create { mut resource, .. } => {
             resource.shift_remove("id");
-            let resource = prepare(state, &entry, resource).await?;
+            let resource = prepare(state, &entry, resource, false).await?;
             Write::Create { resource, id: None }
         }
         Action::Update {
@@ -601,22 +767,34 @@ async fn batch_entry(
             resource,
             if_match,
         } => {
-            if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "the resource id must equal the id in the request url ({id})"
-                )));
-            }
-            let resource = prepare(state, &entry, resource).await?;
-            to_write(
-                &entry,
-                Action::Update {
-                    id,
-                    resource,
-                    if_match,
-                },
-            )
+            check_update_id(&id, &resource)?;
+            let resource = prepare(state, &entry, resource, false).await?;
+            update_write(&entry, id, resource, if_match)
         }
-        delete @ Action::Delete { .. } => to_write(&entry, delete),
+        Action::Delete { id, if_match } => delete_write(&entry, id, if_match),
+        Action::DeleteMany { ids, if_match } => {
+            let writes: Vec<Write> = ids
+                .into_iter()
+                .map(|id| delete_write(&entry, id, if_match))
+                .collect();
+            if !writes.is_empty() {
+                let written = state
+                    .store
+                    .write_all(writes)
+                    .await
+                    .map_err(|failure| ApiError::from(failure.error))?;
+                for version in written
+                    .iter()
+                    .filter_map(|written| written.version.as_ref())
+                {
+                    after_write(state, version);
+                }
+            }
+            return Ok(no_content_entry());
+        }
+        Action::ConditionalUpdate { .. } | Action::ConditionalDelete { .. } => {
+            return Err(unresolved());
+        }
     };
     let is_delete = matches!(write, Write::Delete { .. });
     let written = state.store.write(write).await?;
@@ -626,6 +804,6 @@ async fn batch_entry(
     }
     Ok(match &written.version {
         Some(version) => written_entry(version, status, prefer),
-        None => json!({"response": {"status": status_text(StatusCode::NO_CONTENT)}}),
+        None => no_content_entry(),
     })
 }

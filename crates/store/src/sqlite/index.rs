@@ -1,0 +1,219 @@
+//! Index rows in the index tables: written with the version they index, in the same
+//! transaction, and only for current, not deleted, versions.
+
+use rusqlite::Connection;
+use search::{IndexRow, IndexValue};
+
+use super::params::ParamIds;
+use super::schema::INDEX_TABLES;
+use crate::StoreError;
+
+/// Resources reindexed per transaction when the store opens.
+const REINDEX_BATCH: i64 = 1000;
+
+/// The distinct (type, key) pairs of `rows`.
+pub(super) fn key_pairs<'a>(
+    resource_type: &'a str,
+    rows: &'a [IndexRow],
+) -> Vec<(&'a str, &'a str)> {
+    let mut pairs: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|row| (resource_type, row.key.as_str()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// Removes every index row of a resource.
+pub(super) fn remove(connection: &Connection, rid: i64) -> Result<(), rusqlite::Error> {
+    for table in INDEX_TABLES {
+        connection
+            .prepare_cached(&format!("DELETE FROM {table} WHERE rid = ?1"))?
+            .execute([rid])?;
+    }
+    Ok(())
+}
+
+/// Inserts `rows` for the resource `rid`; every key must have a pid already
+/// ([`ParamIds::ensure_committed`]). Repeated values are kept once. Values no search
+/// can match (a range whose low end is above its high end, NaN) are left out.
+pub(super) fn insert(
+    connection: &Connection,
+    params: &ParamIds,
+    resource_type: &str,
+    rid: i64,
+    rows: &[IndexRow],
+) -> Result<(), StoreError> {
+    for row in rows {
+        let Some(pid) = params.cached(resource_type, &row.key) else {
+            return Err(StoreError::Backend(format!(
+                "no search parameter id for {resource_type} {}",
+                row.key
+            )));
+        };
+        let grp = i64::from(row.group);
+        match &row.value {
+            IndexValue::String { normalized, exact } => {
+                connection
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO sp_string (rid, pid, value, exact, grp)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute((rid, pid, normalized, exact, grp))?;
+            }
+            IndexValue::Token { system, code } => {
+                connection
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO sp_token (rid, pid, code, system, grp)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute((
+                        rid,
+                        pid,
+                        code.as_deref().unwrap_or(""),
+                        system.as_deref().unwrap_or(""),
+                        grp,
+                    ))?;
+            }
+            IndexValue::Reference {
+                resource_type: target_type,
+                id,
+                url,
+            } => {
+                if id.is_none() && url.is_none() {
+                    continue;
+                }
+                connection
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO sp_reference (rid, pid, target_id, target_type, url, grp)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute((
+                        rid,
+                        pid,
+                        id.as_deref().unwrap_or(""),
+                        target_type.as_deref().unwrap_or(""),
+                        url.as_deref().unwrap_or(""),
+                        grp,
+                    ))?;
+            }
+            IndexValue::Date(range) => {
+                if range.low > range.high {
+                    continue;
+                }
+                connection
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO sp_date (rid, pid, low, high, grp)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute((rid, pid, range.low, range.high, grp))?;
+            }
+            IndexValue::Number(range) => {
+                if range.low.is_nan() || range.high.is_nan() || range.low > range.high {
+                    continue;
+                }
+                connection
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO sp_number (rid, pid, low, high, grp)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute((rid, pid, range.low, range.high, grp))?;
+            }
+            IndexValue::Quantity {
+                range,
+                system,
+                code,
+            } => {
+                if range.low.is_nan() || range.high.is_nan() || range.low > range.high {
+                    continue;
+                }
+                connection
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO sp_quantity (rid, pid, code, system, low, high, grp)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute((
+                        rid,
+                        pid,
+                        code.as_deref().unwrap_or(""),
+                        system.as_deref().unwrap_or(""),
+                        range.low,
+                        range.high,
+                        grp,
+                    ))?;
+            }
+            IndexValue::Uri(uri) => {
+                connection
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO sp_uri (rid, pid, uri, grp) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute((rid, pid, uri, grp))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Indexes the resources queued in `search_reindex` (those stored before search
+/// existed), a batch per transaction, on the writing connection before the writer starts.
+pub(super) fn reindex_pending(
+    connection: &Connection,
+    params: &ParamIds,
+) -> Result<(), StoreError> {
+    loop {
+        let batch: Vec<(i64, String, Option<String>)> = {
+            let mut statement = connection.prepare_cached(
+                "SELECT q.rid, r.type, CASE WHEN r.deleted THEN NULL
+                   ELSE (SELECT body FROM resource_version WHERE seq = r.seq) END
+                 FROM search_reindex q LEFT JOIN resource r ON r.rid = q.rid
+                 ORDER BY q.rid LIMIT ?1",
+            )?;
+            let rows = statement.query_map([REINDEX_BATCH], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    row.get(2)?,
+                ))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let Some(&(last, _, _)) = batch.last() else {
+            return Ok(());
+        };
+        let indexed: Vec<(i64, &str, Vec<IndexRow>)> = batch
+            .iter()
+            .map(|(rid, resource_type, body)| {
+                let rows = body
+                    .as_deref()
+                    .and_then(|body| serde_json::from_str::<serde_json::Value>(body).ok())
+                    .map(|value| search::index(&value))
+                    .unwrap_or_default();
+                (*rid, resource_type.as_str(), rows)
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = indexed
+            .iter()
+            .flat_map(|(_, resource_type, rows)| key_pairs(resource_type, rows))
+            .collect();
+        params.ensure_committed(connection, &pairs)?;
+        connection.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| {
+            for (rid, resource_type, rows) in &indexed {
+                remove(connection, *rid)?;
+                insert(connection, params, resource_type, *rid, rows)?;
+            }
+            connection
+                .prepare_cached("DELETE FROM search_reindex WHERE rid <= ?1")?
+                .execute([last])?;
+            Ok::<_, StoreError>(())
+        })();
+        match result {
+            Ok(()) => connection.execute_batch("COMMIT")?,
+            Err(error) => {
+                let _ = connection.execute_batch("ROLLBACK");
+                return Err(error);
+            }
+        }
+    }
+}

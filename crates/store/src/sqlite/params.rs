@@ -1,0 +1,119 @@
+//! `search_param`: the small integer (`pid`) that stands for a (resource type, index
+//! key) pair in the index tables, created by the writer on first use and cached in
+//! memory for the writer and the readers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::StoreError;
+
+/// type → key → pid.
+type Map = HashMap<String, HashMap<String, i64>>;
+
+/// The pids known so far, shared by the writer and the readers. A pid, once
+/// committed, never changes, so a cached one is always right; a miss is looked up.
+#[derive(Clone, Default)]
+pub(super) struct ParamIds {
+    map: Arc<RwLock<Map>>,
+}
+
+impl ParamIds {
+    pub(super) fn cached(&self, resource_type: &str, key: &str) -> Option<i64> {
+        let map = self.map.read().ok()?;
+        map.get(resource_type)?.get(key).copied()
+    }
+
+    fn remember(&self, resource_type: &str, key: &str, pid: i64) {
+        if let Ok(mut map) = self.map.write() {
+            map.entry(resource_type.to_string())
+                .or_default()
+                .insert(key.to_string(), pid);
+        }
+    }
+
+    /// The pid of (type, key), or `None` when nothing was ever indexed under it.
+    pub(super) fn lookup(
+        &self,
+        connection: &Connection,
+        resource_type: &str,
+        key: &str,
+    ) -> Result<Option<i64>, rusqlite::Error> {
+        if let Some(pid) = self.cached(resource_type, key) {
+            return Ok(Some(pid));
+        }
+        let pid: Option<i64> = connection
+            .prepare_cached("SELECT pid FROM search_param WHERE type = ?1 AND key = ?2")?
+            .query_row((resource_type, key), |row| row.get(0))
+            .optional()?;
+        if let Some(pid) = pid {
+            self.remember(resource_type, key, pid);
+        }
+        Ok(pid)
+    }
+
+    /// The pids of `key` for every type that has it.
+    pub(super) fn lookup_any_type(
+        connection: &Connection,
+        key: &str,
+    ) -> Result<Vec<i64>, rusqlite::Error> {
+        let mut statement =
+            connection.prepare_cached("SELECT pid FROM search_param WHERE key = ?1")?;
+        let rows = statement.query_map([key], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// Creates the pids of `pairs` that do not exist yet, in the caller's transaction,
+    /// and returns every pair's pid.
+    fn create(
+        connection: &Connection,
+        pairs: &[(&str, &str)],
+    ) -> Result<Vec<(String, String, i64)>, rusqlite::Error> {
+        let mut created = Vec::new();
+        for &(resource_type, key) in pairs {
+            connection
+                .prepare_cached("INSERT OR IGNORE INTO search_param (type, key) VALUES (?1, ?2)")?
+                .execute((resource_type, key))?;
+            let pid: i64 = connection
+                .prepare_cached("SELECT pid FROM search_param WHERE type = ?1 AND key = ?2")?
+                .query_row((resource_type, key), |row| row.get(0))?;
+            created.push((resource_type.to_string(), key.to_string(), pid));
+        }
+        Ok(created)
+    }
+
+    /// Makes sure every pair has a committed pid, in a transaction of its own when some
+    /// are new (the first time a type/key is seen), so a write that later rolls back
+    /// never leaves the cache naming a pid that does not exist.
+    pub(super) fn ensure_committed(
+        &self,
+        connection: &Connection,
+        pairs: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let missing: Vec<(&str, &str)> = pairs
+            .iter()
+            .copied()
+            .filter(|(resource_type, key)| self.cached(resource_type, key).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        connection.execute_batch("BEGIN IMMEDIATE")?;
+        let created = match Self::create(connection, &missing) {
+            Ok(created) => created,
+            Err(error) => {
+                let _ = connection.execute_batch("ROLLBACK");
+                return Err(error.into());
+            }
+        };
+        if let Err(error) = connection.execute_batch("COMMIT") {
+            let _ = connection.execute_batch("ROLLBACK");
+            return Err(error.into());
+        }
+        for (resource_type, key, pid) in created {
+            self.remember(&resource_type, &key, pid);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,442 @@
+//! Search: a `search::Query` to SQL over the index tables, one page at a time.
+//!
+//! Plan: every clause compiles to a boolean on `r.rid` and, when positive, a set of
+//! rids. A capped count of each set estimates its size; the smallest drives the search
+//! (`r.rid IN (set)`) and every other clause is probed per candidate through the
+//! rid-first primary keys. When no set is small and the page is in the default order,
+//! the resources of the type are scanned in rid order instead, probing each, which
+//! stops as soon as the page is full.
+//!
+//! Paging is keyset paging on (sort values, rid); see `cursor`.
+
+mod cursor;
+mod include;
+mod sql;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use search::Total;
+
+use self::cursor::{Cursor, Side};
+use self::sql::{Builder, Compiled, Sql};
+use super::params::ParamIds;
+use super::version_from_row;
+use crate::{SearchPage, SearchRequest, StoreError, Version};
+
+/// A set whose count stays below this drives the search; with more matches than
+/// this, a scan in rid order fills a page sooner than reading the whole set.
+const SELECTIVE: i64 = 100_000;
+/// `_total=estimate` counts at most this many matches and reports that many when
+/// there are more (a lower bound, at a bounded cost).
+const ESTIMATE_CAP: i64 = 10_000;
+
+/// The SQL of a search's first page and of its count, each with its query plan
+/// (for tuning; the arguments are left out).
+pub(super) fn explain(
+    connection: &Connection,
+    params: &ParamIds,
+    request: &SearchRequest,
+) -> Result<String, StoreError> {
+    let query = &request.query;
+    let mut builder = Builder::new(connection, params);
+    let mut clauses = Vec::with_capacity(query.clauses.len());
+    for clause in &query.clauses {
+        clauses.push(builder.clause(&clause.any_of, &query.types)?);
+    }
+    let mut sort = Vec::with_capacity(query.sort.len());
+    for key in &query.sort {
+        let expression =
+            builder.sort_expression(&query.types, &key.param, key.param_type, key.descending)?;
+        sort.push((expression, key.descending));
+    }
+    let estimates = estimate(connection, &clauses)?;
+    let plan = Plan {
+        clauses: &clauses,
+        estimates: &estimates,
+        types: &query.types,
+    };
+    let driver = plan.driver(!sort.is_empty());
+    let mut out = format!("estimates: {estimates:?}, driver: {driver:?}\n");
+    for (name, sql) in [
+        ("page", plan.page_sql(driver, &sort, None, request.count)),
+        ("count", plan.count_sql(None)),
+    ] {
+        out.push_str(&format!("-- {name}\n{}\n", sql.text));
+        let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))?;
+        let mut rows = statement.query(params_from_iter(sql.args.iter()))?;
+        while let Some(row) = rows.next()? {
+            let (id, parent, detail): (i64, i64, String) = (row.get(0)?, row.get(1)?, row.get(3)?);
+            out.push_str(&format!("{id:>4} {parent:>4} {detail}\n"));
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn search(
+    connection: &Connection,
+    params: &ParamIds,
+    request: &SearchRequest,
+) -> Result<SearchPage, StoreError> {
+    let query = &request.query;
+    let types = &query.types;
+    let mut builder = Builder::new(connection, params);
+    let mut clauses = Vec::with_capacity(query.clauses.len());
+    for clause in &query.clauses {
+        clauses.push(builder.clause(&clause.any_of, types)?);
+    }
+    let mut sort = Vec::with_capacity(query.sort.len());
+    for key in &query.sort {
+        let expression =
+            builder.sort_expression(types, &key.param, key.param_type, key.descending)?;
+        sort.push((expression, key.descending));
+    }
+    let cursor = request
+        .cursor
+        .as_deref()
+        .map(|text| Cursor::decode(text, sort.len()))
+        .transpose()?;
+    let estimates = estimate(connection, &clauses)?;
+    let plan = Plan {
+        clauses: &clauses,
+        estimates: &estimates,
+        types,
+    };
+
+    if request.count == 0 {
+        let total = match query.total {
+            Total::None => None,
+            Total::Estimate => Some(plan.count(connection, Some(ESTIMATE_CAP))?),
+            Total::Accurate | Total::Unspecified => Some(plan.count(connection, None)?),
+        };
+        return Ok(SearchPage {
+            total,
+            ..SearchPage::default()
+        });
+    }
+
+    let driver = plan.driver(!sort.is_empty());
+    let mut rows = plan.page(connection, driver, &sort, cursor.as_ref(), request.count)?;
+    let more = rows.len() > request.count;
+    rows.truncate(request.count);
+    let side = cursor.as_ref().map(|cursor| cursor.side);
+    if side == Some(Side::Before) {
+        rows.reverse();
+    }
+    let boundary = |side: Side, row: Option<&(i64, Vec<SqlValue>)>, shift: i64| {
+        let (rid, values) = match (row, &cursor) {
+            (Some((rid, values)), _) => (*rid, values.clone()),
+            // An empty page: the cursor's own boundary, moved by one rid so that the
+            // boundary row itself is on the other page.
+            (None, Some(cursor)) => (cursor.rid.saturating_add(shift), cursor.values.clone()),
+            (None, None) => return None,
+        };
+        Some(Cursor { side, values, rid }.encode())
+    };
+    let (next, previous) = match side {
+        None => (
+            if more {
+                boundary(Side::After, rows.last(), 0)
+            } else {
+                None
+            },
+            None,
+        ),
+        Some(Side::After) => (
+            if more {
+                boundary(Side::After, rows.last(), 0)
+            } else {
+                None
+            },
+            boundary(Side::Before, rows.first(), 1),
+        ),
+        Some(Side::Before) => (
+            boundary(Side::After, rows.last(), -1),
+            if more {
+                boundary(Side::Before, rows.first(), 0)
+            } else {
+                None
+            },
+        ),
+    };
+    let total = match query.total {
+        Total::None => None,
+        Total::Accurate => Some(plan.count(connection, None)?),
+        Total::Estimate => Some(plan.count(connection, Some(ESTIMATE_CAP))?),
+        Total::Unspecified => (side.is_none() && !more).then_some(rows.len() as u64),
+    };
+
+    let mut matches = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    for (rid, _) in &rows {
+        if let Some(version) = fetch(connection, *rid)? {
+            keys.push((*rid, version.resource_type.clone()));
+            matches.push(version);
+        }
+    }
+    let mut included = Vec::new();
+    for (rid, _) in include::included(connection, &builder, query, &keys)? {
+        if let Some(version) = fetch(connection, rid)? {
+            included.push(version);
+        }
+    }
+    Ok(SearchPage {
+        matches,
+        included,
+        total,
+        next,
+        previous,
+    })
+}
+
+/// The current version of the resource `rid`, unless deleted.
+fn fetch(connection: &Connection, rid: i64) -> Result<Option<Version>, StoreError> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT type, id, version, last_updated, method, body, created FROM resource_version
+             WHERE seq = (SELECT seq FROM resource WHERE rid = ?1 AND deleted = 0)",
+        )?
+        .query_row([rid], version_from_row)
+        .optional()?)
+}
+
+/// Each clause's set size, counted up to [`SELECTIVE`] and never past the smallest
+/// found so far (most likely selective first, so the counting stays cheap);
+/// `i64::MAX` for clauses that have no set.
+fn estimate(connection: &Connection, clauses: &[Compiled]) -> Result<Vec<i64>, StoreError> {
+    let mut estimates = vec![i64::MAX; clauses.len()];
+    let mut order: Vec<usize> = (0..clauses.len()).collect();
+    order.sort_by_key(|&index| clauses[index].rank);
+    let mut best = SELECTIVE;
+    for index in order {
+        let Some(set) = &clauses[index].set else {
+            continue;
+        };
+        let mut sql = Sql::new("SELECT count(*) FROM (SELECT 1 FROM (");
+        sql.append(set).push(") LIMIT ").arg(best).push(")");
+        let count: i64 = connection
+            .prepare_cached(&sql.text)?
+            .query_row(params_from_iter(sql.args.iter()), |row| row.get(0))?;
+        // Stopped at the cap: more than the best so far (or than SELECTIVE).
+        estimates[index] = if count >= best {
+            best.saturating_add(1)
+        } else {
+            count
+        };
+        best = best.min(count.max(1));
+    }
+    Ok(estimates)
+}
+
+struct Plan<'a> {
+    clauses: &'a [Compiled],
+    estimates: &'a [i64],
+    types: &'a [String],
+}
+
+impl Plan<'_> {
+    /// The clause whose set drives the search: the smallest, if it is small or if
+    /// every match is needed anyway (`all`: a sort or a count); `None` to scan.
+    fn driver(&self, all: bool) -> Option<usize> {
+        let best = (0..self.clauses.len())
+            .filter(|&index| self.clauses[index].set.is_some())
+            .min_by_key(|&index| (self.estimates[index], self.clauses[index].rank))?;
+        (all || self.estimates[best] < SELECTIVE).then_some(best)
+    }
+
+    /// `r.type ...` (`+r.type`, kept off the index, when a set drives).
+    fn type_condition(&self, sql: &mut Sql, driven: bool) {
+        let column = if driven { "+r.type" } else { "r.type" };
+        match self.types {
+            [] => {
+                sql.push("1");
+            }
+            [one] => {
+                sql.push(&format!("{column} = ")).arg(one.clone());
+            }
+            many => {
+                sql.push(&format!("{column} IN ")).list(many);
+            }
+        }
+    }
+
+    /// The conditions on `r` of every clause but `driver`.
+    fn others(&self, sql: &mut Sql, driver: Option<usize>) {
+        for (index, clause) in self.clauses.iter().enumerate() {
+            if Some(index) != driver {
+                sql.push(" AND ").append(&clause.exists);
+            }
+        }
+    }
+
+    /// `WHERE` of the matches, on `resource r`.
+    fn matching(&self, driver: Option<usize>) -> Sql {
+        let mut sql = Sql::default();
+        if let Some(set) = driver.and_then(|index| self.clauses[index].set.as_ref()) {
+            sql.push("r.rid IN (").append(set).push(") AND ");
+        }
+        self.type_condition(&mut sql, driver.is_some());
+        sql.push(" AND r.deleted = 0");
+        self.others(&mut sql, driver);
+        sql
+    }
+
+    /// The number of matches, at most `cap`. With a driving set, the count never
+    /// reads `resource`: index rows exist only for current resources, and their pids
+    /// are those of the searched types.
+    fn count(&self, connection: &Connection, cap: Option<i64>) -> Result<u64, StoreError> {
+        let sql = self.count_sql(cap);
+        let count: i64 = connection
+            .prepare_cached(&sql.text)?
+            .query_row(params_from_iter(sql.args.iter()), |row| row.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn count_sql(&self, cap: Option<i64>) -> Sql {
+        let driver = self.driver(true);
+        let mut rows = match driver.and_then(|index| self.clauses[index].set.as_ref()) {
+            Some(set) => {
+                let mut sql = Sql::new("SELECT 1 FROM (SELECT rid FROM (");
+                sql.append(set).push(") GROUP BY rid) r WHERE 1");
+                self.others(&mut sql, driver);
+                sql
+            }
+            None => {
+                let mut sql = Sql::new("SELECT 1 FROM resource r WHERE ");
+                sql.append(&self.matching(None));
+                sql
+            }
+        };
+        let mut sql = Sql::new("SELECT count(*) FROM (");
+        if let Some(cap) = cap {
+            rows.push(" LIMIT ").arg(cap);
+        }
+        sql.append(&rows).push(")");
+        sql
+    }
+
+    /// Up to `count + 1` matches on the cursor's side of its boundary, nearest first,
+    /// with their sort values.
+    fn page(
+        &self,
+        connection: &Connection,
+        driver: Option<usize>,
+        sort: &[(Sql, bool)],
+        cursor: Option<&Cursor>,
+        count: usize,
+    ) -> Result<Vec<(i64, Vec<SqlValue>)>, StoreError> {
+        let sql = self.page_sql(driver, sort, cursor, count);
+        let mut statement = connection.prepare_cached(&sql.text)?;
+        let mut result = statement.query(params_from_iter(sql.args.iter()))?;
+        let mut rows = Vec::new();
+        while let Some(row) = result.next()? {
+            let rid: i64 = row.get(0)?;
+            let mut values = Vec::with_capacity(sort.len());
+            for index in 0..sort.len() {
+                values.push(row.get::<_, SqlValue>(index + 1)?);
+            }
+            rows.push((rid, values));
+        }
+        Ok(rows)
+    }
+
+    fn page_sql(
+        &self,
+        driver: Option<usize>,
+        sort: &[(Sql, bool)],
+        cursor: Option<&Cursor>,
+        count: usize,
+    ) -> Sql {
+        let backward = cursor.is_some_and(|cursor| cursor.side == Side::Before);
+        let limit = i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1);
+        let mut sql;
+        if sort.is_empty() {
+            sql = Sql::new("SELECT r.rid FROM resource r WHERE ");
+            sql.append(&self.matching(driver));
+            if let Some(cursor) = cursor {
+                sql.push(if backward {
+                    " AND r.rid < "
+                } else {
+                    " AND r.rid > "
+                })
+                .arg(cursor.rid);
+            }
+            sql.push(if backward {
+                " ORDER BY r.rid DESC"
+            } else {
+                " ORDER BY r.rid"
+            });
+        } else {
+            sql = Sql::new("SELECT rid");
+            for index in 0..sort.len() {
+                sql.push(&format!(", s{index}"));
+            }
+            sql.push(" FROM (SELECT r.rid AS rid");
+            for (index, (expression, _)) in sort.iter().enumerate() {
+                sql.push(", ")
+                    .append(expression)
+                    .push(&format!(" AS s{index}"));
+            }
+            sql.push(" FROM resource r WHERE ")
+                .append(&self.matching(driver))
+                .push(")");
+            if let Some(cursor) = cursor {
+                sql.push(" WHERE ").append(&keyset(sort, cursor));
+            }
+            sql.push(" ORDER BY ");
+            for (index, (_, descending)) in sort.iter().enumerate() {
+                // Missing values last in either direction; a previous page runs reversed.
+                let (nulls, values) = match (backward, *descending) {
+                    (false, false) => ("ASC", "ASC"),
+                    (false, true) => ("ASC", "DESC"),
+                    (true, false) => ("DESC", "DESC"),
+                    (true, true) => ("DESC", "ASC"),
+                };
+                sql.push(&format!("(s{index} IS NULL) {nulls}, s{index} {values}, "));
+            }
+            sql.push(if backward { "rid DESC" } else { "rid ASC" });
+        }
+        sql.push(" LIMIT ").arg(limit);
+        sql
+    }
+}
+
+/// Rows strictly after (or, for `Before`, strictly before) the cursor's boundary in
+/// the order (missing flag, value) per key, then rid.
+fn keyset(sort: &[(Sql, bool)], cursor: &Cursor) -> Sql {
+    // (expression, ascending, boundary value)
+    let mut parts: Vec<(String, bool, SqlValue)> = Vec::new();
+    for (index, (_, descending)) in sort.iter().enumerate() {
+        let value = cursor.values.get(index).cloned().unwrap_or(SqlValue::Null);
+        let missing = i64::from(value == SqlValue::Null);
+        parts.push((
+            format!("(s{index} IS NULL)"),
+            true,
+            SqlValue::Integer(missing),
+        ));
+        parts.push((format!("s{index}"), !descending, value));
+    }
+    parts.push(("rid".into(), true, SqlValue::Integer(cursor.rid)));
+    let backward = cursor.side == Side::Before;
+    let mut sql = Sql::new("(0");
+    for (position, (expression, ascending, value)) in parts.iter().enumerate() {
+        if *value == SqlValue::Null {
+            // Nothing is beyond a missing value within its group.
+            continue;
+        }
+        sql.push(" OR (");
+        for (earlier, _, earlier_value) in &parts[..position] {
+            sql.push(&format!("{earlier} IS "))
+                .arg(earlier_value.clone())
+                .push(" AND ");
+        }
+        let greater = *ascending != backward;
+        sql.push(&format!(
+            "{expression} {} ",
+            if greater { ">" } else { "<" }
+        ))
+        .arg(value.clone())
+        .push(")");
+    }
+    sql.push(")");
+    sql
+}
