@@ -5,7 +5,7 @@
 //! `../shared/testdata`), rewrites the bundles' `urn:uuid:` references to `Type/id` as a
 //! transaction would, indexes every resource and prints resources per second (median of
 //! the runs, 3 by default) and rows per run. `--show TYPE` prints the rows of the first
-//! resource of that type.
+//! resource of that type; `--stats` prints the row count per type and key, largest first.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -85,9 +85,12 @@ fn rewrite(value: &mut Value, local: &HashMap<String, String>) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut runs = 3usize;
     let mut show = None;
+    let mut stats = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--show" {
+        if arg == "--stats" {
+            stats = true;
+        } else if arg == "--show" {
             show = args.next();
         } else {
             runs = arg.parse()?;
@@ -102,6 +105,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for row in search::index(resource) {
                 println!("{:<40} {:>2} {:?}", row.key, row.group, row.value);
             }
+        }
+        return Ok(());
+    }
+    if stats {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for resource in &resources {
+            let resource_type = resource["resourceType"].as_str().unwrap_or("?");
+            for row in search::index(resource) {
+                *counts
+                    .entry(format!("{resource_type}.{}", row.key))
+                    .or_default() += 1;
+            }
+        }
+        let mut counts: Vec<(String, usize)> = counts.into_iter().collect();
+        counts.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+        for (key, count) in counts.iter().take(60) {
+            println!("{count:>8} {key}");
         }
         return Ok(());
     }

@@ -49,7 +49,7 @@ pub enum IndexValue {
 
 /// Every index row of `resource` (a JSON object with a `resourceType`), for every
 /// search parameter of its type except `_id` and `_lastUpdated`, which the store keeps
-/// itself. An unknown type, or a parameter whose expression fails, gives no rows.
+/// itself, and unions of other parameters ([`crate::ParamDef::union_of`]). An unknown type, or a parameter whose expression fails, gives no rows.
 pub fn index(resource: &Value) -> Vec<IndexRow> {
     let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else {
         return Vec::new();
@@ -58,7 +58,8 @@ pub fn index(resource: &Value) -> Vec<IndexRow> {
     env.resolve_stubs(true);
     let mut rows = Vec::new();
     for param in params_for(resource_type) {
-        if param.code == "_id" || param.code == "_lastUpdated" {
+        // The store keeps `_id` and `_lastUpdated`; a union is searched through its parts.
+        if param.code == "_id" || param.code == "_lastUpdated" || !param.union_of.is_empty() {
             continue;
         }
         let Some(expression) = &param.expression else {

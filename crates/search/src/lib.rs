@@ -10,6 +10,7 @@ mod params;
 mod parse;
 mod query;
 mod text;
+mod unions;
 mod value;
 
 pub use index::{IndexRow, IndexValue, index};

@@ -61,6 +61,10 @@ pub struct ParamDef {
     pub targets: Vec<String>,
     /// A composite parameter's components, in order.
     pub components: Vec<Component>,
+    /// When not empty, this parameter selects exactly what these parameters of the same
+    /// type select together (`combo-code` is `code` and `component-code`): it has no
+    /// index rows of its own, and a search on it searches them.
+    pub union_of: Vec<String>,
 }
 
 /// One component of a composite parameter.
@@ -109,6 +113,7 @@ impl Registry {
                     params.push(def);
                 }
             }
+            mark_unions(&mut params);
             by_type.insert(resource_type.clone(), params);
         }
         Registry { by_type }
@@ -141,7 +146,104 @@ fn compile(
         expression,
         targets: p.target.clone(),
         components,
+        union_of: Vec::new(),
     })
+}
+
+/// Finds the parameters that are unions of others (see [`ParamDef::union_of`]): their
+/// expression's alternatives are exactly those of other parameters of the same kind.
+/// Parameters with fewer alternatives are settled first, so a union is always made of
+/// parameters that are indexed themselves; of two identical parameters, the one whose
+/// code sorts first is indexed. References are left alone (chains and includes name
+/// them), and so are parameters without an expression.
+fn mark_unions(params: &mut [ParamDef]) {
+    let alternatives: Vec<Vec<String>> = params
+        .iter()
+        .map(|p| match &p.expression {
+            Some(expression) if p.param_type != ParamType::Reference => {
+                split_alternatives(expression.source())
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..params.len())
+        .filter(|&i| !alternatives[i].is_empty())
+        .collect();
+    order.sort_by(|&a, &b| {
+        (alternatives[a].len(), &params[a].code).cmp(&(alternatives[b].len(), &params[b].code))
+    });
+    let mut indexed: Vec<usize> = Vec::new();
+    for i in order {
+        let mine = &alternatives[i];
+        let cover: Vec<usize> = indexed
+            .iter()
+            .copied()
+            .filter(|&j| {
+                same_kind(&params[i], &params[j])
+                    && alternatives[j].iter().all(|alt| mine.contains(alt))
+            })
+            .collect();
+        let covered = mine
+            .iter()
+            .all(|alt| cover.iter().any(|&j| alternatives[j].contains(alt)));
+        if covered && !cover.is_empty() {
+            params[i].union_of = cover.iter().map(|&j| params[j].code.clone()).collect();
+        } else {
+            indexed.push(i);
+        }
+    }
+}
+
+fn same_kind(a: &ParamDef, b: &ParamDef) -> bool {
+    a.param_type == b.param_type
+        && a.components.len() == b.components.len()
+        && a.components.iter().zip(&b.components).all(|(x, y)| {
+            x.param_type == y.param_type && x.expression.source() == y.expression.source()
+        })
+}
+
+/// The alternatives of `a | b | (c)`, each without one pair of enclosing parentheses.
+fn split_alternatives(source: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    let bytes = source.as_bytes();
+    for (i, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            b'|' if depth == 0 => {
+                parts.push(&source[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&source[start..]);
+    parts
+        .into_iter()
+        .map(|part| strip_parentheses(part.trim()).to_string())
+        .collect()
+}
+
+fn strip_parentheses(text: &str) -> &str {
+    let Some(inner) = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')) else {
+        return text;
+    };
+    let mut depth = 0i32;
+    for byte in inner.bytes() {
+        match byte {
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return text;
+                }
+            }
+            _ => {}
+        }
+    }
+    if depth == 0 { inner } else { text }
 }
 
 /// A shared parameter's expression lists every base type (`Patient.name | Person.name`);
@@ -211,6 +313,55 @@ mod tests {
         let composite = param("Observation", "code-value-quantity").map(|p| p.components.len());
         assert_eq!(composite, Some(2));
         assert!(params_for("NoSuchType").is_empty());
+    }
+
+    #[test]
+    fn unions_are_found_and_made_of_indexed_parameters() {
+        let union = |code: &str| param("Observation", code).map(|p| p.union_of.clone());
+        assert_eq!(
+            union("combo-code"),
+            Some(vec!["code".to_string(), "component-code".to_string()])
+        );
+        assert_eq!(
+            union("combo-value-quantity"),
+            Some(vec![
+                "component-value-quantity".to_string(),
+                "value-quantity".to_string()
+            ])
+        );
+        assert_eq!(
+            union("combo-code-value-quantity"),
+            Some(vec![
+                "code-value-quantity".to_string(),
+                "component-code-value-quantity".to_string()
+            ])
+        );
+        assert_eq!(union("code"), Some(Vec::new()));
+        assert_eq!(union("value-quantity"), Some(Vec::new()));
+        // References are never unions, even when one is a subset of another.
+        assert_eq!(union("subject"), Some(Vec::new()));
+        for resource_type in fhir::definitions().resource_types() {
+            for p in params_for(resource_type) {
+                for part in &p.union_of {
+                    let part = param(resource_type, part).map(|d| d.union_of.is_empty());
+                    assert_eq!(
+                        part,
+                        Some(true),
+                        "{resource_type}.{} is made of a union",
+                        p.code
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn alternatives_split_at_the_top_level_only() {
+        assert_eq!(
+            split_alternatives("(A.value.ofType(Quantity)) | (A.x | A.y).z | A.w"),
+            vec!["A.value.ofType(Quantity)", "(A.x | A.y).z", "A.w"]
+        );
+        assert_eq!(strip_parentheses("(a).b(c)"), "(a).b(c)");
     }
 
     #[test]

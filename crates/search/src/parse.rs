@@ -208,7 +208,9 @@ pub fn parse(
                 }
             }
             _ => match criteria(types, name, value)? {
-                Criteria::Clause(clause) => parsed.query.clauses.push(clause),
+                Criteria::Clause(clause) => parsed.query.clauses.extend(
+                    crate::unions::expand(clause).map_err(|reason| bad(name, value, reason))?,
+                ),
                 Criteria::Empty => {}
                 Criteria::Unknown => {
                     if options.strict {
@@ -257,6 +259,12 @@ fn sort_key(types: &[String], key: &str) -> Result<SortKey, String> {
                 return Err(format!(
                     "cannot sort by '{code}': it is a {} parameter",
                     def.param_type.name()
+                ));
+            }
+            if !def.union_of.is_empty() {
+                return Err(format!(
+                    "cannot sort by '{code}': it searches {} together; sort by one of them",
+                    def.union_of.join(" and ")
                 ));
             }
             def.param_type

@@ -99,9 +99,9 @@ fn forward(
     let mut hits = Vec::new();
     for chunk in rids.chunks(CHUNK) {
         let mut sql = Sql::new(
-            "SELECT DISTINCT t.rid, t.type FROM sp_reference s JOIN resource t
+            "SELECT DISTINCT t.rid, t.type FROM sp_reference s CROSS JOIN resource t
              ON t.type = s.target_type AND t.id = s.target_id
-             WHERE s.rid IN ",
+             WHERE s.grp = 0 AND s.rid IN ",
         );
         sql.list(chunk)
             .push(" AND ")
@@ -139,7 +139,7 @@ fn reverse(
         let mut sql = Sql::new("SELECT DISTINCT s.rid, ");
         sql.arg(include.source_type.clone())
             .push(
-                " FROM resource m JOIN sp_reference s
+                " FROM resource m CROSS JOIN sp_reference s
                  ON s.target_id = m.id AND s.target_type = m.type
                  WHERE m.rid IN ",
             )

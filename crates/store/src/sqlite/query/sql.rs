@@ -250,9 +250,9 @@ impl<'a> Builder<'a> {
                     &format!("{t}.rid"),
                 )?;
                 sql.push(&format!(
-                    "EXISTS (SELECT 1 FROM sp_reference {f} JOIN resource {t} \
+                    "EXISTS (SELECT 1 FROM sp_reference {f} CROSS JOIN resource {t} \
                      ON {t}.type = {f}.target_type AND {t}.id = {f}.target_id \
-                     WHERE {f}.rid = {rid} AND "
+                     WHERE {f}.rid = {rid} AND {f}.grp = 0 AND "
                 ))
                 .append(&pids)
                 .push(&format!(" AND {f}.target_type = "))
@@ -266,9 +266,9 @@ impl<'a> Builder<'a> {
                 let pids = self.pid_condition(&f, source, param)?;
                 let inner = self.path_exists(rest, criterion, source, &format!("{f}.rid"))?;
                 sql.push(&format!(
-                    "EXISTS (SELECT 1 FROM resource {t} JOIN sp_reference {f} \
+                    "EXISTS (SELECT 1 FROM resource {t} CROSS JOIN sp_reference {f} \
                      ON {f}.target_id = {t}.id AND {f}.target_type = {t}.type \
-                     WHERE {t}.rid = {rid} AND "
+                     WHERE {t}.rid = {rid} AND {f}.grp = 0 AND "
                 ))
                 .append(&pids)
                 .push(" AND ")
@@ -306,7 +306,7 @@ impl<'a> Builder<'a> {
                 };
                 let pids = self.pid_condition(&f, types, param)?;
                 sql.push(&format!(
-                    "SELECT {f}.rid FROM resource {t} JOIN sp_reference {f} \
+                    "SELECT {f}.rid FROM resource {t} CROSS JOIN sp_reference {f} \
                      ON {f}.target_id = {t}.id AND {f}.target_type = {t}.type \
                      WHERE {t}.rid IN ("
                 ))
@@ -323,7 +323,7 @@ impl<'a> Builder<'a> {
                 };
                 let pids = self.pid_condition(&f, source, param)?;
                 sql.push(&format!(
-                    "SELECT {t}.rid FROM sp_reference {f} JOIN resource {t} \
+                    "SELECT {t}.rid FROM sp_reference {f} CROSS JOIN resource {t} \
                      ON {t}.type = {f}.target_type AND {t}.id = {f}.target_id \
                      WHERE {f}.rid IN ("
                 ))
