@@ -977,3 +977,54 @@ fn malformed_values_are_refused() {
     fhir.get("Nope?name=x").outcome(404);
     fhir.get("Patient?_format=xml").outcome(406);
 }
+
+#[test]
+fn full_text_on_narrative_and_content() {
+    let fhir = seeded();
+    fhir.store(json!({
+        "resourceType": "Condition", "id": "c1",
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Acute <b>bronchitis</b>, resolved</p></div>"},
+        "code": {"text": "Bronchitis", "coding": [{"system": "http://snomed.info/sct", "code": "10509002", "display": "Acute bronchitis (disorder)"}]},
+        "subject": {"reference": "Patient/p1"},
+        "note": [{"text": "Follow-up with Dr Müller in two weeks"}]
+    }));
+    fhir.store(json!({
+        "resourceType": "Condition", "id": "c2",
+        "code": {"text": "Chronic heart failure"},
+        "subject": {"reference": "Patient/p2"}
+    }));
+    expect(
+        &fhir,
+        &[
+            ("Condition?_text=bronchitis", &["c1"]),
+            ("Condition?_text=BRONCH", &["c1"]),
+            ("Condition?_text=heart", &[]),
+            ("Condition?_content=heart%20fail", &["c2"]),
+            ("Condition?_content=muller", &["c1"]),
+            ("Condition?_content=10509002", &["c1"]),
+            ("Condition?_content=snomed", &[]),
+            ("Condition?_content=acute&subject=Patient/p1", &["c1"]),
+            ("Patient?_text=anna", &["p1"]),
+        ],
+    );
+    // Updates replace the text; deletes remove it.
+    fhir.store(json!({
+        "resourceType": "Condition", "id": "c2",
+        "code": {"text": "Asthma"},
+        "subject": {"reference": "Patient/p2"}
+    }));
+    expect(
+        &fhir,
+        &[
+            ("Condition?_content=heart", &[]),
+            ("Condition?_content=asthma", &["c2"]),
+        ],
+    );
+    assert_eq!(
+        fhir.request("DELETE", "Condition/c1", &[], None).status,
+        204
+    );
+    expect(&fhir, &[("Condition?_text=bronchitis", &[])]);
+    let message = fhir.get("Condition?_content=--").outcome(400);
+    assert!(message.contains("_content"), "{message}");
+}

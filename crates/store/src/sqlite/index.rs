@@ -32,6 +32,24 @@ pub(super) fn remove(connection: &Connection, rid: i64) -> Result<(), rusqlite::
             .prepare_cached(&format!("DELETE FROM {table} WHERE rid = ?1"))?
             .execute([rid])?;
     }
+    connection
+        .prepare_cached("DELETE FROM sp_text WHERE rowid = ?1")?
+        .execute([rid])?;
+    Ok(())
+}
+
+/// Indexes the narrative and content text of the resource `rid`.
+pub(super) fn insert_text(
+    connection: &Connection,
+    rid: i64,
+    text: Option<&search::FullText>,
+) -> Result<(), rusqlite::Error> {
+    let Some(text) = text.filter(|t| !t.narrative.is_empty() || !t.content.is_empty()) else {
+        return Ok(());
+    };
+    connection
+        .prepare_cached("INSERT INTO sp_text (rowid, narrative, content) VALUES (?1, ?2, ?3)")?
+        .execute((rid, &text.narrative, &text.content))?;
     Ok(())
 }
 
@@ -155,6 +173,14 @@ pub(super) fn insert(
     Ok(())
 }
 
+/// One resource being reindexed.
+struct Reindexed<'a> {
+    rid: i64,
+    resource_type: &'a str,
+    rows: Vec<IndexRow>,
+    text: Option<search::FullText>,
+}
+
 /// Indexes the resources queued in `search_reindex` (those stored before search
 /// existed), a batch per transaction, on the writing connection before the writer starts.
 pub(super) fn reindex_pending(
@@ -181,27 +207,31 @@ pub(super) fn reindex_pending(
         let Some(&(last, _, _)) = batch.last() else {
             return Ok(());
         };
-        let indexed: Vec<(i64, &str, Vec<IndexRow>)> = batch
+        let indexed: Vec<Reindexed<'_>> = batch
             .iter()
             .map(|(rid, resource_type, body)| {
-                let rows = body
+                let value = body
                     .as_deref()
-                    .and_then(|body| serde_json::from_str::<serde_json::Value>(body).ok())
-                    .map(|value| search::index(&value))
-                    .unwrap_or_default();
-                (*rid, resource_type.as_str(), rows)
+                    .and_then(|body| serde_json::from_str::<serde_json::Value>(body).ok());
+                Reindexed {
+                    rid: *rid,
+                    resource_type: resource_type.as_str(),
+                    rows: value.as_ref().map(search::index).unwrap_or_default(),
+                    text: value.as_ref().map(search::full_text),
+                }
             })
             .collect();
         let pairs: Vec<(&str, &str)> = indexed
             .iter()
-            .flat_map(|(_, resource_type, rows)| key_pairs(resource_type, rows))
+            .flat_map(|one| key_pairs(one.resource_type, &one.rows))
             .collect();
         params.ensure_committed(connection, &pairs)?;
         connection.execute_batch("BEGIN IMMEDIATE")?;
         let result = (|| {
-            for (rid, resource_type, rows) in &indexed {
-                remove(connection, *rid)?;
-                insert(connection, params, resource_type, *rid, rows)?;
+            for one in &indexed {
+                remove(connection, one.rid)?;
+                insert(connection, params, one.resource_type, one.rid, &one.rows)?;
+                insert_text(connection, one.rid, one.text.as_ref())?;
             }
             connection
                 .prepare_cached("DELETE FROM search_reindex WHERE rid <= ?1")?

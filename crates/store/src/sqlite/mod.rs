@@ -74,7 +74,11 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(writer::Job::One {
-                write: writer::Indexed { write, rows },
+                write: writer::Indexed {
+                    write,
+                    rows,
+                    text: None,
+                },
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;

@@ -124,7 +124,14 @@ const MIGRATIONS: &[&str] = &[
         grp INTEGER NOT NULL,
         PRIMARY KEY (rid, pid, uri, grp)
     ) WITHOUT ROWID;
-    CREATE INDEX sp_uri_uri ON sp_uri (pid, uri) WHERE grp = 0;",
+    CREATE INDEX sp_uri_uri ON sp_uri (pid, uri) WHERE grp = 0;
+    -- _text and _content: the narrative and every string of each current resource,
+    -- rowid = rid. Contentless (the text is in resource_version already), with deletes.
+    CREATE VIRTUAL TABLE sp_text USING fts5 (
+        narrative, content,
+        content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );",
 ];
 
 /// The index tables, for removing a resource's rows.

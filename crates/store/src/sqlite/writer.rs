@@ -27,16 +27,19 @@ const QUEUE: usize = 4096;
 pub(super) struct Indexed {
     pub(super) write: Write,
     pub(super) rows: Vec<IndexRow>,
+    /// What `_text` and `_content` search.
+    pub(super) text: Option<search::FullText>,
 }
 
 impl Indexed {
     pub(super) fn new(write: Write) -> Indexed {
-        let (write, rows) = match write {
+        let (write, rows, text) = match write {
             Write::Create { resource, id } => {
                 let value = Value::Object(resource);
                 let rows = search::index(&value);
+                let text = search::full_text(&value);
                 let resource = into_object(value);
-                (Write::Create { resource, id }, rows)
+                (Write::Create { resource, id }, rows, Some(text))
             }
             Write::Update {
                 resource_type,
@@ -47,6 +50,7 @@ impl Indexed {
             } => {
                 let value = Value::Object(resource);
                 let rows = search::index(&value);
+                let text = search::full_text(&value);
                 let resource = into_object(value);
                 let write = Write::Update {
                     resource_type,
@@ -55,11 +59,11 @@ impl Indexed {
                     if_match,
                     method,
                 };
-                (write, rows)
+                (write, rows, Some(text))
             }
-            delete @ Write::Delete { .. } => (delete, Vec::new()),
+            delete @ Write::Delete { .. } => (delete, Vec::new(), None),
         };
-        Indexed { write, rows }
+        Indexed { write, rows, text }
     }
 
     /// The (type, key) pairs the rows need pids for.
@@ -372,7 +376,7 @@ fn apply(
     params: &ParamIds,
     indexed: Indexed,
 ) -> Result<Written, StoreError> {
-    let Indexed { write, rows } = indexed;
+    let Indexed { write, rows, text } = indexed;
     match write {
         Write::Create { resource, id } => {
             let resource_type = resource_type_of(&resource)?;
@@ -396,6 +400,7 @@ fn apply(
                 },
             )?;
             index::insert(connection, params, &resource_type, rid, &rows)?;
+            index::insert_text(connection, rid, text.as_ref())?;
             Ok(Written {
                 version: Some(version),
                 created: true,
@@ -435,6 +440,7 @@ fn apply(
                 },
             )?;
             index::insert(connection, params, &resource_type, rid, &rows)?;
+            index::insert_text(connection, rid, text.as_ref())?;
             Ok(Written {
                 version: Some(version),
                 created,

@@ -348,6 +348,13 @@ impl<'a> Builder<'a> {
         test: &Test,
         rid: &str,
     ) -> Result<Sql, StoreError> {
+        if let Some(matching) = full_text_match(param, test)? {
+            let mut sql = Sql::new(&format!(
+                "EXISTS (SELECT 1 FROM sp_text WHERE sp_text MATCH "
+            ));
+            sql.arg(matching).push(&format!(" AND rowid = {rid})"));
+            return Ok(sql);
+        }
         if is_resource_column(param) {
             let z = self.alias("z");
             let condition = resource_column_condition(param, test, &z)?.unwrap_or_default();
@@ -408,6 +415,19 @@ impl<'a> Builder<'a> {
     ) -> Result<Option<Sql>, StoreError> {
         if matches!(test, Test::Missing(true) | Test::Not(_)) {
             return Ok(None);
+        }
+        if let Some(matching) = full_text_match(param, test)? {
+            let z = self.alias("z");
+            let mut sql = Sql::new(&format!(
+                "SELECT {z}.rid FROM (SELECT rowid AS rid FROM sp_text WHERE sp_text MATCH "
+            ));
+            sql.arg(matching).push(&format!(
+                ") {z} JOIN resource r{z} ON r{z}.rid = {z}.rid WHERE 1"
+            ));
+            if !types.is_empty() {
+                sql.push(&format!(" AND r{z}.type IN ")).list(types);
+            }
+            return Ok(Some(sql));
         }
         let z = self.alias("z");
         if is_resource_column(param)
@@ -601,6 +621,25 @@ fn missing_target(
         }
     }
     Err(invalid(format!("{param} does not support :missing")))
+}
+
+/// The FTS5 query of a `_text` (narrative) or `_content` (every string) search: every
+/// word of the value, each as a word prefix; `None` for other parameters.
+fn full_text_match(param: &str, test: &Test) -> Result<Option<String>, StoreError> {
+    let column = match param {
+        "_text" => "narrative",
+        "_content" => "content",
+        _ => return Ok(None),
+    };
+    let Test::String { value, .. } = test else {
+        return Err(invalid(&format!(
+            "{param} takes words to look for, not a modifier"
+        )));
+    };
+    match search::fts_query(value) {
+        Some(words) => Ok(Some(format!("{column} : ({words})"))),
+        None => Err(invalid(&format!("{param} needs at least one word"))),
+    }
 }
 
 fn is_resource_column(param: &str) -> bool {
