@@ -349,9 +349,7 @@ impl<'a> Builder<'a> {
         rid: &str,
     ) -> Result<Sql, StoreError> {
         if let Some(matching) = full_text_match(param, test)? {
-            let mut sql = Sql::new(&format!(
-                "EXISTS (SELECT 1 FROM sp_text WHERE sp_text MATCH "
-            ));
+            let mut sql = Sql::new("EXISTS (SELECT 1 FROM sp_text WHERE sp_text MATCH ");
             sql.arg(matching).push(&format!(" AND rowid = {rid})"));
             return Ok(sql);
         }
@@ -632,13 +630,13 @@ fn full_text_match(param: &str, test: &Test) -> Result<Option<String>, StoreErro
         _ => return Ok(None),
     };
     let Test::String { value, .. } = test else {
-        return Err(invalid(&format!(
+        return Err(invalid(format!(
             "{param} takes words to look for, not a modifier"
         )));
     };
     match search::fts_query(value) {
         Some(words) => Ok(Some(format!("{column} : ({words})"))),
-        None => Err(invalid(&format!("{param} needs at least one word"))),
+        None => Err(invalid(format!("{param} needs at least one word"))),
     }
 }
 
