@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-fn bundles(limit: usize) -> Result<Vec<Vec<Map<String, Value>>>, Box<dyn std::error::Error>> {
+/// One bundle's resources, as JSON objects.
+type Bundle = Vec<Map<String, Value>>;
+
+fn bundles(limit: usize) -> Result<Vec<Bundle>, Box<dyn std::error::Error>> {
     let testdata = std::env::var("CUSTODIAN_TESTDATA")
         .unwrap_or_else(|_| format!("{}/../../../shared/testdata", env!("CARGO_MANIFEST_DIR")));
     let folder = PathBuf::from(testdata).join("synthea").join("synthea-100");
@@ -30,7 +33,10 @@ fn bundles(limit: usize) -> Result<Vec<Vec<Map<String, Value>>>, Box<dyn std::er
         for entry in bundle["entry"].as_array_mut().into_iter().flatten() {
             let full_url = entry["fullUrl"].as_str().unwrap_or_default().to_string();
             let mut resource = entry["resource"].take();
-            let resource_type = resource["resourceType"].as_str().unwrap_or_default().to_string();
+            let resource_type = resource["resourceType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let id = full_url.trim_start_matches("urn:uuid:").to_string();
             local.insert(full_url, format!("{resource_type}/{id}"));
             resource["id"] = Value::String(id);
@@ -66,11 +72,15 @@ fn rewrite(value: &mut Value, local: &HashMap<String, String>) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let limit: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10);
-    let dir = args.next().unwrap_or_else(|| "target/ingest-cost".to_string());
+    let dir = args
+        .next()
+        .unwrap_or_else(|| "target/ingest-cost".to_string());
     let _ = std::fs::remove_dir_all(&dir);
     let bundles = bundles(limit)?;
     let total: usize = bundles.iter().map(Vec::len).sum();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let started = std::time::Instant::now();
     runtime.block_on(async {
         let store = store::Store::open(&format!("sqlite:{dir}"))?;

@@ -4,8 +4,9 @@
 //! rids. A capped count of each set estimates its size; the smallest drives the search
 //! (`r.rid IN (set)`) and every other clause is probed per candidate through the
 //! rid-first primary keys. When no set is small and the page is in the default order,
-//! the resources of the type are scanned in rid order instead, probing each, which
-//! stops as soon as the page is full.
+//! the page walks a set that comes out of its index in rid order (an equality on a
+//! token code or a typed reference), or else the resources of the type, probing each
+//! candidate, and stops as soon as the page is full.
 //!
 //! Paging is keyset paging on (sort values, rid); see `cursor`.
 
@@ -25,7 +26,7 @@ use crate::{SearchPage, SearchRequest, StoreError, Version};
 
 /// A set whose count stays below this drives the search; with more matches than
 /// this, a scan in rid order fills a page sooner than reading the whole set.
-const SELECTIVE: i64 = 100_000;
+const SELECTIVE: i64 = 20_000;
 /// `_total=estimate` counts at most this many matches and reports that many when
 /// there are more (a lower bound, at a bounded cost).
 const ESTIMATE_CAP: i64 = 10_000;
@@ -243,6 +244,15 @@ impl Plan<'_> {
         (all || self.estimates[best] < SELECTIVE).then_some(best)
     }
 
+    /// The set to walk in rid order when none is small enough to drive: the smallest
+    /// (then most selective) of those whose index gives rids in order.
+    fn streamed(&self) -> Option<(usize, &Sql)> {
+        (0..self.clauses.len())
+            .filter(|&index| self.clauses[index].ordered)
+            .filter_map(|index| self.clauses[index].set.as_ref().map(|set| (index, set)))
+            .min_by_key(|&(index, _)| (self.estimates[index], self.clauses[index].rank))
+    }
+
     /// `r.type ...` (`+r.type`, kept off the index, when a set drives).
     fn type_condition(&self, sql: &mut Sql, driven: bool) {
         let column = if driven { "+r.type" } else { "r.type" };
@@ -349,7 +359,32 @@ impl Plan<'_> {
         let backward = cursor.is_some_and(|cursor| cursor.side == Side::Before);
         let limit = i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1);
         let mut sql;
-        if sort.is_empty() {
+        let streamed = match (driver, sort.is_empty()) {
+            (None, true) => self.streamed(),
+            _ => None,
+        };
+        if let Some((index, set)) = streamed {
+            // Walk the set in rid order and stop at a full page; no set is read whole.
+            sql = Sql::new("SELECT d.rid FROM (");
+            sql.append(set)
+                .push(") d CROSS JOIN resource r ON r.rid = d.rid WHERE ");
+            self.type_condition(&mut sql, true);
+            sql.push(" AND r.deleted = 0");
+            self.others(&mut sql, Some(index));
+            if let Some(cursor) = cursor {
+                sql.push(if backward {
+                    " AND d.rid < "
+                } else {
+                    " AND d.rid > "
+                })
+                .arg(cursor.rid);
+            }
+            sql.push(if backward {
+                " GROUP BY d.rid ORDER BY d.rid DESC"
+            } else {
+                " GROUP BY d.rid ORDER BY d.rid"
+            });
+        } else if sort.is_empty() {
             sql = Sql::new("SELECT r.rid FROM resource r WHERE ");
             sql.append(&self.matching(driver));
             if let Some(cursor) = cursor {

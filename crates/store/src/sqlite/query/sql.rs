@@ -109,6 +109,10 @@ pub(super) struct Compiled {
     pub(super) set: Option<Sql>,
     /// How selective the test usually is, 0 most: breaks ties between estimates.
     pub(super) rank: u8,
+    /// Whether `set` reads one range of one value index whose entries are in rid
+    /// order (an equality on the indexed values), so it can be walked in rid order
+    /// and stopped early instead of being read whole.
+    pub(super) ordered: bool,
 }
 
 fn invalid(message: impl Into<String>) -> StoreError {
@@ -206,7 +210,12 @@ impl<'a> Builder<'a> {
             None
         };
         let rank = compiled.iter().map(|one| one.rank).max().unwrap_or(0);
-        Ok(Compiled { exists, set, rank })
+        Ok(Compiled {
+            exists,
+            set,
+            rank,
+            ordered: false,
+        })
     }
 
     pub(super) fn criterion(
@@ -217,7 +226,31 @@ impl<'a> Builder<'a> {
         let exists = self.path_exists(&criterion.path, criterion, types, "r.rid")?;
         let set = self.path_set(&criterion.path, criterion, types)?;
         let rank = rank(&criterion.param, &criterion.test) + u8::from(!criterion.path.is_empty());
-        Ok(Compiled { exists, set, rank })
+        // Equalities on every column of a value index before its rid: token codes
+        // (the index is (pid, code), then rid) and typed local references ((pid,
+        // target_id, target_type), then rid), of one type (one pid).
+        let ordered = criterion.path.is_empty()
+            && types.len() == 1
+            && !matches!(
+                criterion.param.as_str(),
+                "_id" | "_lastUpdated" | "_text" | "_content"
+            )
+            && match &criterion.test {
+                Test::Token(token) => {
+                    token.code.is_some() && criterion.param_type != ParamType::Reference
+                }
+                Test::Reference(ReferenceTest::Local {
+                    resource_type: Some(_),
+                    ..
+                }) => true,
+                _ => false,
+            };
+        Ok(Compiled {
+            exists,
+            set,
+            rank,
+            ordered,
+        })
     }
 
     fn path_exists(
