@@ -4,9 +4,13 @@
 //! rids. A capped count of each set estimates its size; the smallest drives the search
 //! (`r.rid IN (set)`) and every other clause is probed per candidate through the
 //! rid-first primary keys. When no set is small and the page is in the default order,
-//! the page walks a set that comes out of its index in rid order (an equality on a
-//! token code or a typed reference), or else the resources of the type, probing each
-//! candidate, and stops as soon as the page is full.
+//! the resources of the type are scanned in rid order instead, probing each, which
+//! stops as soon as the page is full.
+//!
+//! Before either, a page in the default order over a big set that its index yields in
+//! rid order (an equality on a token code or a typed reference) walks the first few
+//! thousand candidates of that set: when matches are dense, that fills the page at
+//! once, without reading the set whole; when it does not, the plan above runs.
 //!
 //! Paging is keyset paging on (sort values, rid); see `cursor`.
 
@@ -26,7 +30,11 @@ use crate::{SearchPage, SearchRequest, StoreError, Version};
 
 /// A set whose count stays below this drives the search; with more matches than
 /// this, a scan in rid order fills a page sooner than reading the whole set.
-const SELECTIVE: i64 = 20_000;
+const SELECTIVE: i64 = 100_000;
+/// A walk in rid order along a set bigger than this is tried first (see `streamed`).
+const STREAM_FROM: i64 = 5_000;
+/// How many candidates of that set the walk probes before giving up.
+const STREAM_BOUND: i64 = 5_000;
 /// `_total=estimate` counts at most this many matches and reports that many when
 /// there are more (a lower bound, at a bounded cost).
 const ESTIMATE_CAP: i64 = 10_000;
@@ -58,10 +66,14 @@ pub(super) fn explain(
     };
     let driver = plan.driver(!sort.is_empty());
     let mut out = format!("estimates: {estimates:?}, driver: {driver:?}\n");
-    for (name, sql) in [
+    let mut queries = vec![
         ("page", plan.page_sql(driver, &sort, None, request.count)),
         ("count", plan.count_sql(None)),
-    ] {
+    ];
+    if let Some((index, set)) = plan.streamed() {
+        queries.insert(0, ("walk", plan.walk_sql(index, set, None, request.count)));
+    }
+    for (name, sql) in queries {
         out.push_str(&format!("-- {name}\n{}\n", sql.text));
         let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))?;
         let mut rows = statement.query(params_from_iter(sql.args.iter()))?;
@@ -116,7 +128,20 @@ pub(super) fn search(
     }
 
     let driver = plan.driver(!sort.is_empty());
-    let mut rows = plan.page(connection, driver, &sort, cursor.as_ref(), request.count)?;
+    let walked = match plan.streamed() {
+        Some((index, set)) if sort.is_empty() && estimates[index] > STREAM_FROM => {
+            let sql = plan.walk_sql(index, set, cursor.as_ref(), request.count);
+            let rows = plan.rids(connection, &sql)?;
+            // A full page (and one more) among the first candidates is exactly the
+            // first matches in rid order; anything less proves nothing.
+            (rows.len() > request.count).then_some(rows)
+        }
+        _ => None,
+    };
+    let mut rows = match walked {
+        Some(rows) => rows,
+        None => plan.page(connection, driver, &sort, cursor.as_ref(), request.count)?,
+    };
     let more = rows.len() > request.count;
     rows.truncate(request.count);
     let side = cursor.as_ref().map(|cursor| cursor.side);
@@ -349,6 +374,51 @@ impl Plan<'_> {
         Ok(rows)
     }
 
+    /// A page along `set` in rid order, probing at most [`STREAM_BOUND`] candidates.
+    fn walk_sql(&self, index: usize, set: &Sql, cursor: Option<&Cursor>, count: usize) -> Sql {
+        let backward = cursor.is_some_and(|cursor| cursor.side == Side::Before);
+        let limit = i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1);
+        let mut sql = Sql::new("SELECT d.rid FROM (SELECT c.rid FROM (");
+        sql.append(set).push(") c WHERE 1");
+        if let Some(cursor) = cursor {
+            sql.push(if backward {
+                " AND c.rid < "
+            } else {
+                " AND c.rid > "
+            })
+            .arg(cursor.rid);
+        }
+        sql.push(if backward {
+            " ORDER BY c.rid DESC LIMIT "
+        } else {
+            " ORDER BY c.rid LIMIT "
+        })
+        .arg(STREAM_BOUND)
+        .push(") d CROSS JOIN resource r ON r.rid = d.rid WHERE ");
+        self.type_condition(&mut sql, true);
+        sql.push(" AND r.deleted = 0");
+        self.others(&mut sql, Some(index));
+        sql.push(if backward {
+            " GROUP BY d.rid ORDER BY d.rid DESC LIMIT "
+        } else {
+            " GROUP BY d.rid ORDER BY d.rid LIMIT "
+        })
+        .arg(limit);
+        sql
+    }
+
+    fn rids(
+        &self,
+        connection: &Connection,
+        sql: &Sql,
+    ) -> Result<Vec<(i64, Vec<SqlValue>)>, StoreError> {
+        let mut statement = connection.prepare_cached(&sql.text)?;
+        let rows = statement.query_map(params_from_iter(sql.args.iter()), |row| {
+            Ok((row.get::<_, i64>(0)?, Vec::new()))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn page_sql(
         &self,
         driver: Option<usize>,
@@ -359,32 +429,7 @@ impl Plan<'_> {
         let backward = cursor.is_some_and(|cursor| cursor.side == Side::Before);
         let limit = i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1);
         let mut sql;
-        let streamed = match (driver, sort.is_empty()) {
-            (None, true) => self.streamed(),
-            _ => None,
-        };
-        if let Some((index, set)) = streamed {
-            // Walk the set in rid order and stop at a full page; no set is read whole.
-            sql = Sql::new("SELECT d.rid FROM (");
-            sql.append(set)
-                .push(") d CROSS JOIN resource r ON r.rid = d.rid WHERE ");
-            self.type_condition(&mut sql, true);
-            sql.push(" AND r.deleted = 0");
-            self.others(&mut sql, Some(index));
-            if let Some(cursor) = cursor {
-                sql.push(if backward {
-                    " AND d.rid < "
-                } else {
-                    " AND d.rid > "
-                })
-                .arg(cursor.rid);
-            }
-            sql.push(if backward {
-                " GROUP BY d.rid ORDER BY d.rid DESC"
-            } else {
-                " GROUP BY d.rid ORDER BY d.rid"
-            });
-        } else if sort.is_empty() {
+        if sort.is_empty() {
             sql = Sql::new("SELECT r.rid FROM resource r WHERE ");
             sql.append(&self.matching(driver));
             if let Some(cursor) = cursor {
