@@ -7,10 +7,11 @@
 //! the resources of the type are scanned in rid order instead, probing each, which
 //! stops as soon as the page is full.
 //!
-//! Before either, a page in the default order over a big set that its index yields in
-//! rid order (an equality on a token code or a typed reference) walks the first few
-//! thousand candidates of that set: when matches are dense, that fills the page at
-//! once, without reading the set whole; when it does not, the plan above runs.
+//! Before either, a page in the default order walks the smallest set that its index
+//! yields in rid order (an equality on a token code or a typed reference), probing the
+//! first few thousand candidates: when the set is small, or the matches dense enough
+//! to fill the page, that is the answer, without counting or reading any set whole;
+//! otherwise the plan above runs.
 //!
 //! Paging is keyset paging on (sort values, rid); see `cursor`.
 
@@ -31,9 +32,8 @@ use crate::{SearchPage, SearchRequest, StoreError, Version};
 /// A set whose count stays below this drives the search; with more matches than
 /// this, a scan in rid order fills a page sooner than reading the whole set.
 const SELECTIVE: i64 = 100_000;
-/// A walk in rid order along a set bigger than this is tried first (see `streamed`).
-const STREAM_FROM: i64 = 5_000;
-/// How many candidates of that set the walk probes before giving up.
+/// How many candidates a walk along an ordered set probes before giving up (see
+/// `walk_first`).
 const STREAM_BOUND: i64 = 5_000;
 /// `_total=estimate` counts at most this many matches and reports that many when
 /// there are more (a lower bound, at a bounded cost).
@@ -70,7 +70,13 @@ pub(super) fn explain(
         ("page", plan.page_sql(driver, &sort, None, request.count)),
         ("count", plan.count_sql(None)),
     ];
-    if let Some((index, set)) = plan.streamed() {
+    if let Some((index, set)) = clauses.iter().enumerate().find_map(|(index, clause)| {
+        clause
+            .set
+            .as_ref()
+            .filter(|_| clause.ordered)
+            .map(|set| (index, set))
+    }) {
         queries.insert(0, ("walk", plan.walk_sql(index, set, None, request.count)));
     }
     for (name, sql) in queries {
@@ -108,7 +114,18 @@ pub(super) fn search(
         .as_deref()
         .map(|text| Cursor::decode(text, sort.len()))
         .transpose()?;
-    let estimates = estimate(connection, &clauses)?;
+    let walked = if request.count > 0 && sort.is_empty() {
+        walk_first(connection, query, &clauses, cursor.as_ref(), request.count)?
+    } else {
+        None
+    };
+    // Estimates choose the plan; a walk that answered needs them only for a count.
+    let estimates = if walked.is_none() || matches!(query.total, Total::Accurate | Total::Estimate)
+    {
+        estimate(connection, &clauses)?
+    } else {
+        vec![i64::MAX; clauses.len()]
+    };
     let plan = Plan {
         clauses: &clauses,
         estimates: &estimates,
@@ -128,16 +145,6 @@ pub(super) fn search(
     }
 
     let driver = plan.driver(!sort.is_empty());
-    let walked = match plan.streamed() {
-        Some((index, set)) if sort.is_empty() && estimates[index] > STREAM_FROM => {
-            let sql = plan.walk_sql(index, set, cursor.as_ref(), request.count);
-            let rows = plan.rids(connection, &sql)?;
-            // A full page (and one more) among the first candidates is exactly the
-            // first matches in rid order; anything less proves nothing.
-            (rows.len() > request.count).then_some(rows)
-        }
-        _ => None,
-    };
     let mut rows = match walked {
         Some(rows) => rows,
         None => plan.page(connection, driver, &sort, cursor.as_ref(), request.count)?,
@@ -214,6 +221,58 @@ pub(super) fn search(
     })
 }
 
+/// A page in the default order walked along the smallest set its index yields in rid
+/// order (an equality on a token code or a typed reference), probing the other clauses
+/// per candidate, at most [`STREAM_BOUND`] candidates: the answer when that set is
+/// smaller than the bound (the walk saw all of it) or when the page fills (its rows are
+/// the first matches in rid order); `None` otherwise, and when another clause goes
+/// through a chain or `_has` (too dear to probe per candidate).
+fn walk_first(
+    connection: &Connection,
+    query: &search::Query,
+    clauses: &[Compiled],
+    cursor: Option<&Cursor>,
+    count: usize,
+) -> Result<Option<Vec<(i64, Vec<SqlValue>)>>, StoreError> {
+    let chained = query.clauses.iter().any(|clause| {
+        clause
+            .any_of
+            .iter()
+            .any(|criterion| !criterion.path.is_empty())
+    });
+    if chained {
+        return Ok(None);
+    }
+    let mut best: Option<(usize, i64)> = None;
+    for (index, clause) in clauses.iter().enumerate() {
+        let (true, Some(set)) = (clause.ordered, &clause.set) else {
+            continue;
+        };
+        let mut sql = Sql::new("SELECT count(*) FROM (SELECT 1 FROM (");
+        sql.append(set).push(") LIMIT ").arg(STREAM_BOUND).push(")");
+        let size: i64 = connection
+            .prepare_cached(&sql.text)?
+            .query_row(params_from_iter(sql.args.iter()), |row| row.get(0))?;
+        if best.is_none_or(|(_, smallest)| size < smallest) {
+            best = Some((index, size));
+        }
+    }
+    let Some((index, size)) = best else {
+        return Ok(None);
+    };
+    let Some(set) = clauses[index].set.as_ref() else {
+        return Ok(None);
+    };
+    let plan = Plan {
+        clauses,
+        estimates: &[],
+        types: &query.types,
+    };
+    let sql = plan.walk_sql(index, set, cursor, count);
+    let rows = plan.rids(connection, &sql)?;
+    Ok((size < STREAM_BOUND || rows.len() > count).then_some(rows))
+}
+
 /// The current version of the resource `rid`, unless deleted.
 fn fetch(connection: &Connection, rid: i64) -> Result<Option<Version>, StoreError> {
     Ok(connection
@@ -267,15 +326,6 @@ impl Plan<'_> {
             .filter(|&index| self.clauses[index].set.is_some())
             .min_by_key(|&index| (self.estimates[index], self.clauses[index].rank))?;
         (all || self.estimates[best] < SELECTIVE).then_some(best)
-    }
-
-    /// The set to walk in rid order when none is small enough to drive: the smallest
-    /// (then most selective) of those whose index gives rids in order.
-    fn streamed(&self) -> Option<(usize, &Sql)> {
-        (0..self.clauses.len())
-            .filter(|&index| self.clauses[index].ordered)
-            .filter_map(|index| self.clauses[index].set.as_ref().map(|set| (index, set)))
-            .min_by_key(|&(index, _)| (self.estimates[index], self.clauses[index].rank))
     }
 
     /// `r.type ...` (`+r.type`, kept off the index, when a set drives).

@@ -226,9 +226,9 @@ impl<'a> Builder<'a> {
         let exists = self.path_exists(&criterion.path, criterion, types, "r.rid")?;
         let set = self.path_set(&criterion.path, criterion, types)?;
         let rank = rank(&criterion.param, &criterion.test) + u8::from(!criterion.path.is_empty());
-        // Equalities on every column of a value index before its rid: token codes
-        // (the index is (pid, code), then rid) and typed local references ((pid,
-        // target_id, target_type), then rid), of one type (one pid).
+        // Equalities on the columns of a value index before its rid: token codes (the
+        // index is (pid, code), then rid) and local references ((pid, target_id,
+        // target_type), then rid), of one type (one pid).
         let ordered = criterion.path.is_empty()
             && types.len() == 1
             && !matches!(
@@ -239,10 +239,9 @@ impl<'a> Builder<'a> {
                 Test::Token(token) => {
                     token.code.is_some() && criterion.param_type != ParamType::Reference
                 }
-                Test::Reference(ReferenceTest::Local {
-                    resource_type: Some(_),
-                    ..
-                }) => true,
+                // An id names one resource, so its rows share one type in practice;
+                // otherwise SQLite sorts, which is still right.
+                Test::Reference(ReferenceTest::Local { .. }) => true,
                 _ => false,
             };
         Ok(Compiled {
