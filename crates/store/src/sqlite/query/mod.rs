@@ -32,6 +32,9 @@ use crate::{SearchPage, SearchRequest, StoreError, Version};
 /// A set whose count stays below this drives the search; with more matches than
 /// this, a scan in rid order fills a page sooner than reading the whole set.
 const SELECTIVE: i64 = 100_000;
+/// A row of a page: the rid and its sort values.
+type PageRow = (i64, Vec<SqlValue>);
+
 /// How many candidates a walk along an ordered set probes before giving up (see
 /// `walk_first`).
 const STREAM_BOUND: i64 = 5_000;
@@ -233,7 +236,7 @@ fn walk_first(
     clauses: &[Compiled],
     cursor: Option<&Cursor>,
     count: usize,
-) -> Result<Option<Vec<(i64, Vec<SqlValue>)>>, StoreError> {
+) -> Result<Option<Vec<PageRow>>, StoreError> {
     let chained = query.clauses.iter().any(|clause| {
         clause
             .any_of
