@@ -181,19 +181,81 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 }
 
 pub(super) fn migrate(connection: &Connection) -> Result<(), StoreError> {
+    apply(connection, MIGRATIONS)
+}
+
+fn apply(connection: &Connection, migrations: &[&str]) -> Result<(), StoreError> {
     let applied: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let applied = usize::try_from(applied).unwrap_or(0);
-    if applied > MIGRATIONS.len() {
+    if applied > migrations.len() {
         return Err(StoreError::Config(format!(
             "the database schema is version {applied}, newer than this build knows ({}); upgrade custodian",
-            MIGRATIONS.len()
+            migrations.len()
         )));
     }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-        connection.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {}; COMMIT;",
+    for (index, migration) in migrations.iter().enumerate().skip(applied) {
+        // On lines of their own, so a migration ending in a comment cannot swallow
+        // them; a failure rolls the whole migration back.
+        let script = format!(
+            "BEGIN IMMEDIATE;\n{migration}\n;\nPRAGMA user_version = {};\nCOMMIT;",
             index + 1
-        ))?;
+        );
+        if let Err(error) = connection.execute_batch(&script) {
+            let _ = connection.execute_batch("ROLLBACK");
+            return Err(error.into());
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(connection: &Connection) -> i64 {
+        connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap_or(-1)
+    }
+
+    fn has_table(connection: &Connection, name: &str) -> bool {
+        connection
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = ?1",
+                [name],
+                |row| row.get::<_, i64>(0),
+            )
+            .unwrap_or(0)
+            == 1
+    }
+
+    #[test]
+    fn a_migration_ending_in_a_comment_still_records_its_version() {
+        let connection = Connection::open_in_memory().unwrap();
+        apply(
+            &connection,
+            &["CREATE TABLE a (x); -- the last line is a comment"],
+        )
+        .unwrap();
+        assert_eq!(version(&connection), 1);
+        assert!(has_table(&connection, "a"));
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_schema_as_it_was() {
+        let connection = Connection::open_in_memory().unwrap();
+        apply(&connection, &["CREATE TABLE a (x);"]).unwrap();
+        let failing = [
+            "CREATE TABLE a (x);",
+            "CREATE TABLE b (x); INSERT INTO missing VALUES (1);",
+        ];
+        assert!(apply(&connection, &failing).is_err());
+        assert_eq!(version(&connection), 1);
+        assert!(!has_table(&connection, "b"));
+        // And the connection is usable: the next attempt runs in a fresh transaction.
+        let fixed = ["CREATE TABLE a (x);", "CREATE TABLE b (x);"];
+        apply(&connection, &fixed).unwrap();
+        assert_eq!(version(&connection), 2);
+        assert!(has_table(&connection, "b"));
+    }
 }
