@@ -32,7 +32,7 @@ use crate::patch::{patch_instance, read_patch};
 use crate::references::referenced;
 use crate::response::{Return, json_response, write_response};
 use crate::validate::{after_write, check_on_write};
-use crate::write::new_version;
+use crate::write::written_response;
 
 /// Most resources one conditional delete removes; more matches answer 412.
 pub const MAX_CONDITIONAL_DELETE: usize = 1000;
@@ -209,21 +209,7 @@ pub(crate) async fn update(
         (None, None) => Write::Create { resource, id: None },
     };
     let written = state.store.write(write).await?;
-    let created = written.created;
-    let version = new_version(written)?;
-    after_write(&state, &version);
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(write_response(
-        &request,
-        &state.config.base_url,
-        status,
-        &version,
-        created,
-    ))
+    written_response(&state, &request, written)
 }
 
 fn update_write(

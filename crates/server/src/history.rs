@@ -133,16 +133,18 @@ struct Bundle<'a> {
     entry: Vec<Entry<'a>>,
 }
 
+/// `Bundle.meta`, as history and search Bundles carry it.
 #[derive(Serialize)]
-struct BundleMeta {
+pub(crate) struct BundleMeta {
     #[serde(rename = "lastUpdated")]
-    last_updated: String,
+    pub(crate) last_updated: String,
 }
 
+/// One `Bundle.link`.
 #[derive(Serialize)]
-struct Link {
-    relation: &'static str,
-    url: String,
+pub(crate) struct Link {
+    pub(crate) relation: &'static str,
+    pub(crate) url: String,
 }
 
 #[derive(Serialize)]

@@ -6,6 +6,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use store::{Instant, SearchPage, Version};
 
+use crate::history::{BundleMeta, Link};
 use crate::subset::{Subset, apply};
 
 /// Where a search ran and how to repeat it: the links of its Bundle.
@@ -48,18 +49,6 @@ struct Bundle<'a> {
     link: Vec<Link>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     entry: Vec<Entry<'a>>,
-}
-
-#[derive(Serialize)]
-struct BundleMeta {
-    #[serde(rename = "lastUpdated")]
-    last_updated: String,
-}
-
-#[derive(Serialize)]
-struct Link {
-    relation: &'static str,
-    url: String,
 }
 
 #[derive(Serialize)]

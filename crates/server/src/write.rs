@@ -120,16 +120,25 @@ pub(crate) async fn update(
             method: Method::Update,
         })
         .await?;
+    written_response(&state, &request, written)
+}
+
+/// The answer to a create or update: 201 when it created the resource, 200 otherwise.
+pub(crate) fn written_response(
+    state: &AppState,
+    request: &FhirRequest,
+    written: Written,
+) -> Result<Response, ApiError> {
     let created = written.created;
     let version = new_version(written)?;
-    after_write(&state, &version);
+    after_write(state, &version);
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok(write_response(
-        &request,
+        request,
         &state.config.base_url,
         status,
         &version,
