@@ -88,8 +88,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let writes = bundle
                 .into_iter()
                 .map(|resource| {
-                    let id = resource["id"].as_str().map(str::to_string);
-                    store::Write::Create { resource, id }
+                    // Upserts: Synthea repeats Organizations and Practitioners.
+                    let field =
+                        |name: &str| resource[name].as_str().unwrap_or_default().to_string();
+                    store::Write::Update {
+                        resource_type: field("resourceType"),
+                        id: field("id"),
+                        resource,
+                        if_match: None,
+                        method: store::Method::Update,
+                    }
                 })
                 .collect();
             store

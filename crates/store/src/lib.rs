@@ -7,6 +7,7 @@
 //!
 //! It knows FHIR only as JSON objects with a `resourceType`; it knows nothing about HTTP.
 
+mod body;
 mod error;
 mod history;
 mod instant;

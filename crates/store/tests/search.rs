@@ -416,5 +416,5 @@ async fn a_version_1_database_keeps_its_data_and_becomes_searchable() {
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }

@@ -1,7 +1,7 @@
 //! Index rows in the index tables: written with the version they index, in the same
 //! transaction, and only for current, not deleted, versions.
 
-use rusqlite::Connection;
+use rusqlite::{CachedStatement, Connection};
 use search::{IndexRow, IndexValue};
 
 use super::params::ParamIds;
@@ -14,12 +14,9 @@ const REINDEX_BATCH: i64 = 1000;
 /// The distinct (type, key) pairs of `rows`.
 pub(super) fn key_pairs<'a>(
     resource_type: &'a str,
-    rows: &'a [IndexRow],
+    rows: impl Iterator<Item = &'a IndexRow>,
 ) -> Vec<(&'a str, &'a str)> {
-    let mut pairs: Vec<(&str, &str)> = rows
-        .iter()
-        .map(|row| (resource_type, row.key.as_str()))
-        .collect();
+    let mut pairs: Vec<(&str, &str)> = rows.map(|row| (resource_type, row.key.as_str())).collect();
     pairs.sort_unstable();
     pairs.dedup();
     pairs
@@ -53,7 +50,53 @@ pub(super) fn insert_text(
     Ok(())
 }
 
-/// Inserts `rows` for the resource `rid`; every key must have a pid already
+const INSERT_STRING: &str = "INSERT OR IGNORE INTO sp_string (rid, pid, value, exact, grp)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_TOKEN: &str = "INSERT OR IGNORE INTO sp_token (rid, pid, code, system, grp)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_REFERENCE: &str =
+    "INSERT OR IGNORE INTO sp_reference (rid, pid, target_id, target_type, url, grp)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const INSERT_DATE: &str = "INSERT OR IGNORE INTO sp_date (rid, pid, low, high, grp)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_NUMBER: &str = "INSERT OR IGNORE INTO sp_number (rid, pid, low, high, grp)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_QUANTITY: &str =
+    "INSERT OR IGNORE INTO sp_quantity (rid, pid, code, system, low, high, grp)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_URI: &str =
+    "INSERT OR IGNORE INTO sp_uri (rid, pid, uri, grp) VALUES (?1, ?2, ?3, ?4)";
+
+/// The insert statements of one resource's rows, each taken from the statement cache
+/// the first time a row needs it rather than for every row.
+struct Inserts<'c> {
+    connection: &'c Connection,
+    statements: [Option<CachedStatement<'c>>; 7],
+}
+
+impl<'c> Inserts<'c> {
+    fn new(connection: &'c Connection) -> Inserts<'c> {
+        Inserts {
+            connection,
+            statements: Default::default(),
+        }
+    }
+
+    fn statement(
+        &mut self,
+        slot: usize,
+        sql: &'static str,
+    ) -> Result<&mut CachedStatement<'c>, rusqlite::Error> {
+        let statement = &mut self.statements[slot];
+        if statement.is_none() {
+            *statement = Some(self.connection.prepare_cached(sql)?);
+        }
+        statement.as_mut().ok_or(rusqlite::Error::InvalidQuery)
+    }
+}
+
+/// Inserts `rows` for the resource `rid`. `pids` holds the pid of each row's key where
+/// the caller found it cached; the others must have one by now
 /// ([`ParamIds::ensure_committed`]). Repeated values are kept once. Values no search
 /// can match (a range whose low end is above its high end, NaN) are left out.
 pub(super) fn insert(
@@ -62,9 +105,12 @@ pub(super) fn insert(
     resource_type: &str,
     rid: i64,
     rows: &[IndexRow],
+    pids: &[Option<i64>],
 ) -> Result<(), StoreError> {
-    for row in rows {
-        let Some(pid) = params.cached(resource_type, &row.key) else {
+    let mut inserts = Inserts::new(connection);
+    for (at, row) in rows.iter().enumerate() {
+        let known = pids.get(at).copied().flatten();
+        let Some(pid) = known.or_else(|| params.cached(resource_type, &row.key)) else {
             return Err(StoreError::Backend(format!(
                 "no search parameter id for {resource_type} {}",
                 row.key
@@ -73,26 +119,18 @@ pub(super) fn insert(
         let grp = i64::from(row.group);
         match &row.value {
             IndexValue::String { normalized, exact } => {
-                connection
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO sp_string (rid, pid, value, exact, grp)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
+                inserts
+                    .statement(0, INSERT_STRING)?
                     .execute((rid, pid, normalized, exact, grp))?;
             }
             IndexValue::Token { system, code } => {
-                connection
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO sp_token (rid, pid, code, system, grp)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
-                    .execute((
-                        rid,
-                        pid,
-                        code.as_deref().unwrap_or(""),
-                        system.as_deref().unwrap_or(""),
-                        grp,
-                    ))?;
+                inserts.statement(1, INSERT_TOKEN)?.execute((
+                    rid,
+                    pid,
+                    code.as_deref().unwrap_or(""),
+                    system.as_deref().unwrap_or(""),
+                    grp,
+                ))?;
             }
             IndexValue::Reference {
                 resource_type: target_type,
@@ -102,40 +140,29 @@ pub(super) fn insert(
                 if id.is_none() && url.is_none() {
                     continue;
                 }
-                connection
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO sp_reference (rid, pid, target_id, target_type, url, grp)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?
-                    .execute((
-                        rid,
-                        pid,
-                        id.as_deref().unwrap_or(""),
-                        target_type.as_deref().unwrap_or(""),
-                        url.as_deref().unwrap_or(""),
-                        grp,
-                    ))?;
+                inserts.statement(2, INSERT_REFERENCE)?.execute((
+                    rid,
+                    pid,
+                    id.as_deref().unwrap_or(""),
+                    target_type.as_deref().unwrap_or(""),
+                    url.as_deref().unwrap_or(""),
+                    grp,
+                ))?;
             }
             IndexValue::Date(range) => {
                 if range.low > range.high {
                     continue;
                 }
-                connection
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO sp_date (rid, pid, low, high, grp)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
+                inserts
+                    .statement(3, INSERT_DATE)?
                     .execute((rid, pid, range.low, range.high, grp))?;
             }
             IndexValue::Number(range) => {
                 if range.low.is_nan() || range.high.is_nan() || range.low > range.high {
                     continue;
                 }
-                connection
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO sp_number (rid, pid, low, high, grp)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
+                inserts
+                    .statement(4, INSERT_NUMBER)?
                     .execute((rid, pid, range.low, range.high, grp))?;
             }
             IndexValue::Quantity {
@@ -146,26 +173,19 @@ pub(super) fn insert(
                 if range.low.is_nan() || range.high.is_nan() || range.low > range.high {
                     continue;
                 }
-                connection
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO sp_quantity (rid, pid, code, system, low, high, grp)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?
-                    .execute((
-                        rid,
-                        pid,
-                        code.as_deref().unwrap_or(""),
-                        system.as_deref().unwrap_or(""),
-                        range.low,
-                        range.high,
-                        grp,
-                    ))?;
+                inserts.statement(5, INSERT_QUANTITY)?.execute((
+                    rid,
+                    pid,
+                    code.as_deref().unwrap_or(""),
+                    system.as_deref().unwrap_or(""),
+                    range.low,
+                    range.high,
+                    grp,
+                ))?;
             }
             IndexValue::Uri(uri) => {
-                connection
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO sp_uri (rid, pid, uri, grp) VALUES (?1, ?2, ?3, ?4)",
-                    )?
+                inserts
+                    .statement(6, INSERT_URI)?
                     .execute((rid, pid, uri, grp))?;
             }
         }
@@ -223,14 +243,21 @@ pub(super) fn reindex_pending(
             .collect();
         let pairs: Vec<(&str, &str)> = indexed
             .iter()
-            .flat_map(|one| key_pairs(one.resource_type, &one.rows))
+            .flat_map(|one| key_pairs(one.resource_type, one.rows.iter()))
             .collect();
         params.ensure_committed(connection, &pairs)?;
         connection.execute_batch("BEGIN IMMEDIATE")?;
         let result = (|| {
             for one in &indexed {
                 remove(connection, one.rid)?;
-                insert(connection, params, one.resource_type, one.rid, &one.rows)?;
+                insert(
+                    connection,
+                    params,
+                    one.resource_type,
+                    one.rid,
+                    &one.rows,
+                    &[],
+                )?;
                 insert_text(connection, one.rid, one.text.as_ref())?;
             }
             connection

@@ -56,7 +56,7 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(writer::Job::One {
-                write: writer::Indexed::new(write),
+                write: writer::Indexed::new(write, &self.params),
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -74,11 +74,7 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(writer::Job::One {
-                write: writer::Indexed {
-                    write,
-                    rows,
-                    text: None,
-                },
+                write: writer::Indexed::with_rows(write, rows),
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -94,7 +90,10 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(writer::Job::All {
-                writes: writes.into_iter().map(writer::Indexed::new).collect(),
+                writes: writes
+                    .into_iter()
+                    .map(|write| writer::Indexed::new(write, &self.params))
+                    .collect(),
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;

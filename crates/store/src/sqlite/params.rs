@@ -25,6 +25,20 @@ impl ParamIds {
         map.get(resource_type)?.get(key).copied()
     }
 
+    /// The cached pid of each row's key (one lock for all of them); `None` for a key
+    /// not seen yet.
+    pub(super) fn cached_rows(
+        &self,
+        resource_type: &str,
+        rows: &[search::IndexRow],
+    ) -> Vec<Option<i64>> {
+        let map = self.map.read().ok();
+        let keys = map.as_ref().and_then(|map| map.get(resource_type));
+        rows.iter()
+            .map(|row| keys.and_then(|keys| keys.get(&row.key).copied()))
+            .collect()
+    }
+
     fn remember(&self, resource_type: &str, key: &str, pid: i64) {
         if let Ok(mut map) = self.map.write() {
             map.entry(resource_type.to_string())

@@ -132,6 +132,15 @@ const MIGRATIONS: &[&str] = &[
         content = '', contentless_delete = 1,
         tokenize = 'unicode61 remove_diacritics 2'
     );",
+    // 3: the full-text index keeps which column a word is in, not where: `_text` and
+    // `_content` match words, never phrases, so positions were never read.
+    "DROP TABLE sp_text;
+    CREATE VIRTUAL TABLE sp_text USING fts5 (
+        narrative, content,
+        content = '', contentless_delete = 1, detail = column,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    INSERT OR IGNORE INTO search_reindex (rid) SELECT rid FROM resource WHERE deleted = 0;",
 ];
 
 /// The index tables, for removing a resource's rows.

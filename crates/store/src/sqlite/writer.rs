@@ -14,7 +14,7 @@ use search::IndexRow;
 
 use super::index;
 use super::params::ParamIds;
-use crate::resource::stamp;
+use crate::body::Template;
 use crate::{Instant, Method, StoreError, TransactionError, Version, Write, Written};
 
 /// Most writes in one commit.
@@ -22,24 +22,71 @@ const MAX_GROUP: usize = 512;
 /// Writes that may wait for the writer before callers are held back.
 const QUEUE: usize = 4096;
 
-/// A write with the index rows of the resource it stores (computed by the caller, off
-/// the writer thread; empty for a deletion).
+/// A write made ready on the caller's task, off the writer thread: its resource
+/// serialised, its index rows and full text computed.
 pub(super) struct Indexed {
-    pub(super) write: Write,
+    /// What to write, or why it cannot be written (answered by the writer, in order).
+    write: Result<Prepared, StoreError>,
     pub(super) rows: Vec<IndexRow>,
+    /// The pid of each row's key, where the cache knew it already.
+    pids: Vec<Option<i64>>,
     /// What `_text` and `_content` search.
     pub(super) text: Option<search::FullText>,
 }
 
+/// A write whose resource is serialised already.
+enum Prepared {
+    Create {
+        resource_type: String,
+        id: String,
+        body: Template,
+    },
+    Update {
+        resource_type: String,
+        id: String,
+        body: Template,
+        if_match: Option<u64>,
+        method: Method,
+    },
+    Delete {
+        resource_type: String,
+        id: String,
+        if_match: Option<u64>,
+    },
+}
+
 impl Indexed {
-    pub(super) fn new(write: Write) -> Indexed {
-        let (write, rows, text) = match write {
+    pub(super) fn new(write: Write, params: &ParamIds) -> Indexed {
+        let mut indexed = Indexed::unresolved(write);
+        if let Ok(Prepared::Create { resource_type, .. } | Prepared::Update { resource_type, .. }) =
+            &indexed.write
+        {
+            indexed.pids = params.cached_rows(resource_type, &indexed.rows);
+        }
+        indexed
+    }
+
+    fn unresolved(write: Write) -> Indexed {
+        match write {
             Write::Create { resource, id } => {
                 let value = Value::Object(resource);
                 let rows = search::index(&value);
-                let text = search::full_text(&value);
+                let text = Some(search::full_text(&value));
                 let resource = into_object(value);
-                (Write::Create { resource, id }, rows, Some(text))
+                let id = id.unwrap_or_else(crate::new_id);
+                let write = resource_type_of(&resource).and_then(|resource_type| {
+                    Ok(Prepared::Create {
+                        body: Template::new(resource, &id)?,
+                        resource_type,
+                        id,
+                    })
+                });
+                Indexed {
+                    write,
+                    rows,
+                    pids: Vec::new(),
+                    text,
+                }
             }
             Write::Update {
                 resource_type,
@@ -50,33 +97,70 @@ impl Indexed {
             } => {
                 let value = Value::Object(resource);
                 let rows = search::index(&value);
-                let text = search::full_text(&value);
+                let text = Some(search::full_text(&value));
                 let resource = into_object(value);
-                let write = Write::Update {
+                let write = match resource_type_of(&resource) {
+                    Ok(actual) if actual == resource_type => {
+                        Template::new(resource, &id).map(|body| Prepared::Update {
+                            resource_type,
+                            id,
+                            body,
+                            if_match,
+                            method,
+                        })
+                    }
+                    Ok(_) => Err(StoreError::Invalid(format!(
+                        "the resource is not a {resource_type}"
+                    ))),
+                    Err(error) => Err(error),
+                };
+                Indexed {
+                    write,
+                    rows,
+                    pids: Vec::new(),
+                    text,
+                }
+            }
+            Write::Delete {
+                resource_type,
+                id,
+                if_match,
+            } => Indexed {
+                write: Ok(Prepared::Delete {
                     resource_type,
                     id,
-                    resource,
                     if_match,
-                    method,
-                };
-                (write, rows, Some(text))
-            }
-            delete @ Write::Delete { .. } => (delete, Vec::new(), None),
-        };
-        Indexed { write, rows, text }
+                }),
+                rows: Vec::new(),
+                pids: Vec::new(),
+                text: None,
+            },
+        }
+    }
+
+    /// A write with the given index rows instead of the indexer's (tests of search).
+    #[cfg(test)]
+    pub(super) fn with_rows(write: Write, rows: Vec<IndexRow>) -> Indexed {
+        Indexed {
+            rows,
+            text: None,
+            ..Indexed::unresolved(write)
+        }
     }
 
     /// The (type, key) pairs the rows need pids for.
     fn key_pairs(&self) -> Vec<(&str, &str)> {
-        let resource_type = match &self.write {
-            Write::Create { resource, .. } => match resource.get("resourceType") {
-                Some(Value::String(resource_type)) => resource_type.as_str(),
-                _ => return Vec::new(),
-            },
-            Write::Update { resource_type, .. } => resource_type.as_str(),
-            Write::Delete { .. } => return Vec::new(),
-        };
-        index::key_pairs(resource_type, &self.rows)
+        match &self.write {
+            Ok(Prepared::Create { resource_type, .. } | Prepared::Update { resource_type, .. }) => {
+                let unknown = self
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .filter(|(at, _)| self.pids.get(*at).is_none_or(Option::is_none));
+                index::key_pairs(resource_type, unknown.map(|(_, row)| row))
+            }
+            Ok(Prepared::Delete { .. }) | Err(_) => Vec::new(),
+        }
     }
 }
 
@@ -376,11 +460,18 @@ fn apply(
     params: &ParamIds,
     indexed: Indexed,
 ) -> Result<Written, StoreError> {
-    let Indexed { write, rows, text } = indexed;
-    match write {
-        Write::Create { resource, id } => {
-            let resource_type = resource_type_of(&resource)?;
-            let id = id.unwrap_or_else(crate::new_id);
+    let Indexed {
+        write,
+        rows,
+        pids,
+        text,
+    } = indexed;
+    match write? {
+        Prepared::Create {
+            resource_type,
+            id,
+            body,
+        } => {
             if current(connection, &resource_type, &id)?.is_some() {
                 return Err(StoreError::Invalid(format!(
                     "{resource_type}/{id} already exists"
@@ -394,30 +485,25 @@ fn apply(
                     id: id.as_str(),
                     version: 1,
                     method: Method::Create,
-                    resource: Some(resource),
+                    body: Some(&body),
                     created: true,
                     rid: None,
                 },
             )?;
-            index::insert(connection, params, &resource_type, rid, &rows)?;
+            index::insert(connection, params, &resource_type, rid, &rows, &pids)?;
             index::insert_text(connection, rid, text.as_ref())?;
             Ok(Written {
                 version: Some(version),
                 created: true,
             })
         }
-        Write::Update {
+        Prepared::Update {
             resource_type,
             id,
-            resource,
+            body,
             if_match,
             method,
         } => {
-            if resource_type_of(&resource)? != resource_type {
-                return Err(StoreError::Invalid(format!(
-                    "the resource is not a {resource_type}"
-                )));
-            }
             let current = current(connection, &resource_type, &id)?;
             check_if_match(if_match, current.as_ref())?;
             let created = current.as_ref().is_none_or(|c| c.deleted);
@@ -434,19 +520,19 @@ fn apply(
                     id: id.as_str(),
                     version: next,
                     method,
-                    resource: Some(resource),
+                    body: Some(&body),
                     created,
                     rid: current_rid,
                 },
             )?;
-            index::insert(connection, params, &resource_type, rid, &rows)?;
+            index::insert(connection, params, &resource_type, rid, &rows, &pids)?;
             index::insert_text(connection, rid, text.as_ref())?;
             Ok(Written {
                 version: Some(version),
                 created,
             })
         }
-        Write::Delete {
+        Prepared::Delete {
             resource_type,
             id,
             if_match,
@@ -468,7 +554,7 @@ fn apply(
                     id: id.as_str(),
                     version: current.version + 1,
                     method: Method::Delete,
-                    resource: None,
+                    body: None,
                     created: false,
                     rid: Some(current.rid),
                 },
@@ -488,7 +574,7 @@ struct NewVersion<'a> {
     version: u64,
     method: Method,
     /// `None` for a deletion.
-    resource: Option<Map<String, Value>>,
+    body: Option<&'a Template>,
     created: bool,
     /// The resource's rid, when it has a row in `resource` already.
     rid: Option<i64>,
@@ -505,21 +591,12 @@ fn insert(
         id,
         version,
         method,
-        resource,
+        body,
         created,
         rid,
     } = new;
     let last_updated = clock.tick();
-    let body = match resource {
-        Some(resource) => {
-            let stamped = stamp(resource, id, version, last_updated);
-            Some(
-                serde_json::to_string(&Value::Object(stamped))
-                    .map_err(|error| StoreError::Invalid(error.to_string()))?,
-            )
-        }
-        None => None,
-    };
+    let body = body.map(|template| template.render(version, last_updated));
     let version_number = i64::try_from(version)
         .map_err(|_| StoreError::Invalid(format!("version {version} is out of range")))?;
     connection
