@@ -34,6 +34,17 @@ impl Connection {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<(u16, Bytes), String> {
+        self.request_with(method, path, body, &[]).await
+    }
+
+    /// A request with extra headers (such as `Prefer`).
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Bytes), String> {
         let mut builder = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -41,6 +52,9 @@ impl Connection {
             .header("accept", "application/fhir+json");
         if body.is_some() {
             builder = builder.header("content-type", "application/fhir+json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
         }
         let request = builder
             .body(Full::new(body.unwrap_or_default()))

@@ -1,25 +1,28 @@
 //! `custodian import PATH...`: loads NDJSON files (one resource per line) and Bundle JSON
 //! files, or directories of them, gzip included, into the record store.
 //!
-//! Lines go to the server in batch Bundles, several in flight, so the store commits them in
-//! groups; each line keeps its id (PUT), or gets one (POST) when it has none. Every line is
-//! validated like any other write. A rejected line never stops the import unless `--strict`;
+//! Lines go to the store in batches, several in flight, so the store commits them in
+//! groups; each line keeps its id (an update), or gets one (a create) when it has none.
+//! Every line is validated like any other write. A rejected line never stops the import unless `--strict`;
 //! at the end every rejected line is listed with its file, line number and reason.
 //!
-//! With `--database` (the default) the import runs its own server in-process on a loopback
-//! port; with `--server URL` it talks to a running one. A checkpoint file records how far
+//! With `--database` (the default) NDJSON lines are written straight into the store, and
+//! Bundle files go through a server the import runs in-process on a loopback port; with
+//! `--server URL` everything goes, as batch Bundles, to a running server. A checkpoint file records how far
 //! each input got, so an interrupted import resumes where it stopped.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use serde_json::Value;
+use server::load::Loader;
 use tokio::task::JoinSet;
 
 use crate::client::Connection;
@@ -340,8 +343,14 @@ async fn send_items(
     let (file, last_line) = items
         .last()
         .map_or((0, 0), |item| (item.origin.file, item.origin.line));
+    // Only each entry's status is read: the resources need not come back.
     let (status, body) = connection
-        .request("POST", base_path, Some(batch_body(&items)))
+        .request_with(
+            "POST",
+            base_path,
+            Some(batch_body(&items)),
+            &[("prefer", "return=minimal")],
+        )
         .await?;
     if status != 200 {
         return Err(format!(
@@ -375,6 +384,32 @@ async fn send_items(
     Ok(answer)
 }
 
+/// Writes `items` straight into the store; each line is answered on its own.
+async fn load_items(loader: &Loader, items: Vec<Item>) -> Answer {
+    let (file, last_line) = items
+        .last()
+        .map_or((0, 0), |item| (item.origin.file, item.origin.line));
+    let mut origins = Vec::with_capacity(items.len());
+    let mut texts = Vec::with_capacity(items.len());
+    for item in items {
+        origins.push(item.origin);
+        texts.push(item.text);
+    }
+    let mut answer = Answer {
+        accepted: Vec::new(),
+        rejected: Vec::new(),
+        file,
+        last_line,
+    };
+    for (origin, loaded) in origins.into_iter().zip(loader.load(texts).await) {
+        match loaded {
+            Ok(resource_type) => answer.accepted.push(resource_type),
+            Err(reason) => answer.rejected.push(Rejected { origin, reason }),
+        }
+    }
+    answer
+}
+
 async fn send_bundle(
     connection: &mut Connection,
     base_path: &str,
@@ -382,7 +417,12 @@ async fn send_bundle(
     text: String,
 ) -> Result<Answer, String> {
     let (status, body) = connection
-        .request("POST", base_path, Some(Bytes::from(text)))
+        .request_with(
+            "POST",
+            base_path,
+            Some(Bytes::from(text)),
+            &[("prefer", "return=minimal")],
+        )
         .await?;
     let mut answer = Answer {
         accepted: Vec::new(),
@@ -458,11 +498,12 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
                 (address, base_path, None)
             }
             None => {
-                let (address, handle) = in_process_server(&args.database).await?;
-                (address, "/fhir".to_string(), Some(handle))
+                let (address, handle, loader) = in_process_server(&args.database).await?;
+                (address, "/fhir".to_string(), Some((handle, loader)))
             }
         };
-        import(&args, &files, &address, &base_path).await
+        let loader = _server.as_ref().map(|(_, loader)| loader.clone());
+        import(&args, &files, &address, &base_path, loader).await
     })
 }
 
@@ -483,10 +524,11 @@ fn split_url(url: &str) -> Result<(String, String), String> {
     Ok((address, format!("/{}", path.trim_end_matches('/'))))
 }
 
-/// Serves the store on a loopback port for the import's own use.
+/// Serves the store on a loopback port for the import's own use (Bundle files go
+/// through it), and loads NDJSON lines straight into the same store.
 async fn in_process_server(
     database: &str,
-) -> Result<(String, tokio::task::JoinHandle<()>), String> {
+) -> Result<(String, tokio::task::JoinHandle<()>, Arc<Loader>), String> {
     let store = store::Store::open(database).map_err(|error| error.to_string())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -498,6 +540,9 @@ async fn in_process_server(
         base_url: format!("http://{local}/fhir"),
         ..server::Config::default()
     };
+    let loader = Loader::new(store.clone(), config.clone())
+        .await
+        .map_err(|error| format!("cannot start: {error}"))?;
     let app = server::router(store, config)
         .await
         .map_err(|error| format!("cannot start: {error}"))?;
@@ -506,7 +551,7 @@ async fn in_process_server(
             tracing::error!(%error, "the import's server stopped");
         }
     });
-    Ok((local.to_string(), handle))
+    Ok((local.to_string(), handle, Arc::new(loader)))
 }
 
 /// Everything the import has learnt so far.
@@ -577,6 +622,8 @@ impl Tally<'_> {
 struct Sender {
     address: String,
     base_path: String,
+    /// Loads NDJSON lines straight into the store (without `--server`).
+    loader: Option<Arc<Loader>>,
     idle: Vec<Connection>,
     in_flight: JoinSet<(Connection, Result<Answer, String>)>,
 }
@@ -597,10 +644,12 @@ impl Sender {
         };
         tally.sent(file, last_line);
         let base_path = self.base_path.clone();
+        let loader = self.loader.clone();
         self.in_flight.spawn(async move {
-            let result = match unit {
-                Unit::Items(items) => send_items(&mut connection, &base_path, items).await,
-                Unit::Bundle(origin, text) => {
+            let result = match (unit, loader) {
+                (Unit::Items(items), Some(loader)) => Ok(load_items(&loader, items).await),
+                (Unit::Items(items), None) => send_items(&mut connection, &base_path, items).await,
+                (Unit::Bundle(origin, text), _) => {
                     send_bundle(&mut connection, &base_path, origin, text).await
                 }
             };
@@ -641,6 +690,7 @@ async fn import(
     files: &[PathBuf],
     address: &str,
     base_path: &str,
+    loader: Option<Arc<Loader>>,
 ) -> Result<(), String> {
     let checkpoint = Checkpoint::load(&args.checkpoint);
     let resumed = !checkpoint.done.is_empty();
@@ -673,6 +723,7 @@ async fn import(
     let mut sender = Sender {
         address: address.to_string(),
         base_path: base_path.to_string(),
+        loader,
         idle: Vec::new(),
         in_flight: JoinSet::new(),
     };

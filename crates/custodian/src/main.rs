@@ -4,6 +4,7 @@
 mod bench;
 mod client;
 mod dataset;
+mod export;
 mod import;
 
 /// mimalloc: the JSON work on every request allocates and frees many small objects, and
@@ -30,6 +31,8 @@ enum Command {
     Serve(ServeArgs),
     /// Load NDJSON and Bundle files (or directories of them, gzip too) into the store.
     Import(import::ImportArgs),
+    /// Bulk export as NDJSON files, from the store or a running server (`$export`).
+    Export(export::ExportArgs),
     /// Measure the speed targets: `server`, `fhirpath`, `validation`.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -64,6 +67,9 @@ struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "CUSTODIAN_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// Largest bulk export output file, in bytes; a type's resources continue in a new file.
+    #[arg(long, env = "CUSTODIAN_EXPORT_MAX_FILE_BYTES", default_value_t = 256 * 1024 * 1024)]
+    export_max_file_bytes: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Bench(command) => bench::run(command),
         Command::Import(args) => import::run(args),
+        Command::Export(args) => export::run(args),
         Command::Dataset(args) => dataset::run(&args),
     };
     match result {
@@ -123,6 +130,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             base_url: base_url.clone(),
             limits: server::Limits {
                 body_bytes: args.max_body_bytes,
+                export_file_bytes: args.export_max_file_bytes,
                 ..server::Limits::default()
             },
             validation: match args.validation {

@@ -60,6 +60,32 @@ fn includes() -> (ByType, ByType) {
     (include, revinclude)
 }
 
+/// The operations on one type: `$validate` everywhere, `$everything` on Patient, and
+/// Bulk Data `$export` on Patient and Group.
+fn operations(resource_type: &str) -> Vec<Value> {
+    let mut operations = vec![json!({
+        "name": "validate",
+        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+    })];
+    if resource_type == "Patient" {
+        operations.push(json!({
+            "name": "everything",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+        }));
+        operations.push(json!({
+            "name": "export",
+            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+        }));
+    }
+    if resource_type == "Group" {
+        operations.push(json!({
+            "name": "export",
+            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+        }));
+    }
+    operations
+}
+
 pub(crate) fn statement(config: &Config) -> Value {
     let (include, revinclude) = includes();
     let resources: Vec<Value> = definitions()
@@ -91,10 +117,7 @@ pub(crate) fn statement(config: &Config) -> Value {
                 "extension": [{"url": CONDITIONAL_PATCH, "valueBoolean": true}],
                 "searchInclude": search_include,
                 "searchParam": search_params,
-                "operation": [{
-                    "name": "validate",
-                    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
-                }],
+                "operation": operations(resource_type),
             });
             // FHIR JSON has no empty arrays: only types something refers to get one.
             if let Some(list) = revinclude.get(resource_type)
@@ -126,6 +149,10 @@ pub(crate) fn statement(config: &Config) -> Value {
             "mode": "server",
             "resource": resources,
             "interaction": [{"code": "history-system"}, {"code": "search-system"}],
+            "operation": [{
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+            }],
         }],
     })
 }

@@ -9,10 +9,13 @@ mod capability;
 mod conditional;
 mod duplicates;
 mod error;
+mod everything;
+pub mod export;
 mod extract;
 mod format;
 mod history;
 mod instance;
+pub mod load;
 mod patch;
 mod profiles;
 mod references;
@@ -63,6 +66,11 @@ pub struct Limits {
     pub page_size_default: usize,
     /// Largest page size; a larger `_count` is lowered to it.
     pub page_size_max: usize,
+    /// Largest bulk export output file, in bytes: the next resource goes to a new file
+    /// (a single larger resource gets a file of its own).
+    pub export_file_bytes: u64,
+    /// Bulk export jobs running at once (429 above it).
+    pub export_jobs: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +79,8 @@ impl Default for Limits {
             body_bytes: 64 * 1024 * 1024,
             page_size_default: 50,
             page_size_max: 1000,
+            export_file_bytes: 256 * 1024 * 1024,
+            export_jobs: 2,
         }
     }
 }
@@ -84,25 +94,43 @@ pub(crate) struct AppState {
     pub profiles: Arc<profiles::ProfileRegistry>,
     /// Serialise conditional writes per resource type.
     pub locks: Arc<conditional::Locks>,
+    /// Bulk export jobs, under `<data dir>/export`.
+    pub exports: Arc<export::Jobs>,
+}
+
+impl AppState {
+    /// The state for `store`: it first learns the profiles stored in it.
+    async fn new(store: Store, config: Config) -> Result<AppState, store::StoreError> {
+        let capability = Arc::new(capability::statement(&config));
+        let profiles = Arc::new(profiles::ProfileRegistry::load(&store).await?);
+        let export_dir = store.data_dir().map(|dir| dir.join("export"));
+        let exports = Arc::new(export::Jobs::open(export_dir));
+        Ok(AppState {
+            store,
+            config: Arc::new(config),
+            capability,
+            profiles,
+            locks: Arc::default(),
+            exports,
+        })
+    }
 }
 
 /// The HTTP application: `/fhir/...` and `/health`. It first learns the profiles stored
 /// in `store`.
 pub async fn router(store: Store, config: Config) -> Result<Router, store::StoreError> {
-    let capability = Arc::new(capability::statement(&config));
-    let profiles = Arc::new(profiles::ProfileRegistry::load(&store).await?);
-    let state = AppState {
-        store,
-        config: Arc::new(config),
-        capability,
-        profiles,
-        locks: Arc::default(),
-    };
+    let state = AppState::new(store, config).await?;
     let fhir = Router::new()
         .route("/metadata", get(capability::metadata))
         .route("/", get(search::system_get).post(bundle::base_post))
         .route("/_search", axum::routing::post(search::system_post))
         .route("/_history", get(history::system))
+        .route("/$export", get(export::system).post(export::system))
+        .route(
+            "/$export-status/{job}",
+            get(export::status).delete(export::cancel),
+        )
+        .route("/$export-file/{job}/{file}", get(export::file))
         .route(
             "/{type}",
             get(search::type_get)
@@ -116,6 +144,10 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
             axum::routing::post(search::type_post).get(search::type_get),
         )
         .route("/{type}/_history", get(history::type_level))
+        .route(
+            "/{type}/$export",
+            get(export::type_level).post(export::type_level),
+        )
         .route(
             "/{type}/$validate",
             axum::routing::post(validate::validate_type),
@@ -132,6 +164,14 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
                 .delete(write::delete),
         )
         .route("/{type}/{id}/_history", get(history::instance))
+        .route(
+            "/{type}/{id}/$export",
+            get(export::instance_level).post(export::instance_level),
+        )
+        .route(
+            "/{type}/{id}/$everything",
+            get(everything::get).post(everything::post),
+        )
         .route("/{type}/{id}/{compartment}", get(search::compartment_get))
         .route("/{type}/{id}/_history/{version}", get(instance::vread))
         .route_layer(axum::middleware::from_fn(log_request));

@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use fhir::IssueType;
-use serde_json::Value;
-use store::{Method, StoreError, Write};
+use serde_json::{Map, Value};
+use store::{Method, StoreError, Version, Write};
 
 use crate::AppState;
 use crate::body::{parse_object, parse_resource, read_limited};
@@ -31,7 +31,7 @@ pub(crate) enum Patch {
 }
 
 /// How often a PATCH without `If-Match` retries when another write got there first.
-const PATCH_ATTEMPTS: usize = 8;
+pub(crate) const PATCH_ATTEMPTS: usize = 8;
 
 fn unprocessable(diagnostics: String) -> ApiError {
     ApiError::new(
@@ -82,6 +82,48 @@ pub(crate) async fn read_patch(
     })
 }
 
+/// `patch` applied to the stored `current` version (not a deletion): the patched
+/// resource, checked as a request body would be, with its id unchanged.
+pub(crate) fn apply_patch(
+    current: &Version,
+    patch: &Patch,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut document: Value = match current.body.as_deref().map(serde_json::from_str) {
+        Some(Ok(document)) => document,
+        _ => return Err(StoreError::Backend("stored resource is unreadable".into()).into()),
+    };
+    match patch {
+        Patch::Json(operations) => json_patch::patch(&mut document, operations)
+            .map_err(|error| unprocessable(format!("the patch cannot be applied: {error}")))?,
+        Patch::FhirPath(parameters) => {
+            patch::apply(&mut document, parameters).map_err(|error| {
+                if error.is_bad_patch() {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        IssueType::Invalid,
+                        error.to_string(),
+                    )
+                } else {
+                    unprocessable(error.to_string())
+                }
+            })?
+        }
+    }
+    let patched = serde_json::to_vec(&document).unwrap_or_default();
+    let resource = parse_resource(&patched, &current.resource_type).map_err(|error| {
+        unprocessable(format!(
+            "the patched resource is not valid: {}",
+            error.diagnostics
+        ))
+    })?;
+    if resource.get("id").and_then(Value::as_str) != Some(current.id.as_str()) {
+        return Err(unprocessable(
+            "a patch may not change or remove the resource id".into(),
+        ));
+    }
+    Ok(resource)
+}
+
 /// Applies `patch` to the current version of `resource_type/id` and stores the result.
 pub(crate) async fn patch_instance(
     state: &AppState,
@@ -109,39 +151,7 @@ pub(crate) async fn patch_instance(
             }
             .into());
         }
-        let mut document: Value = match current.body.as_deref().map(serde_json::from_str) {
-            Some(Ok(document)) => document,
-            _ => return Err(StoreError::Backend("stored resource is unreadable".into()).into()),
-        };
-        match patch {
-            Patch::Json(operations) => json_patch::patch(&mut document, operations)
-                .map_err(|error| unprocessable(format!("the patch cannot be applied: {error}")))?,
-            Patch::FhirPath(parameters) => {
-                patch::apply(&mut document, parameters).map_err(|error| {
-                    if error.is_bad_patch() {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            IssueType::Invalid,
-                            error.to_string(),
-                        )
-                    } else {
-                        unprocessable(error.to_string())
-                    }
-                })?
-            }
-        }
-        let patched = serde_json::to_vec(&document).unwrap_or_default();
-        let resource = parse_resource(&patched, resource_type).map_err(|error| {
-            unprocessable(format!(
-                "the patched resource is not valid: {}",
-                error.diagnostics
-            ))
-        })?;
-        if resource.get("id").and_then(Value::as_str) != Some(id) {
-            return Err(unprocessable(
-                "a patch may not change or remove the resource id".into(),
-            ));
-        }
+        let resource = apply_patch(&current, patch)?;
         let fetched = referenced(state, &resource).await?;
         let resource = check_on_write(state, resource, fetched.as_ref())?;
         let result = state

@@ -12,6 +12,7 @@ mod error;
 mod history;
 mod instant;
 mod resource;
+mod scan;
 mod search;
 mod sqlite;
 
@@ -21,6 +22,7 @@ pub use error::{StoreError, TransactionError};
 pub use history::{HistoryPage, HistoryQuery, HistoryScope};
 pub use instant::{Instant, Period};
 pub use resource::{Method, Version, Write, Written};
+pub use scan::{Patients, Scan, ScanRequest, Scanned, TypeFilter};
 pub use search::{SearchPage, SearchRequest};
 
 use sqlite::SqliteStore;
@@ -109,6 +111,22 @@ impl Store {
         })
         .await
         .map_err(|error| StoreError::Backend(format!("listing task failed: {error}")))?
+    }
+
+    /// Opens a scan of the current resources `request` selects, on one snapshot of the
+    /// store, for bulk export. Blocking: call it, and read the scan, off the async runtime.
+    pub fn scan(&self, request: &ScanRequest) -> Result<Scan, StoreError> {
+        let backend = match &*self.backend {
+            Backend::Sqlite(sqlite) => scan::ScanBackend::Sqlite(sqlite.scan(request)?),
+        };
+        Ok(Scan { backend })
+    }
+
+    /// The directory the database lives in (exports keep their files under it).
+    pub fn data_dir(&self) -> Option<std::path::PathBuf> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.data_dir(),
+        }
     }
 
     /// A page of history, newest first.

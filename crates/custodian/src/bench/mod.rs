@@ -4,8 +4,10 @@
 //! - `fhirpath`: every search-parameter expression over Synthea resources, on one core;
 //! - `validation`: full validation of Synthea resources, on one core;
 //! - `ingest`: transaction-Bundle ingest of synthea-100 over HTTP;
-//! - `search`: search latency for a fixed query mix over synthea-100 or a scaled data set.
+//! - `search`: search latency for a fixed query mix over synthea-100 or a scaled data set;
+//! - `export`: bulk export throughput, server `$export` and `custodian export`.
 
+mod export;
 mod fhirpath;
 mod http;
 mod ingest;
@@ -30,6 +32,8 @@ pub enum BenchCommand {
     Ingest(ingest::IngestArgs),
     /// Search latency (p50/p99) for a fixed query mix, after loading a data set.
     Search(search::SearchArgs),
+    /// Bulk export throughput (`$export` and `custodian export`) after loading a data set.
+    Export(export::ExportArgs),
 }
 
 /// Which Synthea resources to measure on.
@@ -53,6 +57,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Validation(args) => validation::run(&args),
         BenchCommand::Ingest(args) => ingest::run(&args),
         BenchCommand::Search(args) => search::run(&args),
+        BenchCommand::Export(args) => export::run(&args),
     }
 }
 

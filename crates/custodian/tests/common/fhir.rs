@@ -83,6 +83,15 @@ impl Fhir {
         }
     }
 
+    /// A client of a server started with its own data directory (`TestServer::start_in`).
+    pub fn on(server: TestServer) -> Fhir {
+        Fhir {
+            server,
+            _dir: tempfile::tempdir().unwrap(),
+            http: agent(),
+        }
+    }
+
     pub fn base(&self) -> &str {
         &self.server.base
     }

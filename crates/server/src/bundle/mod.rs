@@ -1,20 +1,26 @@
 //! Batch and transaction Bundles: `POST [base]` (FHIR R4 RESTful API, "batch/transaction").
 //!
-//! Entries are processed in the order DELETE, POST, PUT, GET. In a transaction every
-//! `urn:uuid:`/`urn:oid:` fullUrl (and any other fullUrl of a created entry) gets its
+//! Entries are processed in the order DELETE, POST, PUT and PATCH, GET. In a transaction
+//! every `urn:uuid:`/`urn:oid:` fullUrl (and any other fullUrl of a created entry) gets its
 //! server id first, every reference to it in the Bundle is rewritten, and all writes go to
 //! the store as one atomic unit: any failure leaves the store exactly as before and the
 //! answer names the entry. In a batch each entry stands alone and gets its own status.
 //!
-//! Conditional entries (`request.ifNoneExist`, `PUT`/`DELETE Type?criteria`) are resolved
-//! by search before anything is written ([`resolve`]); in a transaction that happens for
-//! every entry first, under the conditional-write locks of the types involved, and the
-//! writes stay one atomic unit. Conditional references (`Patient?identifier=x`) are
+//! Conditional entries (`request.ifNoneExist`, `PUT`/`PATCH`/`DELETE Type?criteria`) are
+//! resolved by search before anything is written ([`resolve`]); in a transaction that
+//! happens for every entry first, under the conditional-write locks of the types involved,
+//! and the writes stay one atomic unit. Conditional references (`Patient?identifier=x`) are
 //! resolved in transactions only, where R4 defines them; a batch stores them as written
 //! (bulk exports such as Synthea's carry them, and their targets may come later).
 //! `GET Type?criteria` entries run the search and answer with the searchset Bundle
 //! (lenient handling).
+//!
+//! A PATCH entry carries a FHIRPath Patch or a JSON Patch in a Binary ([`patch`]); it
+//! applies to the current version and is written with `ifMatch` on that version, so a
+//! concurrent change is never lost (a batch entry retries; a transaction fails with 409).
 
+mod answer;
+mod patch;
 mod resolve;
 
 use std::collections::HashMap;
@@ -25,18 +31,21 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fhir::{IssueType, Severity};
 use serde_json::{Map, Value, json};
-use store::{Instant, Method, StoreError, Version, Write, Written};
+use store::{Method, StoreError, Version, Write, Written};
 
+use self::answer::Answer;
 use crate::AppState;
 use crate::body::{check_resource, parse_object, read_limited};
 use crate::conditional::criteria;
 use crate::error::ApiError;
 use crate::extract::{FhirRequest, check_id, check_type};
 use crate::format::require_json_body;
+use crate::patch::{PATCH_ATTEMPTS, Patch};
 use crate::references::referenced;
 use crate::response::{Return, json_response, parse_etag};
 use crate::search::Scope;
 use crate::validate::{after_write, check_on_write};
+use crate::write::new_version;
 
 /// What one entry asks for.
 enum Action {
@@ -49,6 +58,12 @@ enum Action {
     ConditionalUpdate {
         criteria: Vec<(String, String)>,
         resource: Map<String, Value>,
+        if_match: Option<u64>,
+    },
+    /// `PATCH Type?criteria`.
+    ConditionalPatch {
+        criteria: Vec<(String, String)>,
+        patch: Patch,
         if_match: Option<u64>,
     },
     /// `DELETE Type?criteria`.
@@ -72,6 +87,11 @@ enum Action {
     Update {
         id: String,
         resource: Map<String, Value>,
+        if_match: Option<u64>,
+    },
+    Patch {
+        id: String,
+        patch: Patch,
         if_match: Option<u64>,
     },
     Delete {
@@ -102,14 +122,17 @@ impl Action {
 }
 
 impl Entry {
-    /// Processing order: DELETE, POST, PUT, GET.
+    /// Processing order: DELETE, POST, PUT and PATCH, GET.
     fn phase(&self) -> u8 {
         match self.action {
             Action::Delete { .. }
             | Action::ConditionalDelete { .. }
             | Action::DeleteMany { .. } => 0,
             Action::Create { .. } | Action::Existing { .. } => 1,
-            Action::Update { .. } | Action::ConditionalUpdate { .. } => 2,
+            Action::Update { .. }
+            | Action::ConditionalUpdate { .. }
+            | Action::Patch { .. }
+            | Action::ConditionalPatch { .. } => 2,
             Action::Read { .. } | Action::Search { .. } => 3,
         }
     }
@@ -122,6 +145,7 @@ impl Entry {
                 if_none_exist: Some(_),
                 ..
             } | Action::ConditionalUpdate { .. }
+                | Action::ConditionalPatch { .. }
                 | Action::ConditionalDelete { .. }
         )
     }
@@ -280,12 +304,19 @@ fn parse_entry(index: usize, entry: Value) -> Result<Entry, ApiError> {
                 version: Some(version),
             }
         }
-        ("PATCH", _, _) => {
-            return Err(ApiError::not_supported(
-                StatusCode::BAD_REQUEST,
-                "PATCH entries in Bundles are not supported yet",
-            ));
+        ("PATCH", [_, id], None) => {
+            check_id(id)?;
+            Action::Patch {
+                id: (*id).to_string(),
+                patch: patch::parse(resource()?)?,
+                if_match,
+            }
         }
+        ("PATCH", [_], Some(query)) => Action::ConditionalPatch {
+            criteria: criteria(query),
+            patch: patch::parse(resource()?)?,
+            if_match,
+        },
         _ => {
             return Err(ApiError::not_supported(
                 StatusCode::BAD_REQUEST,
@@ -355,41 +386,39 @@ fn status_text(status: StatusCode) -> String {
     )
 }
 
-/// The `response` of a write entry.
-fn written_entry(version: &Version, status: StatusCode, prefer: Return) -> Value {
+/// The answer to a write entry: its `response`, and the resource as stored unless the
+/// client asked for less.
+fn written_entry(version: &Version, status: StatusCode, prefer: Return) -> Answer {
     let mut response = json!({
         "status": status_text(status),
         "location": format!("{}/{}/_history/{}", version.resource_type, version.id, version.version),
         "etag": version.etag(),
         "lastModified": version.last_updated.to_fhir(),
     });
-    let mut entry = Map::new();
-    if prefer == Return::Representation
-        && let Some(body) = &version.body
-        && let Ok(resource) = serde_json::from_str::<Value>(body)
-    {
-        entry.insert("fullUrl".into(), Value::Null);
-        entry.insert("resource".into(), resource);
-    }
-    if version.body.is_none() {
-        // A deletion has no location to point at.
-        if let Some(response) = response.as_object_mut() {
-            response.shift_remove("location");
+    match &version.body {
+        Some(body) if prefer == Return::Representation => Answer::Resource {
+            text: body.clone(),
+            response,
+        },
+        Some(_) => Answer::Json(json!({ "response": response })),
+        None => {
+            // A deletion has no location to point at.
+            if let Some(response) = response.as_object_mut() {
+                response.shift_remove("location");
+            }
+            Answer::Json(json!({ "response": response }))
         }
     }
-    entry.shift_remove("fullUrl");
-    entry.insert("response".into(), response);
-    Value::Object(entry)
 }
 
-fn error_entry(error: ApiError) -> Value {
+fn error_entry(error: ApiError) -> Answer {
     let outcome = error.outcome.unwrap_or_else(|| {
         fhir::operation_outcome(Severity::Error, error.code, &error.diagnostics)
     });
-    json!({"response": {"status": status_text(error.status), "outcome": outcome}})
+    Answer::Json(json!({"response": {"status": status_text(error.status), "outcome": outcome}}))
 }
 
-async fn read_entry(state: &AppState, entry: &Entry) -> Result<Value, ApiError> {
+async fn read_entry(state: &AppState, entry: &Entry) -> Result<Answer, ApiError> {
     let (id, version) = match &entry.action {
         Action::Read { id, version } => (id, version),
         Action::Search { params } => return search_entry(state, entry, params).await,
@@ -411,16 +440,15 @@ async fn read_entry(state: &AppState, entry: &Entry) -> Result<Value, ApiError> 
             format!("{}/{id} was deleted", entry.resource_type),
         )),
         Some(found) => {
-            let resource: Value = serde_json::from_str(found.body.as_deref().unwrap_or("{}"))
-                .map_err(|error| ApiError::from(StoreError::Backend(error.to_string())))?;
-            Ok(json!({
-                "resource": resource,
-                "response": {
-                    "status": "200 OK",
-                    "etag": found.etag(),
-                    "lastModified": found.last_updated.to_fhir(),
-                }
-            }))
+            let response = json!({
+                "status": "200 OK",
+                "etag": found.etag(),
+                "lastModified": found.last_updated.to_fhir(),
+            });
+            Ok(Answer::Resource {
+                text: found.body.unwrap_or_else(|| "{}".into()),
+                response,
+            })
         }
     }
 }
@@ -430,12 +458,13 @@ async fn search_entry(
     state: &AppState,
     entry: &Entry,
     params: &[(String, String)],
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let scope = Scope::Type(entry.resource_type.clone());
     let text = crate::search::run(state, &scope, params, false).await?;
-    let bundle: Value = serde_json::from_str(&text)
-        .map_err(|error| ApiError::from(StoreError::Backend(error.to_string())))?;
-    Ok(json!({"resource": bundle, "response": {"status": "200 OK"}}))
+    Ok(Answer::Resource {
+        text,
+        response: json!({"status": "200 OK"}),
+    })
 }
 
 /// A conditional entry reached writing without being resolved: a bug, not bad input.
@@ -447,18 +476,12 @@ fn unresolved() -> ApiError {
     )
 }
 
-fn no_content_entry() -> Value {
-    json!({"response": {"status": status_text(StatusCode::NO_CONTENT)}})
+fn no_content_entry() -> Answer {
+    Answer::Json(json!({"response": {"status": status_text(StatusCode::NO_CONTENT)}}))
 }
 
-fn response_bundle(kind: &str, entries: Vec<Value>, output: crate::format::Output) -> Response {
-    let bundle = json!({
-        "resourceType": "Bundle",
-        "type": kind,
-        "meta": {"lastUpdated": Instant::now().to_fhir()},
-        "entry": entries,
-    });
-    json_response(StatusCode::OK, bundle.to_string(), output)
+fn response_bundle(kind: &str, answers: &[Answer], output: crate::format::Output) -> Response {
+    json_response(StatusCode::OK, answer::bundle_text(kind, answers), output)
 }
 
 fn update_write(
@@ -473,6 +496,22 @@ fn update_write(
         resource,
         if_match,
         method: Method::Update,
+    }
+}
+
+/// A patched resource, written only over the version it was patched from.
+fn patch_write(
+    entry: &Entry,
+    id: String,
+    resource: Map<String, Value>,
+    patched_from: u64,
+) -> Write {
+    Write::Update {
+        resource_type: entry.resource_type.clone(),
+        id,
+        resource,
+        if_match: Some(patched_from),
+        method: Method::Patch,
     }
 }
 
@@ -595,9 +634,11 @@ async fn transaction(
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|&position| entries[position].phase());
 
-    let mut answers: Vec<Value> = vec![Value::Null; entry_count];
+    let mut answers: Vec<Answer> = (0..entry_count).map(|_| Answer::Missing).collect();
     let mut writes = Vec::new();
     let mut write_entries = Vec::new();
+    // Writes of patches without `ifMatch`: a version mismatch there is a concurrent change.
+    let mut unguarded_patches: HashMap<usize, (String, String)> = HashMap::new();
     let mut reads = Vec::new();
     let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
     for position in order {
@@ -639,6 +680,26 @@ async fn transaction(
                 writes.push(update_write(&entry, id, resource, if_match));
                 write_entries.push((index, false));
             }
+            Action::Patch {
+                id,
+                patch,
+                if_match,
+            } => {
+                let (mut resource, version) =
+                    patch::patched(state, &entry.resource_type, &id, &patch, if_match)
+                        .await
+                        .map_err(|e| entry_error(index, e))?;
+                rewrite_in_map(&mut resource, &targets);
+                let resource = prepare(state, &entry, resource, true)
+                    .await
+                    .map_err(|e| entry_error(index, e))?;
+                if if_match.is_none() {
+                    unguarded_patches
+                        .insert(writes.len(), (entry.resource_type.clone(), id.clone()));
+                }
+                writes.push(patch_write(&entry, id, resource, version));
+                write_entries.push((index, false));
+            }
             Action::Delete { id, if_match } => {
                 writes.push(delete_write(&entry, id, if_match));
                 write_entries.push((index, true));
@@ -650,7 +711,9 @@ async fn transaction(
                     write_entries.push((index, true));
                 }
             }
-            Action::ConditionalUpdate { .. } | Action::ConditionalDelete { .. } => {
+            Action::ConditionalUpdate { .. }
+            | Action::ConditionalPatch { .. }
+            | Action::ConditionalDelete { .. } => {
                 return Err(entry_error(index, unresolved()));
             }
         }
@@ -663,7 +726,14 @@ async fn transaction(
             let index = write_entries
                 .get(failure.index)
                 .map_or(0, |(index, _)| *index);
-            entry_error(index, ApiError::from(failure.error))
+            let error = match failure.error {
+                StoreError::VersionMismatch { .. } => match unguarded_patches.get(&failure.index) {
+                    Some((resource_type, id)) => patch::kept_changing(resource_type, id),
+                    None => ApiError::from(failure.error),
+                },
+                error => ApiError::from(error),
+            };
+            entry_error(index, error)
         })?
     };
 
@@ -684,13 +754,13 @@ async fn transaction(
     }
     Ok(response_bundle(
         "transaction-response",
-        answers,
+        &answers,
         request.output,
     ))
 }
 
 async fn batch(state: &AppState, request: &FhirRequest, raw_entries: Vec<Value>) -> Response {
-    let mut answers: Vec<Value> = vec![Value::Null; raw_entries.len()];
+    let mut answers: Vec<Answer> = (0..raw_entries.len()).map(|_| Answer::Missing).collect();
     let mut entries = Vec::new();
     for (index, raw) in raw_entries.into_iter().enumerate() {
         match parse_entry(index, raw) {
@@ -726,7 +796,7 @@ async fn batch(state: &AppState, request: &FhirRequest, raw_entries: Vec<Value>)
         }
     }
     for answer in &mut answers {
-        if answer.is_null() {
+        if answer.is_missing() {
             *answer = error_entry(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 IssueType::Exception,
@@ -734,14 +804,14 @@ async fn batch(state: &AppState, request: &FhirRequest, raw_entries: Vec<Value>)
             ));
         }
     }
-    response_bundle("batch-response", answers, request.output).into_response()
+    response_bundle("batch-response", &answers, request.output).into_response()
 }
 
 async fn batch_entry(
     state: &AppState,
     mut entry: Entry,
     prefer: Return,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let _guards = if entry.is_conditional() {
         state.locks.lock(&entry.resource_type).await
     } else {
@@ -771,6 +841,11 @@ async fn batch_entry(
             let resource = prepare(state, &entry, resource, false).await?;
             update_write(&entry, id, resource, if_match)
         }
+        Action::Patch {
+            id,
+            patch,
+            if_match,
+        } => return batch_patch(state, &entry, &id, &patch, if_match, prefer).await,
         Action::Delete { id, if_match } => delete_write(&entry, id, if_match),
         Action::DeleteMany { ids, if_match } => {
             let writes: Vec<Write> = ids
@@ -792,7 +867,9 @@ async fn batch_entry(
             }
             return Ok(no_content_entry());
         }
-        Action::ConditionalUpdate { .. } | Action::ConditionalDelete { .. } => {
+        Action::ConditionalUpdate { .. }
+        | Action::ConditionalPatch { .. }
+        | Action::ConditionalDelete { .. } => {
             return Err(unresolved());
         }
     };
@@ -806,4 +883,32 @@ async fn batch_entry(
         Some(version) => written_entry(version, status, prefer),
         None => no_content_entry(),
     })
+}
+
+/// A batch's PATCH entry: applied to the current version and written over it; when
+/// another write got there first, applied again (without `ifMatch`) or 412 (with it).
+async fn batch_patch(
+    state: &AppState,
+    entry: &Entry,
+    id: &str,
+    patch: &Patch,
+    if_match: Option<u64>,
+    prefer: Return,
+) -> Result<Answer, ApiError> {
+    for _ in 0..PATCH_ATTEMPTS {
+        let (resource, version) =
+            patch::patched(state, &entry.resource_type, id, patch, if_match).await?;
+        let resource = prepare(state, entry, resource, false).await?;
+        let write = patch_write(entry, id.to_string(), resource, version);
+        match state.store.write(write).await {
+            Ok(written) => {
+                let version = new_version(written)?;
+                after_write(state, &version);
+                return Ok(written_entry(&version, StatusCode::OK, prefer));
+            }
+            Err(StoreError::VersionMismatch { .. }) if if_match.is_none() => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(patch::kept_changing(&entry.resource_type, id))
 }

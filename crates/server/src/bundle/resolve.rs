@@ -1,5 +1,5 @@
 //! Conditional entries and conditional references, resolved by search before anything
-//! is written: `request.ifNoneExist`, `PUT`/`DELETE Type?criteria`, and references
+//! is written: `request.ifNoneExist`, `PUT`/`PATCH`/`DELETE Type?criteria`, and references
 //! such as `Patient?identifier=system|value`.
 
 use std::collections::HashMap;
@@ -15,7 +15,8 @@ use crate::error::ApiError;
 
 /// Turns a conditional entry into the plain action its criteria resolve to:
 /// an `ifNoneExist` create that matched becomes [`Action::Existing`], a conditional
-/// update an update (or a create), a conditional delete [`Action::DeleteMany`].
+/// update an update (or a create), a conditional patch a patch of its one match (404
+/// when none), a conditional delete [`Action::DeleteMany`].
 pub(super) async fn conditional(state: &AppState, entry: &mut Entry) -> Result<(), ApiError> {
     if !entry.is_conditional() {
         return Ok(());
@@ -87,6 +88,22 @@ pub(super) async fn conditional(state: &AppState, entry: &mut Entry) -> Result<(
                 },
             }
         }
+        Action::ConditionalPatch {
+            criteria,
+            patch,
+            if_match,
+        } => match find_one(state, &resource_type, &criteria, "conditional patch").await? {
+            Some(target) => Action::Patch {
+                id: target.id,
+                patch,
+                if_match,
+            },
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "conditional patch: no {resource_type} matches the criteria"
+                )));
+            }
+        },
         Action::ConditionalDelete { criteria, if_match } => {
             let found = find(state, &resource_type, &criteria, MAX_CONDITIONAL_DELETE + 1).await?;
             if found.len() > MAX_CONDITIONAL_DELETE {

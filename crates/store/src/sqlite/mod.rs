@@ -8,6 +8,7 @@ mod params;
 mod query;
 #[cfg(test)]
 mod query_tests;
+pub(crate) mod scan;
 mod schema;
 mod writer;
 
@@ -50,6 +51,10 @@ impl SqliteStore {
             jobs,
             params,
         })
+    }
+
+    pub(crate) fn data_dir(&self) -> Option<PathBuf> {
+        self.path.parent().map(Path::to_path_buf)
     }
 
     pub(crate) async fn write(&self, write: Write) -> Result<Written, StoreError> {

@@ -94,6 +94,23 @@ pub(super) fn explain(
     Ok(out)
 }
 
+/// The boolean on `r.rid` "the resource matches every clause of `query`", with its
+/// arguments in order: a membership test row by row (bulk export's `_typeFilter`).
+pub(super) fn condition(
+    connection: &Connection,
+    params: &ParamIds,
+    query: &search::Query,
+) -> Result<(String, Vec<SqlValue>), StoreError> {
+    let mut builder = Builder::new(connection, params);
+    let mut sql = Sql::new("(1");
+    for clause in &query.clauses {
+        let compiled = builder.clause(&clause.any_of, &query.types)?;
+        sql.push(" AND ").append(&compiled.exists);
+    }
+    sql.push(")");
+    Ok((sql.text, sql.args))
+}
+
 pub(super) fn search(
     connection: &Connection,
     params: &ParamIds,

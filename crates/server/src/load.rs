@@ -1,0 +1,161 @@
+//! Loading resources straight into the store, without HTTP, for `custodian import`:
+//! each resource gets the checks a create or update over HTTP gets (structure,
+//! validation, stored profiles), and a batch of them is written as one store job.
+
+use serde_json::{Map, Value};
+use store::{Method, Store, StoreError, Write};
+
+use crate::body::{check_resource, parse_object};
+use crate::references::referenced;
+use crate::validate::{after_write, check_on_write};
+use crate::{AppState, Config};
+
+/// The checks and the store behind a load.
+pub struct Loader {
+    state: AppState,
+}
+
+/// What became of one resource: its type, or why it was refused.
+pub type Loaded = Result<String, String>;
+
+impl Loader {
+    /// A loader for `store` with the server's settings (validation mode, limits).
+    pub async fn new(store: Store, config: Config) -> Result<Loader, StoreError> {
+        Ok(Loader {
+            state: AppState::new(store, config).await?,
+        })
+    }
+
+    /// Writes each JSON text as a resource: an update (create or replace) when it has
+    /// an id, a create with a new id when it has none. Every text gets its own answer;
+    /// a refused one takes nothing else with it.
+    pub async fn load(&self, texts: Vec<String>) -> Vec<Loaded> {
+        let mut answers: Vec<Option<Loaded>> = Vec::with_capacity(texts.len());
+        let mut writes = Vec::new();
+        let mut positions = Vec::new();
+        for (position, text) in texts.iter().enumerate() {
+            match self.prepare(text).await {
+                Ok((resource_type, write)) => {
+                    answers.push(Some(Ok(resource_type)));
+                    writes.push(write);
+                    positions.push(position);
+                }
+                Err(reason) => answers.push(Some(Err(reason))),
+            }
+        }
+        // One store job for the lot; when the store refuses one write (which rolls the
+        // job back), that one is answered and the rest are written again without it.
+        while !writes.is_empty() {
+            match self
+                .state
+                .store
+                .write_all(std::mem::take(&mut writes))
+                .await
+            {
+                Ok(written) => {
+                    for version in written.iter().filter_map(|w| w.version.as_ref()) {
+                        after_write(&self.state, version);
+                    }
+                    break;
+                }
+                Err(failure) => {
+                    let why = reason(&crate::ApiError::from(failure.error));
+                    let Some(&failed) = positions.get(failure.index) else {
+                        // Not one write's fault (the store itself failed): all fail.
+                        for &position in &positions {
+                            answers[position] = Some(Err(why.clone()));
+                        }
+                        break;
+                    };
+                    answers[failed] = Some(Err(why));
+                    positions.remove(failure.index);
+                    // The failed job took the writes with it: prepare the rest again
+                    // (rare: the checks above catch what the store would refuse).
+                    let mut kept = Vec::with_capacity(positions.len());
+                    for &position in &positions {
+                        match self.prepare(&texts[position]).await {
+                            Ok((_, write)) => {
+                                writes.push(write);
+                                kept.push(position);
+                            }
+                            Err(reason) => answers[position] = Some(Err(reason)),
+                        }
+                    }
+                    positions = kept;
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or_else(|| Err("not processed".into())))
+            .collect()
+    }
+
+    async fn prepare(&self, text: &str) -> Result<(String, Write), String> {
+        let resource = parse_object(text.as_bytes()).map_err(|error| reason(&error))?;
+        let resource_type = match resource.get("resourceType") {
+            Some(Value::String(resource_type)) => resource_type.clone(),
+            _ => return Err("the resource has no resourceType".into()),
+        };
+        let resource = check_resource(resource, &resource_type).map_err(|error| reason(&error))?;
+        let fetched = referenced(&self.state, &resource)
+            .await
+            .map_err(|error| reason(&error))?;
+        let resource = check_on_write(&self.state, resource, fetched.as_ref())
+            .map_err(|error| reason(&error))?;
+        let write = to_write(resource_type.clone(), resource);
+        Ok((resource_type, write))
+    }
+}
+
+fn to_write(resource_type: String, resource: Map<String, Value>) -> Write {
+    match resource
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    {
+        Some(id) => Write::Update {
+            resource_type,
+            id,
+            resource,
+            if_match: None,
+            method: Method::Update,
+        },
+        None => Write::Create { resource, id: None },
+    }
+}
+
+/// An error's status, then its diagnostics or the issues of its OperationOutcome, as
+/// a batch Bundle entry over HTTP would report them: `422 Unprocessable Entity: ...`.
+fn reason(error: &crate::ApiError) -> String {
+    format!(
+        "{} {}: {}",
+        error.status.as_u16(),
+        error.status.canonical_reason().unwrap_or(""),
+        detail(error)
+    )
+}
+
+fn detail(error: &crate::ApiError) -> String {
+    let issues: Vec<String> = error
+        .outcome
+        .as_ref()
+        .and_then(|outcome| outcome.get("issue"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|issue| issue["severity"] == "error" || issue["severity"] == "fatal")
+        .filter_map(|issue| {
+            let text = issue["diagnostics"].as_str()?;
+            Some(match issue["expression"][0].as_str() {
+                Some(at) => format!("{at}: {text}"),
+                None => text.to_string(),
+            })
+        })
+        .collect();
+    if issues.is_empty() {
+        error.diagnostics.clone()
+    } else {
+        issues.join("; ")
+    }
+}
