@@ -46,7 +46,7 @@ pub struct ImportArgs {
     #[arg(long)]
     strict: bool,
     /// Resources per batch.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 2000)]
     batch: usize,
     /// Batches in flight at once.
     #[arg(long, default_value_t = 4)]
@@ -187,7 +187,7 @@ fn read_file(
     path: &Path,
     max_bytes: usize,
     skip: usize,
-    out: &mut VecDeque<Read_>,
+    out: &mut dyn FnMut(Read_) -> bool,
 ) -> Result<(), String> {
     let reader = open_text(path)?;
     if is_ndjson(path) {
@@ -214,16 +214,19 @@ fn read_file(
             if text.is_empty() {
                 continue;
             }
-            if text.len() > max_bytes {
-                out.push_back(Read_::Rejected(Rejected {
+            let read = if text.len() > max_bytes {
+                Read_::Rejected(Rejected {
                     origin,
                     reason: format!("the line is larger than {max_bytes} bytes"),
-                }));
-                continue;
-            }
-            match item_from_text(origin, text.to_string()) {
-                Ok(item) => out.push_back(Read_::Item(item)),
-                Err(rejected) => out.push_back(Read_::Rejected(rejected)),
+                })
+            } else {
+                match item_from_text(origin, text.to_string()) {
+                    Ok(item) => Read_::Item(item),
+                    Err(rejected) => Read_::Rejected(rejected),
+                }
+            };
+            if !out(read) {
+                break;
             }
         }
         return Ok(());
@@ -241,7 +244,7 @@ fn read_file(
         line: 1,
     };
     if text.len() > max_bytes {
-        out.push_back(Read_::Rejected(Rejected {
+        out(Read_::Rejected(Rejected {
             origin,
             reason: format!("the file is larger than {max_bytes} bytes"),
         }));
@@ -250,7 +253,7 @@ fn read_file(
     let value: Value = match serde_json::from_str(&text) {
         Ok(value) => value,
         Err(error) => {
-            out.push_back(Read_::Rejected(Rejected {
+            out(Read_::Rejected(Rejected {
                 origin,
                 reason: format!("not JSON: {error}"),
             }));
@@ -259,7 +262,7 @@ fn read_file(
     };
     let kind = value["type"].as_str().unwrap_or("");
     if value["resourceType"] == "Bundle" && (kind == "transaction" || kind == "batch") {
-        out.push_back(Read_::Bundle { origin, text });
+        out(Read_::Bundle { origin, text });
     } else if value["resourceType"] == "Bundle" {
         // A collection, searchset or document: import its resources one by one.
         for (position, entry) in value["entry"].as_array().into_iter().flatten().enumerate() {
@@ -267,22 +270,25 @@ fn read_file(
                 file: index,
                 line: position + 1,
             };
-            match entry.get("resource") {
+            let read = match entry.get("resource") {
                 Some(resource) => match item_from_text(origin, resource.to_string()) {
-                    Ok(item) => out.push_back(Read_::Item(item)),
-                    Err(rejected) => out.push_back(Read_::Rejected(rejected)),
+                    Ok(item) => Read_::Item(item),
+                    Err(rejected) => Read_::Rejected(rejected),
                 },
-                None => out.push_back(Read_::Rejected(Rejected {
+                None => Read_::Rejected(Rejected {
                     origin,
                     reason: "the entry has no resource".into(),
-                })),
+                }),
+            };
+            if !out(read) {
+                break;
             }
         }
     } else {
-        match item_from_text(origin, text) {
-            Ok(item) => out.push_back(Read_::Item(item)),
-            Err(rejected) => out.push_back(Read_::Rejected(rejected)),
-        }
+        out(match item_from_text(origin, text) {
+            Ok(item) => Read_::Item(item),
+            Err(rejected) => Read_::Rejected(rejected),
+        });
     }
     Ok(())
 }
@@ -741,10 +747,17 @@ async fn import(
             .get(&path.display().to_string())
             .copied()
             .unwrap_or(0);
-        let mut queue = VecDeque::new();
-        read_file(index, path, args.max_bytes, skip, &mut queue)?;
+        // The file is read on a thread of its own, a bounded queue ahead of the writes,
+        // so memory does not grow with the file.
+        let (queue, mut reads) = tokio::sync::mpsc::channel::<Read_>(args.batch * 2);
+        let (reader_path, max_bytes) = (path.clone(), args.max_bytes);
+        let reader = tokio::task::spawn_blocking(move || {
+            read_file(index, &reader_path, max_bytes, skip, &mut |read| {
+                queue.blocking_send(read).is_ok()
+            })
+        });
         let mut batch: Vec<Item> = Vec::new();
-        while let Some(read) = queue.pop_front() {
+        while let Some(read) = reads.recv().await {
             match read {
                 Read_::Rejected(one) => {
                     tally.rejected.push(one);
@@ -768,6 +781,11 @@ async fn import(
                 break;
             }
         }
+        // Closing the queue stops the reader if it is still going (--strict).
+        drop(reads);
+        reader
+            .await
+            .map_err(|error| format!("the reader of {} failed: {error}", path.display()))??;
         if !batch.is_empty() && !tally.stop {
             sender.send(Unit::Items(batch), &mut tally).await?;
         }
