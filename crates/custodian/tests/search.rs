@@ -661,6 +661,9 @@ fn system_level_search() {
     assert_eq!(typed(&bundle, "match"), ["Practitioner/dr1"]);
     let self_link = link(&bundle, "self").unwrap();
     assert_eq!(self_link, format!("{}?_type=Practitioner", fhir.base()));
+    // The base with a trailing slash is the base.
+    let bundle = fhir.search(&format!("{}/?_type=Practitioner", fhir.base()));
+    assert_eq!(typed(&bundle, "match"), ["Practitioner/dr1"]);
 }
 
 #[test]

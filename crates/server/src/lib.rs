@@ -177,6 +177,8 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
         .route_layer(axum::middleware::from_fn(log_request));
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
+        // The base with a trailing slash (`[base]/?_type=...`, `POST [base]/`) is the base.
+        .route("/fhir/", get(search::system_get).post(bundle::base_post))
         .nest("/fhir", fhir)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
