@@ -26,6 +26,8 @@ use crate::{
 
 /// The database file inside a data directory.
 const FILE_NAME: &str = "custodian.db";
+/// Readers kept open between requests; more may open under load, and close after.
+const READERS_KEPT: usize = 8;
 
 pub(crate) struct SqliteStore {
     path: PathBuf,
@@ -122,12 +124,20 @@ impl SqliteStore {
             .map_err(StoreError::from)
             .and_then(|()| query::search(&connection, &self.params, request));
         let ended = connection.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
-        if ended.is_ok()
-            && let Ok(mut pool) = self.readers.lock()
+        if ended.is_ok() {
+            self.give_back(connection);
+        }
+        result
+    }
+
+    /// Returns a reader to the pool, unless the pool is full (then it closes, and its
+    /// page cache goes with it).
+    fn give_back(&self, connection: Connection) {
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < READERS_KEPT
         {
             pool.push(connection);
         }
-        result
     }
 
     pub(crate) fn explain_search(
@@ -148,9 +158,7 @@ impl SqliteStore {
             None => schema::open_reader(&self.path)?,
         };
         let result = f(&connection);
-        if let Ok(mut pool) = self.readers.lock() {
-            pool.push(connection);
-        }
+        self.give_back(connection);
         Ok(result?)
     }
 

@@ -36,10 +36,9 @@ pub(crate) struct SqliteScan {
 
 impl SqliteStore {
     pub(crate) fn scan(&self, request: &ScanRequest) -> Result<SqliteScan, StoreError> {
+        // A reader has a small page cache and no memory map, so one pass over
+        // everything keeps memory flat.
         let connection = schema::open_reader(&self.path)?;
-        // One pass over everything: a page cache would only fill up, and a memory map
-        // would make every page read resident; without them memory stays flat.
-        connection.execute_batch("PRAGMA mmap_size = 0; PRAGMA cache_size = -8192;")?;
         // Deferred: the snapshot starts at the first read, the one just below.
         connection.execute_batch("BEGIN")?;
         let newest: Option<i64> = connection

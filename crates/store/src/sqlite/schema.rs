@@ -154,15 +154,24 @@ pub(super) const INDEX_TABLES: [&str; 7] = [
     "sp_uri",
 ];
 
-fn settings(connection: &Connection) -> Result<(), rusqlite::Error> {
+/// The writer's page cache: index inserts land all over the value indexes, and pages
+/// that stay cached are not read again.
+const WRITER_CACHE_KIB: u32 = 64 * 1024;
+/// Each reader's page cache: enough for the upper levels of the big indexes; leaf pages
+/// come from the operating system's cache.
+const READER_CACHE_KIB: u32 = 8 * 1024;
+
+/// Memory is bounded, whatever the size of the database: a page cache per connection
+/// and no memory map (mapped pages would count against the process, up to the map's size).
+fn settings(connection: &Connection, cache_kib: u32) -> Result<(), rusqlite::Error> {
     // The writer uses some twenty statements, and a search a dozen shapes.
     connection.set_prepared_statement_cache_capacity(128);
     connection.busy_timeout(std::time::Duration::from_secs(10))?;
-    connection.execute_batch(
-        "PRAGMA cache_size = -65536;
-         PRAGMA mmap_size = 268435456;
-         PRAGMA temp_store = MEMORY;",
-    )
+    connection.execute_batch(&format!(
+        "PRAGMA cache_size = -{cache_kib};
+         PRAGMA mmap_size = 0;
+         PRAGMA temp_store = MEMORY;"
+    ))
 }
 
 /// The writing connection: WAL, and a sync on every commit so an acknowledged write
@@ -178,13 +187,13 @@ pub(super) fn prepare_writer(connection: &Connection) -> Result<(), StoreError> 
     // Index rows dirty many pages per commit; checkpointing every 1,000 pages (the
     // default) would write most of them twice per group. 10,000 pages is a 40 MiB WAL.
     connection.execute_batch("PRAGMA wal_autocheckpoint = 10000;")?;
-    settings(connection)?;
+    settings(connection, WRITER_CACHE_KIB)?;
     Ok(())
 }
 
 pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let connection = Connection::open(path)?;
-    settings(&connection)?;
+    settings(&connection, READER_CACHE_KIB)?;
     connection.execute_batch("PRAGMA query_only = ON;")?;
     Ok(connection)
 }
