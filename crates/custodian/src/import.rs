@@ -6,6 +6,10 @@
 //! Every line is validated like any other write. A rejected line never stops the import unless `--strict`;
 //! at the end every rejected line is listed with its file, line number and reason.
 //!
+//! Loading only NDJSON into an empty local store is a bulk load: writes skip the search
+//! value indexes, which are built in one sorted pass at the end (or, if the import stops,
+//! when the store is next opened).
+//!
 //! With `--database` (the default) NDJSON lines are written straight into the store, and
 //! Bundle files go through a server the import runs in-process on a loopback port; with
 //! `--server URL` everything goes, as batch Bundles, to a running server. A checkpoint file records how far
@@ -493,24 +497,39 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
         return Err("--batch and --concurrency must be at least 1".into());
     }
     let files = input_files(&args.paths)?;
+    // Only NDJSON into a local store may bulk load: Bundle files can hold conditional
+    // references, which search, and searches want the value indexes.
+    let bulk = args.server.is_none() && files.iter().all(|path| is_ndjson(path));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
-    runtime.block_on(async move {
-        let (address, base_path, _server) = match &args.server {
+    let imported = runtime.block_on(async {
+        let (address, base_path, loader) = match &args.server {
             Some(url) => {
                 let (address, base_path) = split_url(url)?;
                 (address, base_path, None)
             }
             None => {
-                let (address, handle, loader) = in_process_server(&args.database).await?;
-                (address, "/fhir".to_string(), Some((handle, loader)))
+                let (address, loader) = in_process_server(&args.database, bulk).await?;
+                (address, "/fhir".to_string(), Some(loader))
             }
         };
-        let loader = _server.as_ref().map(|(_, loader)| loader.clone());
         import(&args, &files, &address, &base_path, loader).await
-    })
+    });
+    // Closes the store: the in-process server and every handle go with the runtime.
+    drop(runtime);
+    if bulk {
+        // A bulk load skipped the search value indexes; opening the store builds them.
+        let started = Instant::now();
+        println!("building the search indexes...");
+        store::Store::open(&args.database).map_err(|error| error.to_string())?;
+        println!(
+            "search indexes built in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    imported
 }
 
 /// `http://host:port/path` → (`host:port`, `/path`).
@@ -532,10 +551,13 @@ fn split_url(url: &str) -> Result<(String, String), String> {
 
 /// Serves the store on a loopback port for the import's own use (Bundle files go
 /// through it), and loads NDJSON lines straight into the same store.
-async fn in_process_server(
-    database: &str,
-) -> Result<(String, tokio::task::JoinHandle<()>, Arc<Loader>), String> {
-    let store = store::Store::open(database).map_err(|error| error.to_string())?;
+async fn in_process_server(database: &str, bulk: bool) -> Result<(String, Arc<Loader>), String> {
+    let open = if bulk {
+        store::Store::open_bulk
+    } else {
+        store::Store::open
+    };
+    let store = open(database).map_err(|error| error.to_string())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|error| format!("cannot open a loopback port: {error}"))?;
@@ -552,12 +574,12 @@ async fn in_process_server(
     let app = server::router(store, config)
         .await
         .map_err(|error| format!("cannot start: {error}"))?;
-    let handle = tokio::spawn(async move {
+    tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "the import's server stopped");
         }
     });
-    Ok((local.to_string(), handle, Arc::new(loader)))
+    Ok((local.to_string(), Arc::new(loader)))
 }
 
 /// Everything the import has learnt so far.

@@ -48,9 +48,20 @@ impl Store {
     /// `sqlite:PATH` opens the SQLite file at PATH; when PATH is a directory, the file
     /// `custodian.db` inside it.
     pub fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_as(url, false)
+    }
+
+    /// Opens the store for a bulk load. When it holds no resources yet, writes skip the
+    /// search value indexes (searches stay correct but scan), and the next [`Store::open`]
+    /// builds them in one sorted pass; a store that already holds data opens as usual.
+    pub fn open_bulk(url: &str) -> Result<Store, StoreError> {
+        Store::open_as(url, true)
+    }
+
+    fn open_as(url: &str, bulk: bool) -> Result<Store, StoreError> {
         let backend = match url.split_once(':') {
             Some(("sqlite", path)) if !path.is_empty() => {
-                Backend::Sqlite(SqliteStore::open(std::path::Path::new(path))?)
+                Backend::Sqlite(SqliteStore::open(std::path::Path::new(path), bulk)?)
             }
             _ => {
                 return Err(StoreError::Config(format!(

@@ -37,7 +37,9 @@ pub(crate) struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub(crate) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+    /// Opens the store at `path`; `bulk` asks for a bulk load (see
+    /// [`crate::Store::open_bulk`]).
+    pub(crate) fn open(path: &Path, bulk: bool) -> Result<SqliteStore, StoreError> {
         let path = resolve_path(path)?;
         let connection = Connection::open(&path).map_err(|error| {
             StoreError::Config(format!("cannot open {}: {error}", path.display()))
@@ -46,6 +48,9 @@ impl SqliteStore {
         schema::migrate(&connection)?;
         let params = params::ParamIds::default();
         index::reindex_pending(&connection, &params)?;
+        if !(bulk && schema::drop_value_indexes_if_empty(&connection)?) {
+            schema::ensure_value_indexes(&connection)?;
+        }
         let jobs = writer::start(connection, params.clone())?;
         Ok(SqliteStore {
             path,

@@ -143,6 +143,70 @@ const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO search_reindex (rid) SELECT rid FROM resource WHERE deleted = 0;",
 ];
 
+/// The value indexes of the index tables (name, then table and columns): searches find
+/// values through them. A bulk load into an empty store drops them, so its writes only
+/// append to the rid-first tables, and the next open builds them in one sorted pass.
+const VALUE_INDEXES: [(&str, &str); 9] = [
+    ("sp_string_value", "sp_string (pid, value) WHERE grp = 0"),
+    ("sp_token_code", "sp_token (pid, code) WHERE grp = 0"),
+    (
+        "sp_reference_target",
+        "sp_reference (pid, target_id, target_type) WHERE grp = 0",
+    ),
+    (
+        "sp_reference_url",
+        "sp_reference (pid, url) WHERE url <> '' AND grp = 0",
+    ),
+    ("sp_date_low", "sp_date (pid, low) WHERE grp = 0"),
+    ("sp_date_high", "sp_date (pid, high) WHERE grp = 0"),
+    ("sp_number_low", "sp_number (pid, low) WHERE grp = 0"),
+    ("sp_quantity_low", "sp_quantity (pid, low) WHERE grp = 0"),
+    ("sp_uri_uri", "sp_uri (pid, uri) WHERE grp = 0"),
+];
+
+/// Builds the value indexes that are missing (after a bulk load, or one that stopped
+/// part-way); returns how many it built.
+pub(super) fn ensure_value_indexes(connection: &Connection) -> Result<usize, StoreError> {
+    let mut built = 0;
+    for (name, definition) in VALUE_INDEXES {
+        let exists: bool = connection.query_row(
+            "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'index' AND name = ?1",
+            [name],
+            |row| row.get(0),
+        )?;
+        if !exists {
+            if built == 0 {
+                tracing::info!("building the search value indexes");
+                // Sort on disk rather than in memory: the indexes can be large.
+                connection.execute_batch("PRAGMA temp_store = FILE;")?;
+            }
+            connection.execute_batch(&format!("CREATE INDEX {name} ON {definition};"))?;
+            built += 1;
+        }
+    }
+    if built > 0 {
+        connection.execute_batch("PRAGMA temp_store = MEMORY;")?;
+    }
+    Ok(built)
+}
+
+/// Drops the value indexes when the store holds no resources yet (a bulk load);
+/// returns whether it did.
+pub(super) fn drop_value_indexes_if_empty(connection: &Connection) -> Result<bool, StoreError> {
+    let empty: bool =
+        connection.query_row("SELECT NOT EXISTS (SELECT 1 FROM resource)", [], |row| {
+            row.get(0)
+        })?;
+    if empty {
+        let drops: String = VALUE_INDEXES
+            .iter()
+            .map(|(name, _)| format!("DROP INDEX IF EXISTS {name};"))
+            .collect();
+        connection.execute_batch(&format!("BEGIN IMMEDIATE; {drops} COMMIT;"))?;
+    }
+    Ok(empty)
+}
+
 /// The index tables, for removing a resource's rows.
 pub(super) const INDEX_TABLES: [&str; 7] = [
     "sp_string",
@@ -245,6 +309,32 @@ mod tests {
             )
             .unwrap_or(0)
             == 1
+    }
+
+    #[test]
+    fn a_bulk_load_drops_the_value_indexes_only_when_empty_and_open_builds_them() {
+        let connection = Connection::open_in_memory().unwrap();
+        migrate(&connection).unwrap();
+        assert_eq!(ensure_value_indexes(&connection).unwrap(), 0);
+        assert!(drop_value_indexes_if_empty(&connection).unwrap());
+        for (name, _) in VALUE_INDEXES {
+            assert!(!has_table(&connection, name), "{name} should be gone");
+        }
+        assert_eq!(
+            ensure_value_indexes(&connection).unwrap(),
+            VALUE_INDEXES.len()
+        );
+        for (name, _) in VALUE_INDEXES {
+            assert!(has_table(&connection, name), "{name} should be back");
+        }
+        connection
+            .execute_batch(
+                "INSERT INTO resource (type, id, version, seq, deleted, last_updated)
+                 VALUES ('Patient', 'p1', 1, 1, 0, 0);",
+            )
+            .unwrap();
+        assert!(!drop_value_indexes_if_empty(&connection).unwrap());
+        assert!(has_table(&connection, "sp_token_code"));
     }
 
     #[test]
