@@ -3,9 +3,11 @@
 
 mod bench;
 mod client;
+mod coding;
 mod dataset;
 mod export;
 mod import;
+mod mpi;
 
 /// mimalloc: the JSON work on every request allocates and frees many small objects, and
 /// glibc's allocator spent a third of ingest time doing it.
@@ -38,6 +40,25 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Write a Synthea data set scaled N times from synthea-100, as Bundles or NDJSON.
     Dataset(dataset::DatasetArgs),
+    /// Clinical coding: ICD-10-CM/PCS look-up and search, MS-DRG v43.1 grouping of claims.
+    #[command(subcommand)]
+    Coding(coding::CodingCommand),
+    /// Patient matching over CSV files: `dedupe`, `link`, `generate`.
+    #[command(subcommand)]
+    Mpi(mpi::MpiCommand),
+    /// Apply the database's pending schema migrations (serve does this on start too).
+    Migrate(MigrateArgs),
+}
+
+#[derive(clap::Args)]
+struct MigrateArgs {
+    /// The database: sqlite:PATH or postgres://USER@HOST:PORT/DATABASE.
+    #[arg(
+        long,
+        env = "CUSTODIAN_DATABASE",
+        default_value = "sqlite:custodian-data"
+    )]
+    database: String,
 }
 
 #[derive(clap::Args)]
@@ -45,13 +66,18 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CUSTODIAN_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Where records are kept: sqlite:PATH (a file, or a directory for custodian.db).
+    /// Where records are kept: sqlite:PATH (a file, or a directory for custodian.db), or
+    /// postgres://USER@HOST:PORT/DATABASE.
     #[arg(
         long,
         env = "CUSTODIAN_DATABASE",
         default_value = "sqlite:custodian-data"
     )]
     database: String,
+    /// Where files that belong with a PostgreSQL store go (export jobs); a SQLite store
+    /// keeps them beside its database file. Defaults to ./custodian-data.
+    #[arg(long, env = "CUSTODIAN_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
     /// The FHIR base URL clients use; defaults to http://LISTEN/fhir.
     #[arg(long, env = "CUSTODIAN_BASE_URL")]
     base_url: Option<String>,
@@ -95,6 +121,9 @@ fn main() -> ExitCode {
         Command::Import(args) => import::run(args),
         Command::Export(args) => export::run(args),
         Command::Dataset(args) => dataset::run(&args),
+        Command::Coding(command) => coding::run(command),
+        Command::Mpi(command) => mpi::run(command),
+        Command::Migrate(args) => migrate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -112,8 +141,21 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|error| format!("cannot start the runtime: {error}"))
 }
 
+fn migrate(args: &MigrateArgs) -> Result<(), String> {
+    let (before, after) = store::migrate(&args.database).map_err(|error| error.to_string())?;
+    if before == after {
+        println!("the database schema is up to date (version {after})");
+    } else {
+        println!("migrated the database schema from version {before} to {after}");
+    }
+    Ok(())
+}
+
 fn serve(args: ServeArgs) -> Result<(), String> {
-    let store = store::Store::open(&args.database).map_err(|error| error.to_string())?;
+    let mut store = store::Store::open(&args.database).map_err(|error| error.to_string())?;
+    if let Some(dir) = &args.data_dir {
+        store = store.with_data_dir(dir);
+    }
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

@@ -286,7 +286,7 @@ fn synthea_round_trip_and_parameters() {
     let text = succeeded(&custodian(&[
         "import",
         "--database",
-        &format!("sqlite:{}", imported_dir.path().display()),
+        &common::database_url(imported_dir.path()),
         "--checkpoint",
         imported_dir.path().join("checkpoint").to_str().unwrap(),
         files.path().to_str().unwrap(),
@@ -598,7 +598,7 @@ fn cli_export_round_trip() {
         return;
     };
     let source = tempfile::tempdir().unwrap();
-    let database = format!("sqlite:{}", source.path().display());
+    let database = common::database_url(source.path());
     let mut args = vec![
         "import".to_string(),
         "--database".to_string(),
@@ -641,7 +641,7 @@ fn cli_export_round_trip() {
     succeeded(&custodian(&[
         "import",
         "--database",
-        &format!("sqlite:{}", copy_dir.path().display()),
+        &common::database_url(copy_dir.path()),
         "--checkpoint",
         copy_dir.path().join("checkpoint").to_str().unwrap(),
         direct.to_str().unwrap(),

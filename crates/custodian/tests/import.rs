@@ -51,7 +51,7 @@ fn bulk_ndjson_imports_with_matching_counts() {
     let checkpoint = data.path().join("checkpoint");
     let output = import(&[
         "--database",
-        &format!("sqlite:{}", data.path().display()),
+        &common::database_url(data.path()),
         "--checkpoint",
         checkpoint.to_str().unwrap(),
         folder.to_str().unwrap(),
@@ -120,7 +120,7 @@ fn gzip_bundles_rejections_and_strict() {
     )
     .unwrap();
     let data = tempfile::tempdir().unwrap();
-    let database = format!("sqlite:{}", data.path().display());
+    let database = common::database_url(data.path());
     let checkpoint = data.path().join("checkpoint");
     let output = import(&[
         "--database",
@@ -142,7 +142,7 @@ fn gzip_bundles_rejections_and_strict() {
     let output = import(&[
         "--strict",
         "--database",
-        &format!("sqlite:{}", strict_data.path().display()),
+        &common::database_url(strict_data.path()),
         "--checkpoint",
         strict_data.path().join("checkpoint").to_str().unwrap(),
         inputs.path().join("patients.ndjson.gz").to_str().unwrap(),
@@ -171,7 +171,7 @@ fn an_interrupted_import_resumes_after_its_checkpoint() {
         "--batch",
         "2",
         "--database",
-        &format!("sqlite:{}", data.path().display()),
+        &common::database_url(data.path()),
         "--checkpoint",
         checkpoint.to_str().unwrap(),
         file.to_str().unwrap(),

@@ -93,6 +93,24 @@ impl From<StoreError> for ApiError {
                 error.to_string(),
             ),
             StoreError::Invalid(message) => ApiError::bad_request(message),
+            StoreError::Unavailable(_) => {
+                tracing::error!(%error, "store unavailable");
+                let diagnostics = "the record store is unavailable; try again shortly";
+                let outcome = serde_json::json!({
+                    "resourceType": "OperationOutcome",
+                    "issue": [{
+                        "severity": "error",
+                        "code": "transient",
+                        "diagnostics": diagnostics,
+                    }]
+                });
+                ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: IssueType::Exception,
+                    diagnostics: diagnostics.into(),
+                    outcome: Some(outcome),
+                }
+            }
             StoreError::Config(_) | StoreError::Backend(_) => {
                 tracing::error!(%error, "store failure");
                 ApiError::new(
@@ -115,6 +133,11 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         response
     }
 }

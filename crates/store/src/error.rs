@@ -13,6 +13,10 @@ pub enum StoreError {
     Config(String),
     /// The database failed.
     Backend(String),
+    /// The database cannot be reached (connection lost or refused, server shutting
+    /// down): the operation was not done, or its outcome is unknown, and it may succeed
+    /// when the database is back.
+    Unavailable(String),
 }
 
 impl fmt::Display for StoreError {
@@ -36,6 +40,7 @@ impl fmt::Display for StoreError {
             StoreError::Invalid(message) => write!(f, "{message}"),
             StoreError::Config(message) => write!(f, "{message}"),
             StoreError::Backend(message) => write!(f, "database error: {message}"),
+            StoreError::Unavailable(message) => write!(f, "database unavailable: {message}"),
         }
     }
 }

@@ -6,15 +6,29 @@
 //! share one sync (group commit).
 //!
 //! It knows FHIR only as JSON objects with a `resourceType`; it knows nothing about HTTP.
+//!
+//! Two backends: SQLite (`sqlite:PATH`, embedded, the default) and PostgreSQL
+//! (`postgres://...`). They share the preparation of writes (`prepared`) and the search
+//! planner and SQL (`query`); what differs is in `sqlite/` and `postgres/`.
 
 mod body;
 mod error;
 mod history;
 mod instant;
+mod params;
+mod postgres;
+mod prepared;
+mod query;
+#[cfg(test)]
+mod query_tests;
 mod resource;
 mod scan;
+#[cfg(test)]
+mod scan_tests;
 mod search;
 mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 
 use std::sync::Arc;
 
@@ -25,6 +39,7 @@ pub use resource::{Method, Version, Write, Written};
 pub use scan::{Patients, Scan, ScanRequest, Scanned, TypeFilter};
 pub use search::{SearchPage, SearchRequest};
 
+use postgres::PostgresStore;
 use sqlite::SqliteStore;
 
 /// A fresh server-assigned id (a UUID v7: unique and time-ordered).
@@ -40,34 +55,90 @@ pub struct Store {
 
 enum Backend {
     Sqlite(SqliteStore),
+    Postgres(Box<PostgresStore>),
+}
+
+/// What a database URL names.
+enum Url<'a> {
+    Sqlite(&'a str),
+    Postgres,
+}
+
+fn parse_url(url: &str) -> Result<Url<'_>, StoreError> {
+    match url.split_once(':') {
+        Some(("sqlite", path)) if !path.is_empty() => Ok(Url::Sqlite(path)),
+        Some(("postgres" | "postgresql", rest)) if rest.starts_with("//") => Ok(Url::Postgres),
+        // Never echo a URL that may hold a password.
+        Some(("postgres" | "postgresql", _)) => Err(StoreError::Config(
+            "unsupported database URL: expected postgres://USER@HOST:PORT/DATABASE".into(),
+        )),
+        _ => Err(StoreError::Config(format!(
+            "unsupported database URL {url:?}: expected sqlite:PATH or postgres://USER@HOST:PORT/DATABASE"
+        ))),
+    }
+}
+
+/// Brings the schema of the database `url` names up to date without serving it;
+/// returns its version before and after.
+pub fn migrate(url: &str) -> Result<(u32, u32), StoreError> {
+    match parse_url(url)? {
+        Url::Sqlite(path) => sqlite::migrate(std::path::Path::new(path)),
+        Url::Postgres => postgres::migrate(url),
+    }
 }
 
 impl Store {
-    /// Opens the store that `url` names, creating it if needed.
+    /// Opens the store that `url` names, creating it if needed, and applies pending
+    /// migrations.
     ///
     /// `sqlite:PATH` opens the SQLite file at PATH; when PATH is a directory, the file
-    /// `custodian.db` inside it.
+    /// `custodian.db` inside it. `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`
+    /// (any libpq-style URL) connects to PostgreSQL; its files (exports) are kept in
+    /// `./custodian-data` unless [`Store::with_data_dir`] says otherwise. Blocking (it
+    /// works from any thread, async or not, but holds it while it connects).
     pub fn open(url: &str) -> Result<Store, StoreError> {
         Store::open_as(url, false)
+    }
+
+    /// [`Store::open`] on a blocking thread, for async callers.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let url = url.to_string();
+        tokio::task::spawn_blocking(move || Store::open(&url))
+            .await
+            .map_err(|error| StoreError::Backend(format!("opening task failed: {error}")))?
+    }
+
+    /// Keeps the store's files (exports) under `dir`. A SQLite store keeps them beside
+    /// its database file whatever this says.
+    pub fn with_data_dir(mut self, dir: &std::path::Path) -> Store {
+        if let Some(Backend::Postgres(postgres)) = Arc::get_mut(&mut self.backend) {
+            postgres.set_data_dir(dir);
+        }
+        self
+    }
+
+    /// Which backend this is: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match &*self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// Opens the store for a bulk load. When it holds no resources yet, writes skip the
     /// search value indexes (searches stay correct but scan), and the next [`Store::open`]
     /// builds them in one sorted pass; a store that already holds data opens as usual.
+    /// PostgreSQL opens as usual: its bulk writes are multi-row inserts already.
     pub fn open_bulk(url: &str) -> Result<Store, StoreError> {
         Store::open_as(url, true)
     }
 
     fn open_as(url: &str, bulk: bool) -> Result<Store, StoreError> {
-        let backend = match url.split_once(':') {
-            Some(("sqlite", path)) if !path.is_empty() => {
+        let backend = match parse_url(url)? {
+            Url::Sqlite(path) => {
                 Backend::Sqlite(SqliteStore::open(std::path::Path::new(path), bulk)?)
             }
-            _ => {
-                return Err(StoreError::Config(format!(
-                    "unsupported database URL {url:?}: expected sqlite:PATH"
-                )));
-            }
+            Url::Postgres => Backend::Postgres(Box::new(PostgresStore::open(url)?)),
         };
         Ok(Store {
             backend: Arc::new(backend),
@@ -78,6 +149,7 @@ impl Store {
     pub async fn write(&self, write: Write) -> Result<Written, StoreError> {
         match &*self.backend {
             Backend::Sqlite(sqlite) => sqlite.write(write).await,
+            Backend::Postgres(postgres) => postgres.write(write).await,
         }
     }
 
@@ -85,6 +157,7 @@ impl Store {
     pub async fn write_all(&self, writes: Vec<Write>) -> Result<Vec<Written>, TransactionError> {
         match &*self.backend {
             Backend::Sqlite(sqlite) => sqlite.write_all(writes).await,
+            Backend::Postgres(postgres) => postgres.write_all(writes).await,
         }
     }
 
@@ -93,6 +166,7 @@ impl Store {
         match &*self.backend {
             // A point read takes microseconds: do it on the calling task.
             Backend::Sqlite(sqlite) => sqlite.read(resource_type, id),
+            Backend::Postgres(postgres) => postgres.read(resource_type, id).await,
         }
     }
 
@@ -105,6 +179,7 @@ impl Store {
     ) -> Result<Option<Version>, StoreError> {
         match &*self.backend {
             Backend::Sqlite(sqlite) => sqlite.vread(resource_type, id, version),
+            Backend::Postgres(postgres) => postgres.vread(resource_type, id, version).await,
         }
     }
 
@@ -115,10 +190,14 @@ impl Store {
         resource_type: &str,
         limit: usize,
     ) -> Result<Vec<Version>, StoreError> {
+        if let Backend::Postgres(postgres) = &*self.backend {
+            return postgres.current_of_type(resource_type, limit).await;
+        }
         let store = self.clone();
         let resource_type = resource_type.to_string();
         tokio::task::spawn_blocking(move || match &*store.backend {
             Backend::Sqlite(sqlite) => sqlite.current_of_type(&resource_type, limit),
+            Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
         })
         .await
         .map_err(|error| StoreError::Backend(format!("listing task failed: {error}")))?
@@ -129,6 +208,7 @@ impl Store {
     pub fn scan(&self, request: &ScanRequest) -> Result<Scan, StoreError> {
         let backend = match &*self.backend {
             Backend::Sqlite(sqlite) => scan::ScanBackend::Sqlite(sqlite.scan(request)?),
+            Backend::Postgres(postgres) => scan::ScanBackend::Postgres(postgres.scan(request)?),
         };
         Ok(Scan { backend })
     }
@@ -137,14 +217,19 @@ impl Store {
     pub fn data_dir(&self) -> Option<std::path::PathBuf> {
         match &*self.backend {
             Backend::Sqlite(sqlite) => sqlite.data_dir(),
+            Backend::Postgres(postgres) => postgres.data_dir(),
         }
     }
 
     /// A page of history, newest first.
     pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+        if let Backend::Postgres(postgres) = &*self.backend {
+            return postgres.history(query).await;
+        }
         let store = self.clone();
         tokio::task::spawn_blocking(move || match &*store.backend {
             Backend::Sqlite(sqlite) => sqlite.history(&query),
+            Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
         })
         .await
         .map_err(|error| StoreError::Backend(format!("history task failed: {error}")))?
@@ -159,15 +244,20 @@ impl Store {
     ) -> Result<Written, StoreError> {
         match &*self.backend {
             Backend::Sqlite(sqlite) => sqlite.write_indexed(write, rows).await,
+            Backend::Postgres(postgres) => postgres.write_indexed(write, rows).await,
         }
     }
 
     /// The SQL and query plan of a search's first page and count (for tuning).
     #[doc(hidden)]
     pub async fn explain_search(&self, request: SearchRequest) -> Result<String, StoreError> {
+        if let Backend::Postgres(postgres) = &*self.backend {
+            return postgres.explain_search(request).await;
+        }
         let store = self.clone();
         tokio::task::spawn_blocking(move || match &*store.backend {
             Backend::Sqlite(sqlite) => sqlite.explain_search(&request),
+            Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
         })
         .await
         .map_err(|error| StoreError::Backend(format!("explain task failed: {error}")))?
@@ -175,9 +265,13 @@ impl Store {
 
     /// One page of a search, with its includes.
     pub async fn search(&self, request: SearchRequest) -> Result<SearchPage, StoreError> {
+        if let Backend::Postgres(postgres) = &*self.backend {
+            return postgres.search(request).await;
+        }
         let store = self.clone();
         tokio::task::spawn_blocking(move || match &*store.backend {
             Backend::Sqlite(sqlite) => sqlite.search(&request),
+            Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
         })
         .await
         .map_err(|error| StoreError::Backend(format!("search task failed: {error}")))?

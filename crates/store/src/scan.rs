@@ -55,6 +55,7 @@ pub struct Scan {
 
 pub(crate) enum ScanBackend {
     Sqlite(crate::sqlite::scan::SqliteScan),
+    Postgres(crate::postgres::scan::PostgresScan),
 }
 
 impl Scan {
@@ -63,6 +64,7 @@ impl Scan {
     pub fn transaction_time(&self) -> Instant {
         match &self.backend {
             ScanBackend::Sqlite(scan) => scan.transaction_time(),
+            ScanBackend::Postgres(scan) => scan.transaction_time(),
         }
     }
 
@@ -71,6 +73,7 @@ impl Scan {
     pub fn estimate(&self) -> u64 {
         match &self.backend {
             ScanBackend::Sqlite(scan) => scan.estimate(),
+            ScanBackend::Postgres(scan) => scan.estimate(),
         }
     }
 
@@ -78,6 +81,7 @@ impl Scan {
     pub fn next_page(&mut self) -> Result<Option<Vec<Scanned>>, crate::StoreError> {
         match &mut self.backend {
             ScanBackend::Sqlite(scan) => scan.next_page(),
+            ScanBackend::Postgres(scan) => scan.next_page(),
         }
     }
 }

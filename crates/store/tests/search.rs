@@ -1,16 +1,16 @@
 //! Search through the public API, on resources indexed by `search::index`: index rows
 //! written with every write (and not with a failed transaction), replaced on update,
-//! removed on delete, and made for data stored before search existed (migration 2).
+//! removed on delete (on both backends), and made for data stored before search
+//! existed (SQLite migration 2).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
-
-use std::path::Path;
 
 use search::{
     Clause, Criterion, DateRange, ParamType, Prefix, Query, StringMatch, SystemMatch, Test,
     TokenTest, Total,
 };
 use serde_json::{Map, Value, json};
+use store::testing::TestDatabase;
 use store::{Method, SearchPage, SearchRequest, Store, Write};
 
 fn object(value: Value) -> Map<String, Value> {
@@ -107,8 +107,7 @@ async fn ids(store: &Store, query: &Query) -> Vec<String> {
         .collect()
 }
 
-fn index_rows(file: &Path) -> i64 {
-    let connection = rusqlite::Connection::open(file).unwrap();
+fn index_rows(db: &TestDatabase) -> i64 {
     [
         "sp_string",
         "sp_token",
@@ -119,155 +118,149 @@ fn index_rows(file: &Path) -> i64 {
         "sp_uri",
     ]
     .iter()
-    .map(|table| {
-        connection
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
-                row.get::<_, i64>(0)
-            })
-            .unwrap()
-    })
+    .map(|table| db.count(table))
     .sum()
 }
 
-#[tokio::test]
-async fn written_resources_are_searchable_and_stay_in_step() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("custodian.db");
-    let store = Store::open(&format!("sqlite:{}", file.display())).unwrap();
-    store.write(patient("p1", "Müller")).await.unwrap();
-    store.write(patient("p2", "Miller")).await.unwrap();
-    store
-        .write(observation("o1", "p1", "2345-7", "2021-03-04T10:00:00Z"))
-        .await
-        .unwrap();
-    store
-        .write(observation("o2", "p1", "718-7", "2019-01-01"))
-        .await
-        .unwrap();
-    store
-        .write(observation("o3", "p2", "2345-7", "2022-01-01"))
-        .await
-        .unwrap();
-    assert!(index_rows(&file) > 0, "the indexer wrote no rows");
+store::each_backend! {
+    #[tokio::test]
+    async fn written_resources_are_searchable_and_stay_in_step(db) {
+        let store = db.open();
+        store.write(patient("p1", "Müller")).await.unwrap();
+        store.write(patient("p2", "Miller")).await.unwrap();
+        store
+            .write(observation("o1", "p1", "2345-7", "2021-03-04T10:00:00Z"))
+            .await
+            .unwrap();
+        store
+            .write(observation("o2", "p1", "718-7", "2019-01-01"))
+            .await
+            .unwrap();
+        store
+            .write(observation("o3", "p2", "2345-7", "2022-01-01"))
+            .await
+            .unwrap();
+        assert!(index_rows(&db) > 0, "the indexer wrote no rows");
 
-    assert_eq!(
-        ids(&store, &query("Patient", vec![family("mill")])).await,
-        ["p2"]
-    );
-    let page = search(&store, &query("Patient", vec![family("m")])).await;
-    assert_eq!(page.total, Some(2));
+        assert_eq!(
+            ids(&store, &query("Patient", vec![family("mill")])).await,
+            ["p2"]
+        );
+        let page = search(&store, &query("Patient", vec![family("m")])).await;
+        assert_eq!(page.total, Some(2));
 
-    let code = |code: &str| {
-        criterion(
+        let code = |code: &str| {
+            criterion(
+                "Observation",
+                "code",
+                ParamType::Token,
+                Test::Token(TokenTest {
+                    system: SystemMatch::Is("http://loinc.org".into()),
+                    code: Some(code.into()),
+                }),
+            )
+        };
+        let subject = criterion(
             "Observation",
-            "code",
-            ParamType::Token,
-            Test::Token(TokenTest {
-                system: SystemMatch::Is("http://loinc.org".into()),
-                code: Some(code.into()),
-            }),
-        )
-    };
-    let subject = criterion(
-        "Observation",
-        "patient",
-        ParamType::Reference,
-        Test::Reference(search::ReferenceTest::Local {
-            resource_type: Some("Patient".into()),
-            id: "p1".into(),
-        }),
-    );
-    assert_eq!(
-        ids(
-            &store,
-            &query("Observation", vec![subject.clone(), code("2345-7")])
-        )
-        .await,
-        ["o1"]
-    );
-    let since_2020 = criterion(
-        "Observation",
-        "date",
-        ParamType::Date,
-        Test::Date {
-            prefix: Prefix::Ge,
-            range: DateRange {
-                low: 1_577_836_800_000_000,
-                high: 1_609_459_200_000_000,
-            },
-        },
-    );
-    assert_eq!(
-        ids(
-            &store,
-            &query("Observation", vec![code("2345-7"), since_2020])
-        )
-        .await,
-        ["o1", "o3"]
-    );
-
-    // Update replaces the rows, delete removes them.
-    let before = index_rows(&file);
-    store.write(patient("p2", "Smith")).await.unwrap();
-    assert_eq!(index_rows(&file), before);
-    assert!(
-        ids(&store, &query("Patient", vec![family("mill")]))
-            .await
-            .is_empty()
-    );
-    assert_eq!(
-        ids(&store, &query("Patient", vec![family("smi")])).await,
-        ["p2"]
-    );
-    store
-        .write(Write::Delete {
-            resource_type: "Patient".into(),
-            id: "p2".into(),
-            if_match: None,
-        })
-        .await
-        .unwrap();
-    assert!(index_rows(&file) < before);
-    assert!(
-        ids(&store, &query("Patient", vec![family("smi")]))
-            .await
-            .is_empty()
-    );
-
-    // A transaction that fails leaves no index rows behind.
-    let before = index_rows(&file);
-    let failed = store
-        .write_all(vec![
-            patient("p9", "Rollback"),
-            observation("o9", "p9", "1-1", "2020-01-01"),
-            Write::Update {
-                resource_type: "Patient".into(),
+            "patient",
+            ParamType::Reference,
+            Test::Reference(search::ReferenceTest::Local {
+                resource_type: Some("Patient".into()),
                 id: "p1".into(),
-                resource: object(json!({"resourceType": "Patient"})),
-                if_match: Some(99),
-                method: Method::Update,
+            }),
+        );
+        assert_eq!(
+            ids(
+                &store,
+                &query("Observation", vec![subject.clone(), code("2345-7")])
+            )
+            .await,
+            ["o1"]
+        );
+        let since_2020 = criterion(
+            "Observation",
+            "date",
+            ParamType::Date,
+            Test::Date {
+                prefix: Prefix::Ge,
+                range: DateRange {
+                    low: 1_577_836_800_000_000,
+                    high: 1_609_459_200_000_000,
+                },
             },
-        ])
-        .await;
-    assert!(failed.is_err());
-    assert_eq!(index_rows(&file), before);
-    assert!(
-        ids(&store, &query("Patient", vec![family("rollback")]))
+        );
+        assert_eq!(
+            ids(
+                &store,
+                &query("Observation", vec![code("2345-7"), since_2020])
+            )
+            .await,
+            ["o1", "o3"]
+        );
+
+        // Update replaces the rows, delete removes them.
+        let before = index_rows(&db);
+        store.write(patient("p2", "Smith")).await.unwrap();
+        assert_eq!(index_rows(&db), before);
+        assert!(
+            ids(&store, &query("Patient", vec![family("mill")]))
+                .await
+                .is_empty()
+        );
+        assert_eq!(
+            ids(&store, &query("Patient", vec![family("smi")])).await,
+            ["p2"]
+        );
+        store
+            .write(Write::Delete {
+                resource_type: "Patient".into(),
+                id: "p2".into(),
+                if_match: None,
+            })
             .await
-            .is_empty()
-    );
-    // And one that succeeds writes them.
-    store
-        .write_all(vec![
-            patient("p9", "Rollback"),
-            observation("o9", "p9", "1-1", "2020-01-01"),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(&store, &query("Patient", vec![family("rollback")])).await,
-        ["p9"]
-    );
+            .unwrap();
+        assert!(index_rows(&db) < before);
+        assert!(
+            ids(&store, &query("Patient", vec![family("smi")]))
+                .await
+                .is_empty()
+        );
+
+        // A transaction that fails leaves no index rows behind.
+        let before = index_rows(&db);
+        let failed = store
+            .write_all(vec![
+                patient("p9", "Rollback"),
+                observation("o9", "p9", "1-1", "2020-01-01"),
+                Write::Update {
+                    resource_type: "Patient".into(),
+                    id: "p1".into(),
+                    resource: object(json!({"resourceType": "Patient"})),
+                    if_match: Some(99),
+                    method: Method::Update,
+                },
+            ])
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(index_rows(&db), before);
+        assert!(
+            ids(&store, &query("Patient", vec![family("rollback")]))
+                .await
+                .is_empty()
+        );
+        // And one that succeeds writes them.
+        store
+            .write_all(vec![
+                patient("p9", "Rollback"),
+                observation("o9", "p9", "1-1", "2020-01-01"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&store, &query("Patient", vec![family("rollback")])).await,
+            ["p9"]
+        );
+    }
 }
 
 /// Migration 1 exactly as it shipped.

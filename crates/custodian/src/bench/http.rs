@@ -6,13 +6,15 @@ use std::time::{Duration, Instant};
 
 pub use crate::client::Connection;
 
-/// A `custodian serve` child process on a fresh data directory; killed and cleaned up
-/// when dropped.
+/// A `custodian serve` child process on a fresh data directory (and, on PostgreSQL, a
+/// fresh schema); killed and cleaned up when dropped.
 pub struct ServerProcess {
     child: Child,
     data_dir: PathBuf,
     /// Leave the data directory behind when dropped.
     keep: bool,
+    /// The PostgreSQL schema the server keeps its records in, dropped with it.
+    postgres: Option<store::testing::TestDatabase>,
 }
 
 impl Drop for ServerProcess {
@@ -32,17 +34,47 @@ impl ServerProcess {
         ServerProcess::reopen(port, data_dir, extra)
     }
 
+    /// [`ServerProcess::start`], or with `postgres` (a `postgres://` server URL) on a
+    /// fresh schema there, dropped when the server is.
+    pub fn start_on(
+        port: u16,
+        data_dir: &Path,
+        postgres: Option<&str>,
+        extra: &[&str],
+    ) -> Result<ServerProcess, String> {
+        let Some(server) = postgres else {
+            return ServerProcess::start(port, data_dir, extra);
+        };
+        let _ = std::fs::remove_dir_all(data_dir);
+        std::fs::create_dir_all(data_dir)
+            .map_err(|error| format!("cannot create {}: {error}", data_dir.display()))?;
+        let database = store::testing::TestDatabase::postgres_on(server, data_dir)
+            .map_err(|error| format!("cannot prepare the PostgreSQL schema: {error}"))?;
+        let mut args = vec!["--database", database.url.as_str()];
+        args.extend_from_slice(extra);
+        let mut process = ServerProcess::spawn(port, data_dir, &args)?;
+        process.postgres = Some(database);
+        Ok(process)
+    }
+
     /// Starts a server on `127.0.0.1:port` with the database already in `data_dir`.
     pub fn reopen(port: u16, data_dir: &Path, extra: &[&str]) -> Result<ServerProcess, String> {
         std::fs::create_dir_all(data_dir)
             .map_err(|error| format!("cannot create {}: {error}", data_dir.display()))?;
+        let database = format!("sqlite:{}", data_dir.display());
+        let mut args = vec!["--database", database.as_str()];
+        args.extend_from_slice(extra);
+        ServerProcess::spawn(port, data_dir, &args)
+    }
+
+    fn spawn(port: u16, data_dir: &Path, args: &[&str]) -> Result<ServerProcess, String> {
         let exe =
             std::env::current_exe().map_err(|error| format!("cannot find myself: {error}"))?;
         let child = Command::new(exe)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--database")
-            .arg(format!("sqlite:{}", data_dir.display()))
-            .args(extra)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
             .env("CUSTODIAN_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
@@ -51,6 +83,7 @@ impl ServerProcess {
             child,
             data_dir: data_dir.to_path_buf(),
             keep: false,
+            postgres: None,
         })
     }
 
@@ -68,8 +101,11 @@ impl ServerProcess {
         Some(kib / 1024.0)
     }
 
-    /// The size of the database files, in bytes.
+    /// The size of the database files (or PostgreSQL tables and indexes), in bytes.
     pub fn database_bytes(&self) -> u64 {
+        if let Some(database) = &self.postgres {
+            return database.size_bytes();
+        }
         std::fs::read_dir(&self.data_dir)
             .map(|entries| {
                 entries

@@ -27,6 +27,10 @@ pub struct IngestArgs {
     /// Directory for the benchmark database (removed afterwards).
     #[arg(long, default_value = "target/bench-ingest")]
     data_dir: PathBuf,
+    /// A PostgreSQL server (postgres://USER@HOST:PORT/DATABASE) to ingest into instead
+    /// of SQLite: each run gets a fresh schema there, dropped afterwards.
+    #[arg(long)]
+    database: Option<String>,
 }
 
 struct Bundle {
@@ -75,7 +79,8 @@ pub fn run(args: &IngestArgs) -> Result<(), String> {
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     let mut rates = Vec::new();
     for run in 0..args.runs {
-        let server = ServerProcess::start(args.port, &args.data_dir, &[])?;
+        let server =
+            ServerProcess::start_on(args.port, &args.data_dir, args.database.as_deref(), &[])?;
         let address = format!("127.0.0.1:{}", args.port);
         let elapsed = runtime.block_on(async {
             wait_until_up(&address).await?;

@@ -5,12 +5,16 @@
 //! - `validation`: full validation of Synthea resources, on one core;
 //! - `ingest`: transaction-Bundle ingest of synthea-100 over HTTP;
 //! - `search`: search latency for a fixed query mix over synthea-100 or a scaled data set;
-//! - `export`: bulk export throughput, server `$export` and `custodian export`.
+//! - `export`: bulk export throughput, server `$export` and `custodian export`;
+//! - `coding`: MS-DRG batch grouping throughput and ICD-10-CM search latency.
+//! - `mpi`: patient matching accuracy and time on FEBRL, a 1M-record dedupe, look-ups.
 
+mod coding;
 mod export;
 mod fhirpath;
 mod http;
 mod ingest;
+mod mpi;
 mod search;
 mod server;
 mod validation;
@@ -34,6 +38,10 @@ pub enum BenchCommand {
     Search(search::SearchArgs),
     /// Bulk export throughput (`$export` and `custodian export`) after loading a data set.
     Export(export::ExportArgs),
+    /// MS-DRG grouping throughput on one core (against msdrg in Python) and code search latency.
+    Coding(coding::CodingArgs),
+    /// Patient matching: FEBRL accuracy and time, 1M-record dedupe time and memory, look-ups.
+    Mpi(mpi::MpiArgs),
 }
 
 /// Which Synthea resources to measure on.
@@ -58,6 +66,8 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Ingest(args) => ingest::run(&args),
         BenchCommand::Search(args) => search::run(&args),
         BenchCommand::Export(args) => export::run(&args),
+        BenchCommand::Coding(args) => coding::run(&args),
+        BenchCommand::Mpi(args) => mpi::run(&args),
     }
 }
 

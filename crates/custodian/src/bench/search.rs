@@ -40,6 +40,10 @@ pub struct SearchArgs {
     /// Skip loading: reuse a database kept by an earlier `--keep` run.
     #[arg(long)]
     reuse: bool,
+    /// A PostgreSQL server (postgres://USER@HOST:PORT/DATABASE) to load and search
+    /// instead of SQLite, in a fresh schema dropped afterwards (no `--keep`/`--reuse`).
+    #[arg(long)]
+    database: Option<String>,
 }
 
 /// Values taken from the loaded data, to fill in the queries.
@@ -64,11 +68,14 @@ pub fn run(args: &SearchArgs) -> Result<(), String> {
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     let address = format!("127.0.0.1:{}", args.port);
     let samples_path = args.data_dir.join(SAMPLES_FILE);
+    if args.database.is_some() && (args.keep || args.reuse) {
+        return Err("--keep and --reuse work with SQLite only".into());
+    }
     let reuse = args.reuse && samples_path.exists();
     let server = if reuse {
         ServerProcess::reopen(args.port, &args.data_dir, &[])?
     } else {
-        ServerProcess::start(args.port, &args.data_dir, &[])?
+        ServerProcess::start_on(args.port, &args.data_dir, args.database.as_deref(), &[])?
     };
     let server = server.keep_data(args.keep || args.reuse);
     let samples = runtime.block_on(async {

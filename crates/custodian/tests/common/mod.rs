@@ -1,15 +1,55 @@
 //! Test harness: runs the real `custodian serve` binary on a free loopback port with a
 //! fresh data directory, and talks to it over HTTP.
+//!
+//! With `CUSTODIAN_TEST_BACKEND=postgres` the server keeps its records in PostgreSQL
+//! (`CUSTODIAN_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/postgres`):
+//! each data directory gets a fresh schema of its own ([`database_url`]), dropped once
+//! the directory is gone, and keeps only its files (exports) on disk.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fhir;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{LazyLock, Mutex, mpsc};
 use std::time::Duration;
+
+use store::testing::TestDatabase;
+
+/// The PostgreSQL schema of each data directory, for the run's life or until the
+/// directory is gone.
+static DATABASES: LazyLock<Mutex<HashMap<PathBuf, TestDatabase>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Whether the servers keep their records in PostgreSQL (`CUSTODIAN_TEST_BACKEND=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("CUSTODIAN_TEST_BACKEND").is_ok_and(|backend| backend == "postgres")
+}
+
+/// The `--database` URL that stands for `data_dir`: `sqlite:DIR`, or on PostgreSQL the
+/// schema made for the directory on first use (the same one every time after).
+pub fn database_url(data_dir: &Path) -> String {
+    if !on_postgres() {
+        return format!("sqlite:{}", data_dir.display());
+    }
+    let mut databases = DATABASES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Schemas of directories that are gone go now.
+    databases.retain(|dir, _| dir.exists());
+    databases
+        .entry(data_dir.to_path_buf())
+        .or_insert_with(|| {
+            TestDatabase::postgres_for(data_dir).unwrap_or_else(|| {
+                panic!("CUSTODIAN_TEST_BACKEND=postgres, but PostgreSQL is unreachable")
+            })
+        })
+        .url
+        .clone()
+}
 
 /// A running server; killed when dropped.
 pub struct TestServer {
@@ -31,9 +71,16 @@ impl TestServer {
 
     /// Starts a server on `data_dir` with extra `serve` arguments.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestServer {
+        TestServer::start_on(&database_url(data_dir), data_dir, extra)
+    }
+
+    /// Starts a server on the database `url`, keeping its files in `data_dir`.
+    pub fn start_on(url: &str, data_dir: &Path, extra: &[&str]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
             .args(["serve", "--listen", "127.0.0.1:0", "--database"])
-            .arg(format!("sqlite:{}", data_dir.display()))
+            .arg(url)
+            .arg("--data-dir")
+            .arg(data_dir)
             .args(extra)
             .env("CUSTODIAN_LOG", "info")
             .stdin(Stdio::null())
@@ -79,6 +126,12 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if on_postgres() && !self.data_dir.exists() {
+            let mut databases = DATABASES
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            databases.remove(&self.data_dir);
+        }
     }
 }
 

@@ -7,20 +7,10 @@ use search::{IndexRow, IndexValue};
 use super::params::ParamIds;
 use super::schema::INDEX_TABLES;
 use crate::StoreError;
+use crate::prepared::{indexable, key_pairs};
 
 /// Resources reindexed per transaction when the store opens.
 const REINDEX_BATCH: i64 = 1000;
-
-/// The distinct (type, key) pairs of `rows`.
-pub(super) fn key_pairs<'a>(
-    resource_type: &'a str,
-    rows: impl Iterator<Item = &'a IndexRow>,
-) -> Vec<(&'a str, &'a str)> {
-    let mut pairs: Vec<(&str, &str)> = rows.map(|row| (resource_type, row.key.as_str())).collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    pairs
-}
 
 /// Removes every index row of a resource.
 pub(super) fn remove(connection: &Connection, rid: i64) -> Result<(), rusqlite::Error> {
@@ -109,6 +99,9 @@ pub(super) fn insert(
 ) -> Result<(), StoreError> {
     let mut inserts = Inserts::new(connection);
     for (at, row) in rows.iter().enumerate() {
+        if !indexable(&row.value) {
+            continue;
+        }
         let known = pids.get(at).copied().flatten();
         let Some(pid) = known.or_else(|| params.cached(resource_type, &row.key)) else {
             return Err(StoreError::Backend(format!(
@@ -137,9 +130,6 @@ pub(super) fn insert(
                 id,
                 url,
             } => {
-                if id.is_none() && url.is_none() {
-                    continue;
-                }
                 inserts.statement(2, INSERT_REFERENCE)?.execute((
                     rid,
                     pid,
@@ -150,17 +140,11 @@ pub(super) fn insert(
                 ))?;
             }
             IndexValue::Date(range) => {
-                if range.low > range.high {
-                    continue;
-                }
                 inserts
                     .statement(3, INSERT_DATE)?
                     .execute((rid, pid, range.low, range.high, grp))?;
             }
             IndexValue::Number(range) => {
-                if range.low.is_nan() || range.high.is_nan() || range.low > range.high {
-                    continue;
-                }
                 inserts
                     .statement(4, INSERT_NUMBER)?
                     .execute((rid, pid, range.low, range.high, grp))?;
@@ -170,9 +154,6 @@ pub(super) fn insert(
                 system,
                 code,
             } => {
-                if range.low.is_nan() || range.high.is_nan() || range.low > range.high {
-                    continue;
-                }
                 inserts.statement(5, INSERT_QUANTITY)?.execute((
                     rid,
                     pid,

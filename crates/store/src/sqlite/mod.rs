@@ -5,9 +5,7 @@
 
 mod index;
 mod params;
-mod query;
-#[cfg(test)]
-mod query_tests;
+mod reader;
 pub(crate) mod scan;
 mod schema;
 mod writer;
@@ -19,9 +17,11 @@ use std::sync::mpsc::SyncSender;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value as SqlValue};
 use tokio::sync::oneshot;
 
+use self::reader::SqliteReader;
+use crate::prepared::Indexed;
 use crate::{
     HistoryPage, HistoryQuery, HistoryScope, Instant, Method, StoreError, TransactionError,
-    Version, Write, Written,
+    Version, Write, Written, query,
 };
 
 /// The database file inside a data directory.
@@ -68,7 +68,7 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(writer::Job::One {
-                write: writer::Indexed::new(write, &self.params),
+                write: Indexed::new(write, &self.params),
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -86,7 +86,7 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(writer::Job::One {
-                write: writer::Indexed::with_rows(write, rows),
+                write: Indexed::with_rows(write, rows),
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -104,7 +104,7 @@ impl SqliteStore {
             .send(writer::Job::All {
                 writes: writes
                     .into_iter()
-                    .map(|write| writer::Indexed::new(write, &self.params))
+                    .map(|write| Indexed::new(write, &self.params))
                     .collect(),
                 reply,
             })
@@ -127,7 +127,7 @@ impl SqliteStore {
         let result = connection
             .execute_batch("BEGIN")
             .map_err(StoreError::from)
-            .and_then(|()| query::search(&connection, &self.params, request));
+            .and_then(|()| query::search(&SqliteReader::new(&connection, &self.params), request));
         let ended = connection.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
         if ended.is_ok() {
             self.give_back(connection);
@@ -150,7 +150,7 @@ impl SqliteStore {
         request: &crate::SearchRequest,
     ) -> Result<String, StoreError> {
         let connection = schema::open_reader(&self.path)?;
-        query::explain(&connection, &self.params, request)
+        query::explain(&SqliteReader::new(&connection, &self.params), request)
     }
 
     fn with_reader<T>(
@@ -321,6 +321,20 @@ fn version_from_row(row: &Row<'_>) -> Result<Version, rusqlite::Error> {
         body: row.get(5)?,
         created: row.get(6)?,
     })
+}
+
+/// Applies pending migrations (and the index work they queue); returns the schema
+/// version before and after.
+pub(crate) fn migrate(path: &Path) -> Result<(u32, u32), StoreError> {
+    let file = resolve_path(path)?;
+    let version = || -> Result<u32, StoreError> {
+        let version: i64 =
+            Connection::open(&file)?.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        Ok(u32::try_from(version).unwrap_or(0))
+    };
+    let before = version()?;
+    drop(SqliteStore::open(path, false)?);
+    Ok((before, version()?))
 }
 
 /// `PATH` names the database file, or a directory to keep it in.

@@ -7,169 +7,18 @@
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 use rusqlite::{Connection, OptionalExtension};
-use serde_json::{Map, Value};
 use tokio::sync::oneshot;
-
-use search::IndexRow;
 
 use super::index;
 use super::params::ParamIds;
 use crate::body::Template;
-use crate::{Instant, Method, StoreError, TransactionError, Version, Write, Written};
+use crate::prepared::{Clock, Current, Indexed, Prepared, check_if_match};
+use crate::{Instant, Method, StoreError, TransactionError, Version, Written};
 
 /// Most writes in one commit.
 const MAX_GROUP: usize = 512;
 /// Writes that may wait for the writer before callers are held back.
 const QUEUE: usize = 4096;
-
-/// A write made ready on the caller's task, off the writer thread: its resource
-/// serialised, its index rows and full text computed.
-pub(super) struct Indexed {
-    /// What to write, or why it cannot be written (answered by the writer, in order).
-    write: Result<Prepared, StoreError>,
-    pub(super) rows: Vec<IndexRow>,
-    /// The pid of each row's key, where the cache knew it already.
-    pids: Vec<Option<i64>>,
-    /// What `_text` and `_content` search.
-    pub(super) text: Option<search::FullText>,
-}
-
-/// A write whose resource is serialised already.
-enum Prepared {
-    Create {
-        resource_type: String,
-        id: String,
-        body: Template,
-    },
-    Update {
-        resource_type: String,
-        id: String,
-        body: Template,
-        if_match: Option<u64>,
-        method: Method,
-    },
-    Delete {
-        resource_type: String,
-        id: String,
-        if_match: Option<u64>,
-    },
-}
-
-impl Indexed {
-    pub(super) fn new(write: Write, params: &ParamIds) -> Indexed {
-        let mut indexed = Indexed::unresolved(write);
-        if let Ok(Prepared::Create { resource_type, .. } | Prepared::Update { resource_type, .. }) =
-            &indexed.write
-        {
-            indexed.pids = params.cached_rows(resource_type, &indexed.rows);
-        }
-        indexed
-    }
-
-    fn unresolved(write: Write) -> Indexed {
-        match write {
-            Write::Create { resource, id } => {
-                let value = Value::Object(resource);
-                let rows = search::index(&value);
-                let text = Some(search::full_text(&value));
-                let resource = into_object(value);
-                let id = id.unwrap_or_else(crate::new_id);
-                let write = resource_type_of(&resource).and_then(|resource_type| {
-                    Ok(Prepared::Create {
-                        body: Template::new(resource, &id)?,
-                        resource_type,
-                        id,
-                    })
-                });
-                Indexed {
-                    write,
-                    rows,
-                    pids: Vec::new(),
-                    text,
-                }
-            }
-            Write::Update {
-                resource_type,
-                id,
-                resource,
-                if_match,
-                method,
-            } => {
-                let value = Value::Object(resource);
-                let rows = search::index(&value);
-                let text = Some(search::full_text(&value));
-                let resource = into_object(value);
-                let write = match resource_type_of(&resource) {
-                    Ok(actual) if actual == resource_type => {
-                        Template::new(resource, &id).map(|body| Prepared::Update {
-                            resource_type,
-                            id,
-                            body,
-                            if_match,
-                            method,
-                        })
-                    }
-                    Ok(_) => Err(StoreError::Invalid(format!(
-                        "the resource is not a {resource_type}"
-                    ))),
-                    Err(error) => Err(error),
-                };
-                Indexed {
-                    write,
-                    rows,
-                    pids: Vec::new(),
-                    text,
-                }
-            }
-            Write::Delete {
-                resource_type,
-                id,
-                if_match,
-            } => Indexed {
-                write: Ok(Prepared::Delete {
-                    resource_type,
-                    id,
-                    if_match,
-                }),
-                rows: Vec::new(),
-                pids: Vec::new(),
-                text: None,
-            },
-        }
-    }
-
-    /// A write with the given index rows instead of the indexer's (tests of search).
-    #[cfg(test)]
-    pub(super) fn with_rows(write: Write, rows: Vec<IndexRow>) -> Indexed {
-        Indexed {
-            rows,
-            text: None,
-            ..Indexed::unresolved(write)
-        }
-    }
-
-    /// The (type, key) pairs the rows need pids for.
-    fn key_pairs(&self) -> Vec<(&str, &str)> {
-        match &self.write {
-            Ok(Prepared::Create { resource_type, .. } | Prepared::Update { resource_type, .. }) => {
-                let unknown = self
-                    .rows
-                    .iter()
-                    .enumerate()
-                    .filter(|(at, _)| self.pids.get(*at).is_none_or(Option::is_none));
-                index::key_pairs(resource_type, unknown.map(|(_, row)| row))
-            }
-            Ok(Prepared::Delete { .. }) | Err(_) => Vec::new(),
-        }
-    }
-}
-
-fn into_object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(object) => object,
-        _ => Map::new(),
-    }
-}
 
 /// One unit of work for the writer, with where to send its answer.
 pub(super) enum Job {
@@ -311,27 +160,6 @@ pub(super) fn start(
     Ok(jobs)
 }
 
-/// Hands out strictly increasing instants, so history order is time order.
-struct Clock {
-    last: Instant,
-}
-
-impl Clock {
-    fn observe(&mut self, newest: Instant) {
-        self.last = self.last.max(newest);
-    }
-
-    fn tick(&mut self) -> Instant {
-        let now = Instant::now();
-        self.last = if now > self.last {
-            now
-        } else {
-            Instant(self.last.0 + 1)
-        };
-        self.last
-    }
-}
-
 fn run(mut writer: Writer, queue: Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
@@ -405,12 +233,6 @@ fn in_savepoint<T, E: From<StoreError>>(
     result
 }
 
-struct Current {
-    rid: i64,
-    version: u64,
-    deleted: bool,
-}
-
 fn current(
     connection: &Connection,
     resource_type: &str,
@@ -427,31 +249,6 @@ fn current(
         version: u64::try_from(version).unwrap_or(0),
         deleted,
     }))
-}
-
-fn check_if_match(if_match: Option<u64>, current: Option<&Current>) -> Result<(), StoreError> {
-    match (if_match, current) {
-        (Some(expected), Some(current)) if expected != current.version => {
-            Err(StoreError::VersionMismatch {
-                expected,
-                current: Some(current.version),
-            })
-        }
-        (Some(expected), None) => Err(StoreError::VersionMismatch {
-            expected,
-            current: None,
-        }),
-        _ => Ok(()),
-    }
-}
-
-fn resource_type_of(resource: &Map<String, Value>) -> Result<String, StoreError> {
-    match resource.get("resourceType") {
-        Some(Value::String(resource_type)) => Ok(resource_type.clone()),
-        _ => Err(StoreError::Invalid(
-            "the resource has no resourceType".into(),
-        )),
-    }
 }
 
 fn apply(

@@ -5,51 +5,77 @@
 //! Every comparison reproduces `search::Prefix::matches_date` / `matches_number` on the
 //! stored `low`/`high`; bounds are computed here in Rust, so SQL only compares.
 
-use rusqlite::Connection;
-use rusqlite::types::Value as SqlValue;
 use search::{
     Criterion, DateRange, NumberRange, ParamType, Prefix, ReferenceTest, Step, StringMatch,
     SystemMatch, Test, TokenTest, UriMatch,
 };
 
-use super::super::params::ParamIds;
+use super::Reader;
+use super::dialect::{Dialect, FullText};
 use crate::StoreError;
+
+/// A value bound to a placeholder, or read back as a sort value.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl From<i64> for Value {
+    fn from(value: i64) -> Value {
+        Value::Integer(value)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(value: f64) -> Value {
+        Value::Real(value)
+    }
+}
+
+impl From<String> for Value {
+    fn from(value: String) -> Value {
+        Value::Text(value)
+    }
+}
 
 /// SQL text with its positional arguments, in order.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Sql {
-    pub(super) text: String,
-    pub(super) args: Vec<SqlValue>,
+pub(crate) struct Sql {
+    pub(crate) text: String,
+    pub(crate) args: Vec<Value>,
 }
 
 impl Sql {
-    pub(super) fn new(text: &str) -> Sql {
+    pub(crate) fn new(text: &str) -> Sql {
         Sql {
             text: text.to_string(),
             args: Vec::new(),
         }
     }
 
-    pub(super) fn push(&mut self, text: &str) -> &mut Sql {
+    pub(crate) fn push(&mut self, text: &str) -> &mut Sql {
         self.text.push_str(text);
         self
     }
 
     /// Appends a `?` bound to `value`.
-    pub(super) fn arg(&mut self, value: impl Into<SqlValue>) -> &mut Sql {
+    pub(crate) fn arg(&mut self, value: impl Into<Value>) -> &mut Sql {
         self.text.push('?');
         self.args.push(value.into());
         self
     }
 
-    pub(super) fn append(&mut self, other: &Sql) -> &mut Sql {
+    pub(crate) fn append(&mut self, other: &Sql) -> &mut Sql {
         self.text.push_str(&other.text);
         self.args.extend(other.args.iter().cloned());
         self
     }
 
     /// `(?, ?, ...)`.
-    pub(super) fn list<T: Into<SqlValue> + Clone>(&mut self, values: &[T]) -> &mut Sql {
+    pub(crate) fn list<T: Into<Value> + Clone>(&mut self, values: &[T]) -> &mut Sql {
         self.push("(");
         for (index, value) in values.iter().enumerate() {
             if index > 0 {
@@ -119,18 +145,18 @@ fn invalid(message: impl Into<String>) -> StoreError {
     StoreError::Invalid(message.into())
 }
 
-/// Builds SQL for criteria; looks up pids as it goes.
+/// Builds SQL for criteria in the reader's dialect; looks up pids as it goes.
 pub(super) struct Builder<'a> {
-    connection: &'a Connection,
-    params: &'a ParamIds,
+    reader: &'a dyn Reader,
+    dialect: Dialect,
     aliases: usize,
 }
 
 impl<'a> Builder<'a> {
-    pub(super) fn new(connection: &'a Connection, params: &'a ParamIds) -> Builder<'a> {
+    pub(super) fn new(reader: &'a dyn Reader) -> Builder<'a> {
         Builder {
-            connection,
-            params,
+            reader,
+            dialect: reader.dialect(),
             aliases: 0,
         }
     }
@@ -143,11 +169,11 @@ impl<'a> Builder<'a> {
     /// The pids of `key` for `types` (every type when empty).
     pub(super) fn pids(&self, types: &[String], key: &str) -> Result<Vec<i64>, StoreError> {
         if types.is_empty() {
-            return Ok(ParamIds::lookup_any_type(self.connection, key)?);
+            return self.reader.pids_of_any_type(key);
         }
         let mut pids = Vec::new();
         for resource_type in types {
-            if let Some(pid) = self.params.lookup(self.connection, resource_type, key)? {
+            if let Some(pid) = self.reader.pid(resource_type, key)? {
                 pids.push(pid);
             }
         }
@@ -164,7 +190,7 @@ impl<'a> Builder<'a> {
         let pids = self.pids(types, key)?;
         let mut sql = Sql::default();
         match pids.as_slice() {
-            [] => sql.push("0"),
+            [] => sql.push("FALSE"),
             [pid] => sql.push(&format!("{alias}.pid = ")).arg(*pid),
             many => sql.push(&format!("{alias}.pid IN ")).list(many),
         };
@@ -186,7 +212,7 @@ impl<'a> Builder<'a> {
         }
         let mut exists = Sql::new("(");
         if compiled.is_empty() {
-            exists.push("0");
+            exists.push("FALSE");
         }
         for (index, one) in compiled.iter().enumerate() {
             if index > 0 {
@@ -281,8 +307,9 @@ impl<'a> Builder<'a> {
                     std::slice::from_ref(target_type),
                     &format!("{t}.rid"),
                 )?;
+                let join = self.dialect.join();
                 sql.push(&format!(
-                    "EXISTS (SELECT 1 FROM sp_reference {f} CROSS JOIN resource {t} \
+                    "EXISTS (SELECT 1 FROM sp_reference {f} {join} resource {t} \
                      ON {t}.type = {f}.target_type AND {t}.id = {f}.target_id \
                      WHERE {f}.rid = {rid} AND {f}.grp = 0 AND "
                 ))
@@ -297,8 +324,9 @@ impl<'a> Builder<'a> {
                 let source = std::slice::from_ref(source_type);
                 let pids = self.pid_condition(&f, source, param)?;
                 let inner = self.path_exists(rest, criterion, source, &format!("{f}.rid"))?;
+                let join = self.dialect.join();
                 sql.push(&format!(
-                    "EXISTS (SELECT 1 FROM resource {t} CROSS JOIN sp_reference {f} \
+                    "EXISTS (SELECT 1 FROM resource {t} {join} sp_reference {f} \
                      ON {f}.target_id = {t}.id AND {f}.target_type = {t}.type \
                      WHERE {t}.rid = {rid} AND {f}.grp = 0 AND "
                 ))
@@ -337,8 +365,9 @@ impl<'a> Builder<'a> {
                     return Ok(None);
                 };
                 let pids = self.pid_condition(&f, types, param)?;
+                let join = self.dialect.join();
                 sql.push(&format!(
-                    "SELECT {f}.rid FROM resource {t} CROSS JOIN sp_reference {f} \
+                    "SELECT {f}.rid FROM resource {t} {join} sp_reference {f} \
                      ON {f}.target_id = {t}.id AND {f}.target_type = {t}.type \
                      WHERE {t}.rid IN ("
                 ))
@@ -354,8 +383,9 @@ impl<'a> Builder<'a> {
                     return Ok(None);
                 };
                 let pids = self.pid_condition(&f, source, param)?;
+                let join = self.dialect.join();
                 sql.push(&format!(
-                    "SELECT {t}.rid FROM sp_reference {f} CROSS JOIN resource {t} \
+                    "SELECT {t}.rid FROM sp_reference {f} {join} resource {t} \
                      ON {t}.type = {f}.target_type AND {t}.id = {f}.target_id \
                      WHERE {f}.rid IN ("
                 ))
@@ -381,9 +411,7 @@ impl<'a> Builder<'a> {
         rid: &str,
     ) -> Result<Sql, StoreError> {
         if let Some(matching) = full_text_match(param, test)? {
-            let mut sql = Sql::new("EXISTS (SELECT 1 FROM sp_text WHERE sp_text MATCH ");
-            sql.arg(matching).push(&format!(" AND rowid = {rid})"));
-            return Ok(sql);
+            return Ok(self.dialect.full_text_exists(&matching, rid));
         }
         if is_resource_column(param) {
             let z = self.alias("z");
@@ -420,7 +448,7 @@ impl<'a> Builder<'a> {
             }
             _ => {
                 let x = self.alias("x");
-                let (table, condition) = row_condition(test, &x)?;
+                let (table, condition) = row_condition(self.dialect, test, &x)?;
                 let pids = self.pid_condition(&x, types, &key_for(param, param_type, test))?;
                 sql.push(&format!(
                     "EXISTS (SELECT 1 FROM {} {x} WHERE {x}.rid = {rid} AND ",
@@ -448,12 +476,7 @@ impl<'a> Builder<'a> {
         }
         if let Some(matching) = full_text_match(param, test)? {
             let z = self.alias("z");
-            let mut sql = Sql::new(&format!(
-                "SELECT {z}.rid FROM (SELECT rowid AS rid FROM sp_text WHERE sp_text MATCH "
-            ));
-            sql.arg(matching).push(&format!(
-                ") {z} JOIN resource r{z} ON r{z}.rid = {z}.rid WHERE 1"
-            ));
+            let mut sql = self.dialect.full_text_set(&matching, &z);
             if !types.is_empty() {
                 sql.push(&format!(" AND r{z}.type IN ")).list(types);
             }
@@ -492,7 +515,7 @@ impl<'a> Builder<'a> {
             }
             Test::Composite(_) => return Ok(None),
             _ => {
-                let (table, condition) = row_condition(test, &x)?;
+                let (table, condition) = row_condition(self.dialect, test, &x)?;
                 let pids = self.pid_condition(&x, types, &key_for(param, param_type, test))?;
                 sql.push(&format!(
                     "SELECT {x}.rid FROM {} {x} WHERE {x}.grp = 0 AND ",
@@ -529,7 +552,7 @@ impl<'a> Builder<'a> {
                 )));
             }
             let c = self.alias("c");
-            let (table, condition) = row_condition(test, &c)?;
+            let (table, condition) = row_condition(self.dialect, test, &c)?;
             let pids = self.pid_condition(&c, types, &format!("{param}${index}"))?;
             if index == 0 {
                 from.push(&format!("{} {c}", table.name()));
@@ -653,9 +676,9 @@ fn missing_target(
     Err(invalid(format!("{param} does not support :missing")))
 }
 
-/// The FTS5 query of a `_text` (narrative) or `_content` (every string) search: every
-/// word of the value, each as a word prefix; `None` for other parameters.
-fn full_text_match(param: &str, test: &Test) -> Result<Option<String>, StoreError> {
+/// The words of a `_text` (narrative) or `_content` (every string) search, each
+/// matched as a word prefix; `None` for other parameters.
+fn full_text_match(param: &str, test: &Test) -> Result<Option<FullText>, StoreError> {
     let column = match param {
         "_text" => "narrative",
         "_content" => "content",
@@ -666,10 +689,13 @@ fn full_text_match(param: &str, test: &Test) -> Result<Option<String>, StoreErro
             "{param} takes words to look for, not a modifier"
         )));
     };
-    match search::fts_query(value) {
-        Some(words) => Ok(Some(format!("{column} : ({words})"))),
-        None => Err(invalid(format!("{param} needs at least one word"))),
+    if search::fts_query(value).is_none() {
+        return Err(invalid(format!("{param} needs at least one word")));
     }
+    Ok(Some(FullText {
+        column,
+        words: value.clone(),
+    }))
 }
 
 fn is_resource_column(param: &str) -> bool {
@@ -682,22 +708,22 @@ fn resource_column_condition(param: &str, test: &Test, z: &str) -> Result<Option
     let mut sql = Sql::default();
     match (param, test) {
         ("_id" | "_lastUpdated", Test::Missing(missing)) => {
-            sql.push(if *missing { "0" } else { "1" });
+            sql.push(if *missing { "FALSE" } else { "TRUE" });
         }
         ("_id" | "_lastUpdated", Test::Not(inner)) => {
             let inner =
-                resource_column_condition(param, inner, z)?.unwrap_or_else(|| Sql::new("0"));
+                resource_column_condition(param, inner, z)?.unwrap_or_else(|| Sql::new("FALSE"));
             sql.push("NOT (").append(&inner).push(")");
         }
         ("_id", Test::Token(TokenTest { system, code })) => match (system, code) {
             (SystemMatch::Is(_), _) => {
-                sql.push("0");
+                sql.push("FALSE");
             }
             (_, Some(code)) => {
                 sql.push(&format!("{z}.id = ")).arg(code.clone());
             }
             (_, None) => {
-                sql.push("1");
+                sql.push("TRUE");
             }
         },
         ("_id", Test::String { value, .. } | Test::Uri { value, .. }) => {
@@ -723,7 +749,7 @@ fn resource_column_condition(param: &str, test: &Test, z: &str) -> Result<Option
 }
 
 /// The table a test's rows live in, and the condition on one row (alias `a`).
-fn row_condition(test: &Test, a: &str) -> Result<(Table, Sql), StoreError> {
+fn row_condition(dialect: Dialect, test: &Test, a: &str) -> Result<(Table, Sql), StoreError> {
     let mut sql = Sql::default();
     let table = match test {
         Test::String { value, mode } => {
@@ -738,7 +764,7 @@ fn row_condition(test: &Test, a: &str) -> Result<(Table, Sql), StoreError> {
                         .arg(value.clone());
                 }
                 StringMatch::Contains => {
-                    sql.push(&format!("instr({a}.value, "))
+                    sql.push(&dialect.contains(&format!("{a}.value")))
                         .arg(value.clone())
                         .push(") > 0");
                 }
@@ -850,7 +876,7 @@ fn token_condition(sql: &mut Sql, token: &TokenTest, a: &str) {
                 .arg(system.clone());
         }
         (SystemMatch::Any, None) => {
-            sql.push("1");
+            sql.push("TRUE");
         }
         (SystemMatch::None, None) => {
             sql.push(&format!("{a}.system = ''"));

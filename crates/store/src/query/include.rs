@@ -2,9 +2,9 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{Connection, params_from_iter};
 use search::{Include, ParamType, Query};
 
+use super::Reader;
 use super::sql::{Builder, Sql};
 use crate::StoreError;
 
@@ -18,7 +18,7 @@ const CHUNK: usize = 500;
 /// The rids (with types) that the includes of `query` bring in for `matches`, in
 /// the order found, none of them a match, each once.
 pub(super) fn included(
-    connection: &Connection,
+    reader: &dyn Reader,
     builder: &Builder<'_>,
     query: &Query,
     matches: &[(i64, String)],
@@ -32,14 +32,14 @@ pub(super) fn included(
     for round in 0..=MAX_ROUNDS {
         let mut new = Vec::new();
         for include in query.includes.iter().filter(|i| round == 0 || i.iterate) {
-            for hit in forward(connection, builder, include, &sources)? {
+            for hit in forward(reader, builder, include, &sources)? {
                 if seen.insert(hit.0) {
                     new.push(hit);
                 }
             }
         }
         for include in query.revincludes.iter().filter(|i| round == 0 || i.iterate) {
-            for hit in reverse(connection, builder, include, &sources)? {
+            for hit in reverse(reader, builder, include, &sources)? {
                 if seen.insert(hit.0) {
                     new.push(hit);
                 }
@@ -74,7 +74,7 @@ fn pid_condition(builder: &Builder<'_>, include: &Include) -> Result<Sql, StoreE
             }
             let mut sql = Sql::default();
             if pids.is_empty() {
-                sql.push("0");
+                sql.push("FALSE");
             } else {
                 sql.push("s.pid IN ").list(&pids);
             }
@@ -85,7 +85,7 @@ fn pid_condition(builder: &Builder<'_>, include: &Include) -> Result<Sql, StoreE
 
 /// What the sources of the include's source type point at.
 fn forward(
-    connection: &Connection,
+    reader: &dyn Reader,
     builder: &Builder<'_>,
     include: &Include,
     sources: &[(i64, String)],
@@ -98,11 +98,12 @@ fn forward(
     let pids = pid_condition(builder, include)?;
     let mut hits = Vec::new();
     for chunk in rids.chunks(CHUNK) {
-        let mut sql = Sql::new(
-            "SELECT DISTINCT t.rid, t.type FROM sp_reference s CROSS JOIN resource t
+        let mut sql = Sql::new(&format!(
+            "SELECT DISTINCT t.rid, t.type FROM sp_reference s {} resource t
              ON t.type = s.target_type AND t.id = s.target_id
              WHERE s.grp = 0 AND s.rid IN ",
-        );
+            reader.dialect().join()
+        ));
         sql.list(chunk)
             .push(" AND ")
             .append(&pids)
@@ -111,14 +112,14 @@ fn forward(
             sql.push(" AND t.type = ").arg(target_type.clone());
         }
         sql.push(" ORDER BY t.rid");
-        hits.extend(run(connection, &sql)?);
+        hits.extend(reader.typed_rids(&sql)?);
     }
     Ok(hits)
 }
 
 /// The resources of the include's source type that point at any of the sources.
 fn reverse(
-    connection: &Connection,
+    reader: &dyn Reader,
     builder: &Builder<'_>,
     include: &Include,
     sources: &[(i64, String)],
@@ -136,26 +137,19 @@ fn reverse(
     let pids = pid_condition(builder, include)?;
     let mut hits = Vec::new();
     for chunk in rids.chunks(CHUNK) {
-        let mut sql = Sql::new("SELECT DISTINCT s.rid, ");
+        let mut sql = Sql::new("SELECT DISTINCT s.rid, CAST(");
         sql.arg(include.source_type.clone())
-            .push(
-                " FROM resource m CROSS JOIN sp_reference s
+            .push(&format!(
+                " AS TEXT) FROM resource m {} sp_reference s
                  ON s.target_id = m.id AND s.target_type = m.type
                  WHERE m.rid IN ",
-            )
+                reader.dialect().join()
+            ))
             .list(chunk)
             .push(" AND s.grp = 0 AND ")
             .append(&pids)
             .push(" ORDER BY s.rid");
-        hits.extend(run(connection, &sql)?);
+        hits.extend(reader.typed_rids(&sql)?);
     }
     Ok(hits)
-}
-
-fn run(connection: &Connection, sql: &Sql) -> Result<Vec<(i64, String)>, StoreError> {
-    let mut statement = connection.prepare(&sql.text)?;
-    let rows = statement.query_map(params_from_iter(sql.args.iter()), |row| {
-        Ok((row.get(0)?, row.get(1)?))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -4,7 +4,7 @@
 //! The text is base64url (no padding) of `c1|a|<rid>|<value>...`, each value `n;`
 //! (none), `i<integer>;`, `r<f64 bits in hex>;` or `t<byte length>:<text>`.
 
-use rusqlite::types::Value as SqlValue;
+use super::sql::Value as SqlValue;
 
 use crate::StoreError;
 
@@ -56,7 +56,7 @@ impl Cursor {
                     text.push(':');
                     text.push_str(string);
                 }
-                SqlValue::Null | SqlValue::Blob(_) => text.push_str("n;"),
+                SqlValue::Null => text.push_str("n;"),
             }
         }
         base64url_encode(text.as_bytes())

@@ -14,26 +14,49 @@
 //! otherwise the plan above runs.
 //!
 //! Paging is keyset paging on (sort values, rid); see `cursor`.
+//!
+//! The same planner and SQL serve both backends: a [`Reader`] runs the statements
+//! (SQLite's on a connection, PostgreSQL's in a read-only transaction) and the
+//! builder writes the few dialect-specific spellings through [`Dialect`].
 
 mod cursor;
+pub(crate) mod dialect;
 mod include;
 mod sql;
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use search::Total;
 
 use self::cursor::{Cursor, Side};
-use self::sql::{Builder, Compiled, Sql};
-use super::params::ParamIds;
-use super::version_from_row;
+pub(crate) use self::dialect::Dialect;
+use self::sql::{Builder, Compiled};
+pub(crate) use self::sql::{Sql, Value};
 use crate::{SearchPage, SearchRequest, StoreError, Version};
+
+/// What the planner needs from a backend: parameter ids, and statements run on one
+/// snapshot of the store. Synchronous: searches run off the async runtime.
+pub(crate) trait Reader {
+    fn dialect(&self) -> Dialect;
+    /// The pid of (type, key), or `None` when nothing was ever indexed under it.
+    fn pid(&self, resource_type: &str, key: &str) -> Result<Option<i64>, StoreError>;
+    /// The pids of `key` for every type that has it.
+    fn pids_of_any_type(&self, key: &str) -> Result<Vec<i64>, StoreError>;
+    /// The single integer a `SELECT count(*) ...` returns.
+    fn count(&self, sql: &Sql) -> Result<i64, StoreError>;
+    /// Rows of a rid and then `values` sort values.
+    fn rows(&self, sql: &Sql, values: usize) -> Result<Vec<PageRow>, StoreError>;
+    /// Rows of a rid and a resource type.
+    fn typed_rids(&self, sql: &Sql) -> Result<Vec<(i64, String)>, StoreError>;
+    /// The current versions of the live resources among `rids`, in the order given.
+    fn fetch(&self, rids: &[i64]) -> Result<Vec<(i64, Version)>, StoreError>;
+    /// The database's query plan of `sql`, one line per step.
+    fn plan(&self, sql: &Sql) -> Result<String, StoreError>;
+}
 
 /// A set whose count stays below this drives the search; with more matches than
 /// this, a scan in rid order fills a page sooner than reading the whole set.
 const SELECTIVE: i64 = 100_000;
 /// A row of a page: the rid and its sort values.
-type PageRow = (i64, Vec<SqlValue>);
+pub(crate) type PageRow = (i64, Vec<Value>);
 
 /// How many candidates a walk along an ordered set probes before giving up (see
 /// `walk_first`).
@@ -44,13 +67,9 @@ const ESTIMATE_CAP: i64 = 10_000;
 
 /// The SQL of a search's first page and of its count, each with its query plan
 /// (for tuning; the arguments are left out).
-pub(super) fn explain(
-    connection: &Connection,
-    params: &ParamIds,
-    request: &SearchRequest,
-) -> Result<String, StoreError> {
+pub(crate) fn explain(reader: &dyn Reader, request: &SearchRequest) -> Result<String, StoreError> {
     let query = &request.query;
-    let mut builder = Builder::new(connection, params);
+    let mut builder = Builder::new(reader);
     let mut clauses = Vec::with_capacity(query.clauses.len());
     for clause in &query.clauses {
         clauses.push(builder.clause(&clause.any_of, &query.types)?);
@@ -61,11 +80,12 @@ pub(super) fn explain(
             builder.sort_expression(&query.types, &key.param, key.param_type, key.descending)?;
         sort.push((expression, key.descending));
     }
-    let estimates = estimate(connection, &clauses)?;
+    let estimates = estimate(reader, &clauses)?;
     let plan = Plan {
         clauses: &clauses,
         estimates: &estimates,
         types: &query.types,
+        dialect: reader.dialect(),
     };
     let driver = plan.driver(!sort.is_empty());
     let mut out = format!("estimates: {estimates:?}, driver: {driver:?}\n");
@@ -84,41 +104,31 @@ pub(super) fn explain(
     }
     for (name, sql) in queries {
         out.push_str(&format!("-- {name}\n{}\n", sql.text));
-        let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))?;
-        let mut rows = statement.query(params_from_iter(sql.args.iter()))?;
-        while let Some(row) = rows.next()? {
-            let (id, parent, detail): (i64, i64, String) = (row.get(0)?, row.get(1)?, row.get(3)?);
-            out.push_str(&format!("{id:>4} {parent:>4} {detail}\n"));
-        }
+        out.push_str(&reader.plan(&sql)?);
     }
     Ok(out)
 }
 
 /// The boolean on `r.rid` "the resource matches every clause of `query`", with its
 /// arguments in order: a membership test row by row (bulk export's `_typeFilter`).
-pub(super) fn condition(
-    connection: &Connection,
-    params: &ParamIds,
-    query: &search::Query,
-) -> Result<(String, Vec<SqlValue>), StoreError> {
-    let mut builder = Builder::new(connection, params);
-    let mut sql = Sql::new("(1");
+pub(crate) fn condition(reader: &dyn Reader, query: &search::Query) -> Result<Sql, StoreError> {
+    let mut builder = Builder::new(reader);
+    let mut sql = Sql::new("(TRUE");
     for clause in &query.clauses {
         let compiled = builder.clause(&clause.any_of, &query.types)?;
         sql.push(" AND ").append(&compiled.exists);
     }
     sql.push(")");
-    Ok((sql.text, sql.args))
+    Ok(sql)
 }
 
-pub(super) fn search(
-    connection: &Connection,
-    params: &ParamIds,
+pub(crate) fn search(
+    reader: &dyn Reader,
     request: &SearchRequest,
 ) -> Result<SearchPage, StoreError> {
     let query = &request.query;
     let types = &query.types;
-    let mut builder = Builder::new(connection, params);
+    let mut builder = Builder::new(reader);
     let mut clauses = Vec::with_capacity(query.clauses.len());
     for clause in &query.clauses {
         clauses.push(builder.clause(&clause.any_of, types)?);
@@ -135,14 +145,14 @@ pub(super) fn search(
         .map(|text| Cursor::decode(text, sort.len()))
         .transpose()?;
     let walked = if request.count > 0 && sort.is_empty() {
-        walk_first(connection, query, &clauses, cursor.as_ref(), request.count)?
+        walk_first(reader, query, &clauses, cursor.as_ref(), request.count)?
     } else {
         None
     };
     // Estimates choose the plan; a walk that answered needs them only for a count.
     let estimates = if walked.is_none() || matches!(query.total, Total::Accurate | Total::Estimate)
     {
-        estimate(connection, &clauses)?
+        estimate(reader, &clauses)?
     } else {
         vec![i64::MAX; clauses.len()]
     };
@@ -150,13 +160,14 @@ pub(super) fn search(
         clauses: &clauses,
         estimates: &estimates,
         types,
+        dialect: reader.dialect(),
     };
 
     if request.count == 0 {
         let total = match query.total {
             Total::None => None,
-            Total::Estimate => Some(plan.count(connection, Some(ESTIMATE_CAP))?),
-            Total::Accurate | Total::Unspecified => Some(plan.count(connection, None)?),
+            Total::Estimate => Some(plan.count(reader, Some(ESTIMATE_CAP))?),
+            Total::Accurate | Total::Unspecified => Some(plan.count(reader, None)?),
         };
         return Ok(SearchPage {
             total,
@@ -167,7 +178,7 @@ pub(super) fn search(
     let driver = plan.driver(!sort.is_empty());
     let mut rows = match walked {
         Some(rows) => rows,
-        None => plan.page(connection, driver, &sort, cursor.as_ref(), request.count)?,
+        None => plan.page(reader, driver, &sort, cursor.as_ref(), request.count)?,
     };
     let more = rows.len() > request.count;
     rows.truncate(request.count);
@@ -175,7 +186,7 @@ pub(super) fn search(
     if side == Some(Side::Before) {
         rows.reverse();
     }
-    let boundary = |side: Side, row: Option<&(i64, Vec<SqlValue>)>, shift: i64| {
+    let boundary = |side: Side, row: Option<&PageRow>, shift: i64| {
         let (rid, values) = match (row, &cursor) {
             (Some((rid, values)), _) => (*rid, values.clone()),
             // An empty page: the cursor's own boundary, moved by one rid so that the
@@ -213,25 +224,27 @@ pub(super) fn search(
     };
     let total = match query.total {
         Total::None => None,
-        Total::Accurate => Some(plan.count(connection, None)?),
-        Total::Estimate => Some(plan.count(connection, Some(ESTIMATE_CAP))?),
+        Total::Accurate => Some(plan.count(reader, None)?),
+        Total::Estimate => Some(plan.count(reader, Some(ESTIMATE_CAP))?),
         Total::Unspecified => (side.is_none() && !more).then_some(rows.len() as u64),
     };
 
+    let rids: Vec<i64> = rows.iter().map(|(rid, _)| *rid).collect();
     let mut matches = Vec::with_capacity(rows.len());
     let mut keys = Vec::with_capacity(rows.len());
-    for (rid, _) in &rows {
-        if let Some(version) = fetch(connection, *rid)? {
-            keys.push((*rid, version.resource_type.clone()));
-            matches.push(version);
-        }
+    for (rid, version) in reader.fetch(&rids)? {
+        keys.push((rid, version.resource_type.clone()));
+        matches.push(version);
     }
-    let mut included = Vec::new();
-    for (rid, _) in include::included(connection, &builder, query, &keys)? {
-        if let Some(version) = fetch(connection, rid)? {
-            included.push(version);
-        }
-    }
+    let included_rids: Vec<i64> = include::included(reader, &builder, query, &keys)?
+        .into_iter()
+        .map(|(rid, _)| rid)
+        .collect();
+    let included = reader
+        .fetch(&included_rids)?
+        .into_iter()
+        .map(|(_, version)| version)
+        .collect();
     Ok(SearchPage {
         matches,
         included,
@@ -248,7 +261,7 @@ pub(super) fn search(
 /// the first matches in rid order); `None` otherwise, and when another clause goes
 /// through a chain or `_has` (too dear to probe per candidate).
 fn walk_first(
-    connection: &Connection,
+    reader: &dyn Reader,
     query: &search::Query,
     clauses: &[Compiled],
     cursor: Option<&Cursor>,
@@ -269,10 +282,11 @@ fn walk_first(
             continue;
         };
         let mut sql = Sql::new("SELECT count(*) FROM (SELECT 1 FROM (");
-        sql.append(set).push(") LIMIT ").arg(STREAM_BOUND).push(")");
-        let size: i64 = connection
-            .prepare_cached(&sql.text)?
-            .query_row(params_from_iter(sql.args.iter()), |row| row.get(0))?;
+        sql.append(set)
+            .push(") AS s LIMIT ")
+            .arg(STREAM_BOUND)
+            .push(") AS c");
+        let size = reader.count(&sql)?;
         if best.is_none_or(|(_, smallest)| size < smallest) {
             best = Some((index, size));
         }
@@ -287,27 +301,17 @@ fn walk_first(
         clauses,
         estimates: &[],
         types: &query.types,
+        dialect: reader.dialect(),
     };
     let sql = plan.walk_sql(index, set, cursor, count);
-    let rows = plan.rids(connection, &sql)?;
+    let rows = reader.rows(&sql, 0)?;
     Ok((size < STREAM_BOUND || rows.len() > count).then_some(rows))
-}
-
-/// The current version of the resource `rid`, unless deleted.
-fn fetch(connection: &Connection, rid: i64) -> Result<Option<Version>, StoreError> {
-    Ok(connection
-        .prepare_cached(
-            "SELECT type, id, version, last_updated, method, body, created FROM resource_version
-             WHERE seq = (SELECT seq FROM resource WHERE rid = ?1 AND deleted = 0)",
-        )?
-        .query_row([rid], version_from_row)
-        .optional()?)
 }
 
 /// Each clause's set size, counted up to [`SELECTIVE`] and never past the smallest
 /// found so far (most likely selective first, so the counting stays cheap);
 /// `i64::MAX` for clauses that have no set.
-fn estimate(connection: &Connection, clauses: &[Compiled]) -> Result<Vec<i64>, StoreError> {
+fn estimate(reader: &dyn Reader, clauses: &[Compiled]) -> Result<Vec<i64>, StoreError> {
     let mut estimates = vec![i64::MAX; clauses.len()];
     let mut order: Vec<usize> = (0..clauses.len()).collect();
     order.sort_by_key(|&index| clauses[index].rank);
@@ -317,10 +321,11 @@ fn estimate(connection: &Connection, clauses: &[Compiled]) -> Result<Vec<i64>, S
             continue;
         };
         let mut sql = Sql::new("SELECT count(*) FROM (SELECT 1 FROM (");
-        sql.append(set).push(") LIMIT ").arg(best).push(")");
-        let count: i64 = connection
-            .prepare_cached(&sql.text)?
-            .query_row(params_from_iter(sql.args.iter()), |row| row.get(0))?;
+        sql.append(set)
+            .push(") AS s LIMIT ")
+            .arg(best)
+            .push(") AS c");
+        let count = reader.count(&sql)?;
         // Stopped at the cap: more than the best so far (or than SELECTIVE).
         estimates[index] = if count >= best {
             best.saturating_add(1)
@@ -336,6 +341,7 @@ struct Plan<'a> {
     clauses: &'a [Compiled],
     estimates: &'a [i64],
     types: &'a [String],
+    dialect: Dialect,
 }
 
 impl Plan<'_> {
@@ -348,12 +354,16 @@ impl Plan<'_> {
         (all || self.estimates[best] < SELECTIVE).then_some(best)
     }
 
-    /// `r.type ...` (`+r.type`, kept off the index, when a set drives).
+    /// `r.type ...` (kept off the index where the dialect can, when a set drives).
     fn type_condition(&self, sql: &mut Sql, driven: bool) {
-        let column = if driven { "+r.type" } else { "r.type" };
+        let column = if driven {
+            self.dialect.unindexed("r.type")
+        } else {
+            "r.type".to_string()
+        };
         match self.types {
             [] => {
-                sql.push("1");
+                sql.push("TRUE");
             }
             [one] => {
                 sql.push(&format!("{column} = ")).arg(one.clone());
@@ -388,11 +398,8 @@ impl Plan<'_> {
     /// The number of matches, at most `cap`. With a driving set, the count never
     /// reads `resource`: index rows exist only for current resources, and their pids
     /// are those of the searched types.
-    fn count(&self, connection: &Connection, cap: Option<i64>) -> Result<u64, StoreError> {
-        let sql = self.count_sql(cap);
-        let count: i64 = connection
-            .prepare_cached(&sql.text)?
-            .query_row(params_from_iter(sql.args.iter()), |row| row.get(0))?;
+    fn count(&self, reader: &dyn Reader, cap: Option<i64>) -> Result<u64, StoreError> {
+        let count = reader.count(&self.count_sql(cap))?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
@@ -401,7 +408,7 @@ impl Plan<'_> {
         let mut rows = match driver.and_then(|index| self.clauses[index].set.as_ref()) {
             Some(set) => {
                 let mut sql = Sql::new("SELECT 1 FROM (SELECT rid FROM (");
-                sql.append(set).push(") GROUP BY rid) r WHERE 1");
+                sql.append(set).push(") AS s GROUP BY rid) r WHERE TRUE");
                 self.others(&mut sql, driver);
                 sql
             }
@@ -415,7 +422,7 @@ impl Plan<'_> {
         if let Some(cap) = cap {
             rows.push(" LIMIT ").arg(cap);
         }
-        sql.append(&rows).push(")");
+        sql.append(&rows).push(") AS c");
         sql
     }
 
@@ -423,25 +430,13 @@ impl Plan<'_> {
     /// with their sort values.
     fn page(
         &self,
-        connection: &Connection,
+        reader: &dyn Reader,
         driver: Option<usize>,
         sort: &[(Sql, bool)],
         cursor: Option<&Cursor>,
         count: usize,
-    ) -> Result<Vec<(i64, Vec<SqlValue>)>, StoreError> {
-        let sql = self.page_sql(driver, sort, cursor, count);
-        let mut statement = connection.prepare_cached(&sql.text)?;
-        let mut result = statement.query(params_from_iter(sql.args.iter()))?;
-        let mut rows = Vec::new();
-        while let Some(row) = result.next()? {
-            let rid: i64 = row.get(0)?;
-            let mut values = Vec::with_capacity(sort.len());
-            for index in 0..sort.len() {
-                values.push(row.get::<_, SqlValue>(index + 1)?);
-            }
-            rows.push((rid, values));
-        }
-        Ok(rows)
+    ) -> Result<Vec<PageRow>, StoreError> {
+        reader.rows(&self.page_sql(driver, sort, cursor, count), sort.len())
     }
 
     /// A page along `set` in rid order, probing at most [`STREAM_BOUND`] candidates.
@@ -449,7 +444,7 @@ impl Plan<'_> {
         let backward = cursor.is_some_and(|cursor| cursor.side == Side::Before);
         let limit = i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1);
         let mut sql = Sql::new("SELECT d.rid FROM (SELECT c.rid FROM (");
-        sql.append(set).push(") c WHERE 1");
+        sql.append(set).push(") c WHERE TRUE");
         if let Some(cursor) = cursor {
             sql.push(if backward {
                 " AND c.rid < "
@@ -464,7 +459,10 @@ impl Plan<'_> {
             " ORDER BY c.rid LIMIT "
         })
         .arg(STREAM_BOUND)
-        .push(") d CROSS JOIN resource r ON r.rid = d.rid WHERE ");
+        .push(&format!(
+            ") d {} resource r ON r.rid = d.rid WHERE ",
+            self.dialect.join()
+        ));
         self.type_condition(&mut sql, true);
         sql.push(" AND r.deleted = 0");
         self.others(&mut sql, Some(index));
@@ -475,18 +473,6 @@ impl Plan<'_> {
         })
         .arg(limit);
         sql
-    }
-
-    fn rids(
-        &self,
-        connection: &Connection,
-        sql: &Sql,
-    ) -> Result<Vec<(i64, Vec<SqlValue>)>, StoreError> {
-        let mut statement = connection.prepare_cached(&sql.text)?;
-        let rows = statement.query_map(params_from_iter(sql.args.iter()), |row| {
-            Ok((row.get::<_, i64>(0)?, Vec::new()))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn page_sql(
@@ -528,9 +514,10 @@ impl Plan<'_> {
             }
             sql.push(" FROM resource r WHERE ")
                 .append(&self.matching(driver))
-                .push(")");
+                .push(") AS p");
             if let Some(cursor) = cursor {
-                sql.push(" WHERE ").append(&keyset(sort, cursor));
+                sql.push(" WHERE ")
+                    .append(&keyset(self.dialect, sort, cursor));
             }
             sql.push(" ORDER BY ");
             for (index, (_, descending)) in sort.iter().enumerate() {
@@ -552,30 +539,30 @@ impl Plan<'_> {
 
 /// Rows strictly after (or, for `Before`, strictly before) the cursor's boundary in
 /// the order (missing flag, value) per key, then rid.
-fn keyset(sort: &[(Sql, bool)], cursor: &Cursor) -> Sql {
+fn keyset(dialect: Dialect, sort: &[(Sql, bool)], cursor: &Cursor) -> Sql {
     // (expression, ascending, boundary value)
-    let mut parts: Vec<(String, bool, SqlValue)> = Vec::new();
+    let mut parts: Vec<(String, bool, Value)> = Vec::new();
     for (index, (_, descending)) in sort.iter().enumerate() {
-        let value = cursor.values.get(index).cloned().unwrap_or(SqlValue::Null);
-        let missing = i64::from(value == SqlValue::Null);
+        let value = cursor.values.get(index).cloned().unwrap_or(Value::Null);
+        let missing = i64::from(value == Value::Null);
         parts.push((
-            format!("(s{index} IS NULL)"),
+            dialect.missing_flag(&format!("s{index}")),
             true,
-            SqlValue::Integer(missing),
+            Value::Integer(missing),
         ));
         parts.push((format!("s{index}"), !descending, value));
     }
-    parts.push(("rid".into(), true, SqlValue::Integer(cursor.rid)));
+    parts.push(("rid".into(), true, Value::Integer(cursor.rid)));
     let backward = cursor.side == Side::Before;
-    let mut sql = Sql::new("(0");
+    let mut sql = Sql::new("(FALSE");
     for (position, (expression, ascending, value)) in parts.iter().enumerate() {
-        if *value == SqlValue::Null {
+        if *value == Value::Null {
             // Nothing is beyond a missing value within its group.
             continue;
         }
         sql.push(" OR (");
         for (earlier, _, earlier_value) in &parts[..position] {
-            sql.push(&format!("{earlier} IS "))
+            sql.push(&format!("{earlier}{}", dialect.is()))
                 .arg(earlier_value.clone())
                 .push(" AND ");
         }

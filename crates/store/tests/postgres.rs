@@ -1,0 +1,303 @@
+//! What only the PostgreSQL backend has: the database going away mid-request and
+//! coming back (through a TCP proxy the test cuts and restores), writers in separate
+//! stores (as separate servers would be), and the distribution key on every table of
+//! the Patient compartment. Skipped with a notice when PostgreSQL is unreachable
+//! (failed under `CI=true`), like every PostgreSQL test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use store::testing::{Proxy, TestDatabase};
+use store::{Method, Store, StoreError, Write};
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn put(resource: Value) -> Write {
+    let resource = object(resource);
+    Write::Update {
+        resource_type: resource["resourceType"].as_str().unwrap().to_string(),
+        id: resource["id"].as_str().unwrap().to_string(),
+        resource,
+        if_match: None,
+        method: Method::Update,
+    }
+}
+
+fn unavailable<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    match result {
+        Err(StoreError::Unavailable(_)) => true,
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_going_away_gives_unavailable_and_its_return_recovers() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let (proxy, url) = Proxy::to(&database);
+    let store = Store::open(&url).unwrap();
+    store
+        .write(put(json!({"resourceType": "Patient", "id": "before"})))
+        .await
+        .unwrap();
+
+    // Mid-request: a large transaction is cut off while it runs. It fails as a whole
+    // (or had committed as a whole), never in part.
+    let writes: Vec<Write> = (0..3000)
+        .map(|n| put(json!({"resourceType": "Patient", "id": format!("bulk{n}"), "active": true})))
+        .collect();
+    let bulk = {
+        let store = store.clone();
+        tokio::spawn(async move { store.write_all(writes).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    proxy.cut();
+    let bulk = bulk.await.unwrap();
+
+    // While it is away: every kind of request answers Unavailable, promptly.
+    let started = Instant::now();
+    assert!(unavailable(store.read("Patient", "before").await));
+    assert!(unavailable(
+        store
+            .write(put(json!({"resourceType": "Patient", "id": "during"})))
+            .await
+    ));
+    assert!(unavailable(
+        store
+            .history(store::HistoryQuery {
+                scope: store::HistoryScope::System,
+                since: None,
+                at: None,
+                before: None,
+                count: 10,
+            })
+            .await
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Back: the store recovers by itself.
+    proxy.restore();
+    let mut recovered = None;
+    for _ in 0..50 {
+        match store.read("Patient", "before").await {
+            Ok(found) => {
+                recovered = found;
+                break;
+            }
+            Err(StoreError::Unavailable(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(recovered.expect("the store recovered").version, 1);
+    store
+        .write(put(json!({"resourceType": "Patient", "id": "after"})))
+        .await
+        .unwrap();
+    assert!(store.read("Patient", "during").await.unwrap().is_none());
+    let kept = store
+        .current_of_type("Patient", 10_000)
+        .await
+        .unwrap()
+        .len();
+    match bulk {
+        Ok(_) => assert_eq!(kept, 3002),
+        Err(failure) => {
+            assert!(
+                matches!(failure.error, StoreError::Unavailable(_)),
+                "{failure:?}"
+            );
+            assert!(
+                kept == 2 || kept == 3002,
+                "a cut transaction kept {kept} resources"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_in_separate_stores_never_lose_an_update() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let stores = [database.open(), database.open()];
+    stores[0]
+        .write(put(
+            json!({"resourceType": "Patient", "id": "shared", "active": true}),
+        ))
+        .await
+        .unwrap();
+    // 40 read-modify-write cycles from two stores, each with If-Match: every one that
+    // is acknowledged must be a version of its own.
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let store = stores[n % 2].clone();
+            tokio::spawn(async move {
+                loop {
+                    let current = store.read("Patient", "shared").await.unwrap().unwrap();
+                    let result = store
+                        .write(Write::Update {
+                            resource_type: "Patient".into(),
+                            id: "shared".into(),
+                            resource: object(json!({"resourceType": "Patient", "id": "shared",
+                                "identifier": [{"value": format!("w{n}")}]})),
+                            if_match: Some(current.version),
+                            method: Method::Update,
+                        })
+                        .await;
+                    match result {
+                        Ok(written) => return written.version.unwrap().version,
+                        Err(StoreError::VersionMismatch { .. }) => continue,
+                        Err(other) => panic!("{other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=41).collect::<Vec<u64>>());
+    let history = stores[1]
+        .history(store::HistoryQuery {
+            scope: store::HistoryScope::Instance("Patient".into(), "shared".into()),
+            since: None,
+            at: None,
+            before: None,
+            count: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(history.total, 41);
+}
+
+#[tokio::test]
+async fn compartment_rows_carry_their_patient() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let store = database.open();
+    store
+        .write_all(vec![
+            put(json!({"resourceType": "Patient", "id": "p1"})),
+            put(
+                json!({"resourceType": "Observation", "id": "o1", "status": "final",
+                "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}}),
+            ),
+            put(json!({"resourceType": "Organization", "id": "org", "name": "Acme"})),
+        ])
+        .await
+        .unwrap();
+    // An observation moving to another patient moves its rows with it.
+    store
+        .write(put(
+            json!({"resourceType": "Observation", "id": "o2", "status": "final",
+            "code": {"text": "y"}, "subject": {"reference": "Patient/p1"}}),
+        ))
+        .await
+        .unwrap();
+    store
+        .write(put(
+            json!({"resourceType": "Observation", "id": "o2", "status": "final",
+            "code": {"text": "y"}, "subject": {"reference": "Patient/p2"}}),
+        ))
+        .await
+        .unwrap();
+    let rows = query(
+        &database,
+        "SELECT r.type || '/' || r.id || '=' || r.pkey FROM resource r ORDER BY 1",
+    );
+    assert_eq!(
+        rows,
+        [
+            "Observation/o1=p1",
+            "Observation/o2=p2",
+            "Organization/org=Organization/org",
+            "Patient/p1=p1"
+        ]
+    );
+    // Index rows are on their resource's key, and no row is anywhere else.
+    let strays = query(
+        &database,
+        "SELECT x.pkey FROM sp_reference x JOIN resource r ON r.rid = x.rid WHERE x.pkey <> r.pkey
+         UNION ALL SELECT x.pkey FROM sp_token x JOIN resource r ON r.rid = x.rid WHERE x.pkey <> r.pkey",
+    );
+    assert!(strays.is_empty(), "{strays:?}");
+    // Every table of the Patient compartment has the key, in its primary key where it
+    // has one.
+    let tables = query(
+        &database,
+        "SELECT c.table_name::text FROM information_schema.columns c
+         WHERE c.table_schema = current_schema() AND c.column_name = 'pkey' ORDER BY 1",
+    );
+    assert_eq!(
+        tables,
+        [
+            "resource",
+            "resource_key",
+            "resource_version",
+            "sp_date",
+            "sp_number",
+            "sp_quantity",
+            "sp_reference",
+            "sp_string",
+            "sp_text",
+            "sp_token",
+            "sp_uri"
+        ]
+    );
+    let keys = query(
+        &database,
+        "SELECT t.relname::text FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE i.indisprimary AND n.nspname = current_schema() AND NOT EXISTS (
+           SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = 'pkey'
+             AND a.attnum = ANY (i.indkey))
+         ORDER BY 1",
+    );
+    // Only the tables that are not distributed by patient lack it in their key.
+    assert_eq!(keys, ["custodian_schema", "resource_key", "search_param"]);
+}
+
+/// One text column of every row `sql` returns, on the test's schema.
+fn query(database: &TestDatabase, sql: &str) -> Vec<String> {
+    let url = database.url.clone();
+    let sql = sql.to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (client, connection) = url
+                .parse::<tokio_postgres::Config>()
+                .unwrap()
+                .connect(tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .query(&sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect()
+        })
+    })
+    .join()
+    .unwrap()
+}
