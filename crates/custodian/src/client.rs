@@ -2,7 +2,7 @@
 //! connection, plain HTTP on the local network.
 
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -37,7 +37,7 @@ impl Connection {
         self.request_with(method, path, body, &[]).await
     }
 
-    /// A request with extra headers (such as `Prefer`).
+    /// A request with extra headers (such as `Prefer`), its answer read whole.
     pub async fn request_with(
         &mut self,
         method: &str,
@@ -45,11 +45,31 @@ impl Connection {
         body: Option<Bytes>,
         headers: &[(&str, &str)],
     ) -> Result<(u16, Bytes), String> {
+        let mut all = vec![("accept", "application/fhir+json")];
+        all.extend_from_slice(headers);
+        let response = self.send(method, path, &all, body).await?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| format!("reading the answer failed: {error}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    /// A request whose answer keeps its headers and can be streamed.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<hyper::Response<Incoming>, String> {
         let mut builder = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", self.host.as_str())
-            .header("accept", "application/fhir+json");
+            .header("host", self.host.as_str());
         if body.is_some() {
             builder = builder.header("content-type", "application/fhir+json");
         }
@@ -63,18 +83,26 @@ impl Connection {
             .ready()
             .await
             .map_err(|error| format!("connection closed: {error}"))?;
-        let response = self
-            .sender
+        self.sender
             .send_request(request)
             .await
-            .map_err(|error| format!("request failed: {error}"))?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| format!("reading the answer failed: {error}"))?
-            .to_bytes();
-        Ok((status, body))
+            .map_err(|error| format!("{method} {path} failed: {error}"))
     }
+}
+
+/// `http://host:port/path` → (`host:port`, `/path`).
+pub fn split_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--server {url:?}: only http:// URLs are supported"))?;
+    let (address, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if address.is_empty() {
+        return Err(format!("--server {url:?} has no host"));
+    }
+    let address = if address.contains(':') {
+        address.to_string()
+    } else {
+        format!("{address}:80")
+    };
+    Ok((address, format!("/{}", path.trim_end_matches('/'))))
 }

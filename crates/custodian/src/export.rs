@@ -11,9 +11,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
+use crate::client::{Connection, split_url};
+use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::TokioIo;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use server::export::{Level, Progress, parse_params, scan_request, write_ndjson};
@@ -222,7 +222,7 @@ fn from_server(
         _ => format!("{base_path}/$export"),
     };
     current_thread()?.block_on(async {
-        let mut remote = Remote::open(&address).await?;
+        let mut remote = Connection::open(&address).await?;
         // The `patient` parameter only goes in a Parameters body.
         let response = if args.patients.is_empty() {
             let query = form_urlencoded::Serializer::new(String::new())
@@ -265,7 +265,11 @@ const KICK_OFF: [(&str, &str); 2] = [
 ];
 
 /// Polls the status URL until the manifest comes.
-async fn poll(remote: &mut Remote, path: &str, progress: &ProgressBar) -> Result<Value, String> {
+async fn poll(
+    remote: &mut Connection,
+    path: &str,
+    progress: &ProgressBar,
+) -> Result<Value, String> {
     loop {
         let response = remote
             .send("GET", path, &[("accept", "application/json")], None)
@@ -305,7 +309,7 @@ fn parse_progress(text: &str) -> Option<(u64, u64)> {
 
 /// Downloads every output file of the manifest into `out`.
 async fn download(
-    remote: &mut Remote,
+    remote: &mut Connection,
     address: &str,
     manifest: &Value,
     out: &Path,
@@ -366,23 +370,6 @@ async fn download(
     })
 }
 
-/// `http://host:port/path` → (`host:port`, `/path`).
-fn split_url(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("--server {url:?}: only http:// URLs are supported"))?;
-    let (address, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if address.is_empty() {
-        return Err(format!("--server {url:?} has no host"));
-    }
-    let address = if address.contains(':') {
-        address.to_string()
-    } else {
-        format!("{address}:80")
-    };
-    Ok((address, format!("/{}", path.trim_end_matches('/'))))
-}
-
 /// The path of a URL the server gave, which must be on the same server.
 fn local_path(url: &str, address: &str) -> Result<String, String> {
     let (host, path) = split_url(url)?;
@@ -410,60 +397,6 @@ pub(crate) async fn read_text(response: hyper::Response<Incoming>) -> Result<Str
         .map_err(|error| format!("reading the answer failed: {error}"))?
         .to_bytes();
     Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// One HTTP/1.1 keep-alive connection whose answers keep their headers and can be
-/// streamed.
-pub(crate) struct Remote {
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    host: String,
-}
-
-impl Remote {
-    pub(crate) async fn open(address: &str) -> Result<Remote, String> {
-        let stream = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(|error| format!("cannot connect to {address}: {error}"))?;
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| format!("handshake failed: {error}"))?;
-        tokio::spawn(connection);
-        Ok(Remote {
-            sender,
-            host: address.to_string(),
-        })
-    }
-
-    pub(crate) async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<Bytes>,
-    ) -> Result<hyper::Response<Incoming>, String> {
-        let mut builder = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", self.host.as_str());
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        if body.is_some() {
-            builder = builder.header("content-type", "application/fhir+json");
-        }
-        let request = builder
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|error| error.to_string())?;
-        self.sender
-            .ready()
-            .await
-            .map_err(|error| format!("connection closed: {error}"))?;
-        self.sender
-            .send_request(request)
-            .await
-            .map_err(|error| format!("{method} {path} failed: {error}"))
-    }
 }
 
 #[cfg(test)]

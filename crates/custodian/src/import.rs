@@ -29,7 +29,7 @@ use serde_json::Value;
 use server::load::Loader;
 use tokio::task::JoinSet;
 
-use crate::client::Connection;
+use crate::client::{Connection, split_url};
 
 #[derive(clap::Args)]
 pub struct ImportArgs {
@@ -530,23 +530,6 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
         );
     }
     imported
-}
-
-/// `http://host:port/path` → (`host:port`, `/path`).
-fn split_url(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("--server {url:?}: only http:// URLs are supported"))?;
-    let (address, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if address.is_empty() {
-        return Err(format!("--server {url:?} has no host"));
-    }
-    let address = if address.contains(':') {
-        address.to_string()
-    } else {
-        format!("{address}:80")
-    };
-    Ok((address, format!("/{}", path.trim_end_matches('/'))))
 }
 
 /// Serves the store on a loopback port for the import's own use (Bundle files go

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::http::{ServerProcess, wait_until_up};
-use crate::export::{Remote, header, read_text};
+use crate::client::Connection;
+use crate::export::{header, read_text};
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
@@ -214,7 +215,7 @@ fn report(name: &str, runs: &[Run]) {
 
 /// One `$export` on the server: kick-off to manifest. The job is deleted afterwards.
 async fn server_export(address: &str, export_dir: &Path) -> Result<Run, String> {
-    let mut remote = Remote::open(address).await?;
+    let mut remote = Connection::open(address).await?;
     let started = Instant::now();
     let response = remote
         .send(
