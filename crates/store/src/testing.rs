@@ -48,9 +48,13 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// Runs `statements` on the server `url` names, on a thread and runtime of their own
-/// (so it works from sync code and from inside a test's runtime alike).
-fn execute(url: &str, statements: String) -> Result<(), String> {
+/// Runs `work` with a client of the server `url` names, on a thread and runtime of
+/// their own (so it works from sync code and from inside a test's runtime alike).
+fn with_client<F, Fut>(url: &str, work: F) -> Result<(), String>
+where
+    F: FnOnce(tokio_postgres::Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let url = url.to_string();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -71,17 +75,24 @@ fn execute(url: &str, statements: String) -> Result<(), String> {
                         None => error.to_string(),
                     })?;
             tokio::spawn(connection);
-            client
-                .batch_execute(&statements)
-                .await
-                .map_err(|error| match error.as_db_error() {
-                    Some(db) => db.message().to_string(),
-                    None => error.to_string(),
-                })
+            work(client).await
         })
     })
     .join()
     .map_err(|_| "the database thread panicked".to_string())?
+}
+
+/// Runs `statements` on the server `url` names.
+fn execute(url: &str, statements: String) -> Result<(), String> {
+    with_client(url, |client| async move {
+        client
+            .batch_execute(&statements)
+            .await
+            .map_err(|error| match error.as_db_error() {
+                Some(db) => db.message().to_string(),
+                None => error.to_string(),
+            })
+    })
 }
 
 /// Whether tests must not skip (`CI=true`).
@@ -281,52 +292,30 @@ impl Drop for TestDatabase {
 /// Drops the test schemas whose test directory is gone (tests that never dropped
 /// theirs: killed, or holding it until the process ended).
 fn sweep_orphans(server: &str) -> Result<(), String> {
-    let server = server.to_string();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    with_client(server, |client| async move {
+        let rows = client
+            .query(
+                "SELECT nspname::text, obj_description(oid, 'pg_namespace') FROM pg_namespace
+                 WHERE nspname LIKE 'custodian\\_test\\_%'",
+                &[],
+            )
+            .await
             .map_err(|error| error.to_string())?;
-        runtime.block_on(async move {
-            let mut config: tokio_postgres::Config = server
-                .parse()
-                .map_err(|error: tokio_postgres::Error| error.to_string())?;
-            config.connect_timeout(std::time::Duration::from_secs(5));
-            let (client, connection) =
-                config
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .map_err(|error| match std::error::Error::source(&error) {
-                        Some(source) => format!("{error}: {source}"),
-                        None => error.to_string(),
-                    })?;
-            tokio::spawn(connection);
-            let rows = client
-                .query(
-                    "SELECT nspname::text, obj_description(oid, 'pg_namespace') FROM pg_namespace
-                     WHERE nspname LIKE 'custodian\\_test\\_%'",
-                    &[],
-                )
-                .await
-                .map_err(|error| error.to_string())?;
-            for row in rows {
-                let schema: String = row.get(0);
-                let dir: Option<String> = row.get(1);
-                if dir.is_some_and(|dir| !Path::new(&dir).exists()) {
-                    // Another process may be sweeping too: failures are harmless.
-                    let _ = client
-                        .batch_execute(&format!(
-                            "SET client_min_messages = warning; SET lock_timeout = '2s';
-                             DROP SCHEMA IF EXISTS {schema} CASCADE"
-                        ))
-                        .await;
-                }
+        for row in rows {
+            let schema: String = row.get(0);
+            let dir: Option<String> = row.get(1);
+            if dir.is_some_and(|dir| !Path::new(&dir).exists()) {
+                // Another process may be sweeping too: failures are harmless.
+                let _ = client
+                    .batch_execute(&format!(
+                        "SET client_min_messages = warning; SET lock_timeout = '2s';
+                         DROP SCHEMA IF EXISTS {schema} CASCADE"
+                    ))
+                    .await;
             }
-            Ok(())
-        })
+        }
+        Ok(())
     })
-    .join()
-    .map_err(|_| "the database thread panicked".to_string())?
 }
 
 /// A TCP proxy to the test PostgreSQL that a test can cut (every connection through
