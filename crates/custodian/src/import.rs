@@ -73,8 +73,9 @@ struct Origin {
 /// One resource ready to send.
 struct Item {
     origin: Origin,
+    /// Empty when the line is loaded straight into the store, which reads it there.
     resource_type: String,
-    /// `Type/id` for a PUT, `Type` for a POST.
+    /// `Type/id` for a PUT, `Type` for a POST (empty when loaded straight into the store).
     url: String,
     method: &'static str,
     text: String,
@@ -149,7 +150,19 @@ fn is_ndjson(path: &Path) -> bool {
 }
 
 /// Reads one resource line into an item, or says why it cannot be imported.
-fn item_from_text(origin: Origin, text: String) -> Result<Item, Rejected> {
+/// The item for one resource's JSON text. Only what goes to a server over HTTP needs its
+/// type and id read here (`heads`): a line loaded straight into the store is parsed once,
+/// by the loader, which refuses it with the same words.
+fn item_from_text(origin: Origin, text: String, heads: bool) -> Result<Item, Rejected> {
+    if !heads {
+        return Ok(Item {
+            origin,
+            resource_type: String::new(),
+            url: String::new(),
+            method: "",
+            text,
+        });
+    }
     let reject = |reason: String| Rejected {
         origin: origin.clone(),
         reason,
@@ -191,6 +204,7 @@ fn read_file(
     path: &Path,
     max_bytes: usize,
     skip: usize,
+    heads: bool,
     out: &mut dyn FnMut(Read_) -> bool,
 ) -> Result<(), String> {
     let reader = open_text(path)?;
@@ -224,7 +238,7 @@ fn read_file(
                     reason: format!("the line is larger than {max_bytes} bytes"),
                 })
             } else {
-                match item_from_text(origin, text.to_string()) {
+                match item_from_text(origin, text.to_string(), heads) {
                     Ok(item) => Read_::Item(item),
                     Err(rejected) => Read_::Rejected(rejected),
                 }
@@ -275,7 +289,7 @@ fn read_file(
                 line: position + 1,
             };
             let read = match entry.get("resource") {
-                Some(resource) => match item_from_text(origin, resource.to_string()) {
+                Some(resource) => match item_from_text(origin, resource.to_string(), heads) {
                     Ok(item) => Read_::Item(item),
                     Err(rejected) => Read_::Rejected(rejected),
                 },
@@ -289,7 +303,7 @@ fn read_file(
             }
         }
     } else {
-        out(match item_from_text(origin, text) {
+        out(match item_from_text(origin, text, heads) {
             Ok(item) => Read_::Item(item),
             Err(rejected) => Read_::Rejected(rejected),
         });
@@ -756,8 +770,9 @@ async fn import(
         // so memory does not grow with the file.
         let (queue, mut reads) = tokio::sync::mpsc::channel::<Read_>(args.batch * 2);
         let (reader_path, max_bytes) = (path.clone(), args.max_bytes);
+        let heads = sender.loader.is_none();
         let reader = tokio::task::spawn_blocking(move || {
-            read_file(index, &reader_path, max_bytes, skip, &mut |read| {
+            read_file(index, &reader_path, max_bytes, skip, heads, &mut |read| {
                 queue.blocking_send(read).is_ok()
             })
         });

@@ -6,7 +6,7 @@ use fhir::{IssueType, definitions, is_valid_id};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value};
 
-use crate::duplicates::find_duplicate_property;
+use crate::duplicates::{ParseError, parse_json};
 use crate::error::ApiError;
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
@@ -47,21 +47,19 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
             "the request body is empty; send a FHIR resource",
         ));
     }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(object)) => match find_duplicate_property(bytes) {
-            None => Ok(object),
-            Some(path) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                IssueType::Structure,
-                format!("the property {path} appears more than once in its object"),
-            )),
-        },
+    match parse_json(bytes) {
+        Ok(Value::Object(object)) => Ok(object),
         Ok(_) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             IssueType::Structure,
             "the request body is JSON but not an object; a FHIR resource is a JSON object",
         )),
-        Err(error) => Err(ApiError::new(
+        Err(ParseError::Duplicate(path)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::Structure,
+            format!("the property {path} appears more than once in its object"),
+        )),
+        Err(ParseError::Syntax(error)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             IssueType::Structure,
             format!("the request body is not valid JSON: {error}"),

@@ -5,7 +5,8 @@
 use serde_json::{Map, Value};
 use store::{Method, Store, StoreError, Write};
 
-use crate::body::{check_resource, parse_object};
+use crate::body::check_resource;
+use crate::duplicates::{ParseError, parse_json};
 use crate::references::referenced;
 use crate::validate::{after_write, check_on_write};
 use crate::{AppState, Config};
@@ -92,10 +93,19 @@ impl Loader {
     }
 
     async fn prepare(&self, text: &str) -> Result<(String, Write), String> {
-        let resource = parse_object(text.as_bytes()).map_err(|error| reason(&error))?;
+        let resource = match parse_json(text.as_bytes()) {
+            Ok(Value::Object(resource)) => resource,
+            Ok(_) => return Err("not a FHIR resource: not a JSON object".into()),
+            Err(ParseError::Syntax(error)) => return Err(format!("not JSON: {error}")),
+            Err(ParseError::Duplicate(path)) => {
+                return Err(format!(
+                    "not FHIR JSON: the property {path} appears more than once in its object"
+                ));
+            }
+        };
         let resource_type = match resource.get("resourceType") {
             Some(Value::String(resource_type)) => resource_type.clone(),
-            _ => return Err("the resource has no resourceType".into()),
+            _ => return Err("not a FHIR resource: it has no resourceType".into()),
         };
         let resource = check_resource(resource, &resource_type).map_err(|error| reason(&error))?;
         let fetched = referenced(&self.state, &resource)

@@ -177,15 +177,19 @@ pub(super) fn ensure_value_indexes(connection: &Connection) -> Result<usize, Sto
         if !exists {
             if built == 0 {
                 tracing::info!("building the search value indexes");
-                // Sort on disk rather than in memory: the indexes can be large.
-                connection.execute_batch("PRAGMA temp_store = FILE;")?;
+                // Sort on disk rather than in memory: the indexes can be large; and
+                // sort on every core (SQLite's sorter merges in worker threads).
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+                connection.execute_batch(&format!(
+                    "PRAGMA temp_store = FILE; PRAGMA threads = {threads};"
+                ))?;
             }
             connection.execute_batch(&format!("CREATE INDEX {name} ON {definition};"))?;
             built += 1;
         }
     }
     if built > 0 {
-        connection.execute_batch("PRAGMA temp_store = MEMORY;")?;
+        connection.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA threads = 0;")?;
     }
     Ok(built)
 }
