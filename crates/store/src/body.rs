@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+#[cfg(test)]
 use crate::resource::stamp;
 use crate::{Instant, StoreError};
 
@@ -20,37 +21,58 @@ pub(crate) struct Template {
     tail: usize,
 }
 
+fn write_json<T: serde::Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), StoreError> {
+    serde_json::to_writer(out, value).map_err(|error| StoreError::Invalid(error.to_string()))
+}
+
+/// `,"key":value`: every member follows the `meta` that comes before it.
+fn write_member(out: &mut Vec<u8>, key: &str, value: &Value) -> Result<(), StoreError> {
+    out.push(b',');
+    write_json(out, key)?;
+    out.push(b':');
+    write_json(out, value)
+}
+
 impl Template {
-    /// Stamps `resource` with `id` (see [`stamp`]) and serialises it.
+    /// Serialises `resource` as [`stamp`] would stamp it with `id`: `resourceType`, `id`
+    /// and `meta` (with the gap for `versionId` and `lastUpdated`) first, every other
+    /// element where it was. It writes straight from the parsed tree, without building
+    /// the stamped one.
     pub(crate) fn new(resource: Map<String, Value>, id: &str) -> Result<Template, StoreError> {
-        let resource_type = match resource.get("resourceType") {
-            Some(Value::String(resource_type)) => resource_type.clone(),
-            _ => {
-                return Err(StoreError::Invalid(
-                    "the resource has no resourceType".into(),
-                ));
-            }
-        };
-        let placeholder = Instant(0);
-        let stamped = stamp(resource, id, 0, placeholder);
-        let text = serde_json::to_string(&Value::Object(stamped))
-            .map_err(|error| StoreError::Invalid(error.to_string()))?;
-        let head = format!(
-            "{{\"resourceType\":{},\"id\":{},\"meta\":{{\"versionId\":\"",
-            Value::String(resource_type),
-            Value::String(id.to_string()),
-        );
-        let gap = format!("0{BETWEEN}{}\"", placeholder.to_fhir());
-        if !text.starts_with(&head) || !text[head.len()..].starts_with(&gap) {
-            return Err(StoreError::Backend(
-                "a stamped resource did not serialise in the expected order".into(),
+        let Some(Value::String(resource_type)) = resource.get("resourceType") else {
+            return Err(StoreError::Invalid(
+                "the resource has no resourceType".into(),
             ));
+        };
+        let mut out: Vec<u8> = Vec::with_capacity(1024);
+        out.extend_from_slice(b"{\"resourceType\":");
+        write_json(&mut out, resource_type)?;
+        out.extend_from_slice(b",\"id\":");
+        write_json(&mut out, id)?;
+        out.extend_from_slice(b",\"meta\":{\"versionId\":\"");
+        let head = out.len();
+        // The gap holds nothing: `render` writes the version and instant there.
+        let tail = head;
+        if let Some(Value::Object(meta)) = resource.get("meta") {
+            for (key, value) in meta {
+                if key != "versionId" && key != "lastUpdated" {
+                    write_member(&mut out, key, value)?;
+                }
+            }
         }
-        Ok(Template {
-            head: head.len(),
-            tail: head.len() + gap.len(),
-            text,
-        })
+        out.push(b'}');
+        for (key, value) in &resource {
+            if key != "resourceType" && key != "id" && key != "meta" {
+                write_member(&mut out, key, value)?;
+            }
+        }
+        out.push(b'}');
+        let text = String::from_utf8(out)
+            .map_err(|_| StoreError::Backend("a resource serialised to invalid UTF-8".into()))?;
+        Ok(Template { text, head, tail })
     }
 
     /// The body with its version and instant.
@@ -87,6 +109,8 @@ mod tests {
             r#"{"resourceType":"Patient","name":[{"family":"Ch\"al"}]}"#,
             r#"{"resourceType":"Observation","meta":{"profile":["http://x"],"versionId":"9"},"id":"old","valueQuantity":{"value":1.50}}"#,
             r#"{"resourceType":"Basic"}"#,
+            r#"{"id":"x","text":{"div":"<div>\u00e9</div>"},"resourceType":"Basic","meta":"odd","a\"b":[1e400,-0.0,{}]}"#,
+            r#"{"resourceType":"Basic","meta":{"lastUpdated":"2020-01-01T00:00:00Z","tag":[{"code":"t"}]}}"#,
         ];
         for case in cases {
             for (version, instant) in [(1, Instant(1_700_000_000_123_456)), (12345, Instant(7))] {
