@@ -53,6 +53,24 @@ impl Principal {
         }
     }
 
+    /// A caller who has not authenticated: no roles, no scopes, so every decision
+    /// refuses.
+    pub fn anonymous() -> Principal {
+        Principal {
+            subject: "anonymous".into(),
+            client_id: None,
+            user: None,
+            roles: Vec::new(),
+            scopes: Scopes::default(),
+            patient: None,
+            purpose_of_use: None,
+            issuer: String::new(),
+            token_id: None,
+            expires_at: 0,
+            unchecked: false,
+        }
+    }
+
     /// The patient this principal is limited to, if any: every read path must keep to
     /// that patient's compartment.
     pub fn patient(&self) -> Option<&str> {
@@ -178,6 +196,20 @@ pub fn decide(principal: &Principal, interaction: Interaction, resource_type: &s
         return Decision::Deny("the token has patient scopes but no patient context".into());
     }
     Decision::Allow(narrowest)
+}
+
+/// May `principal` follow up a bulk release (an export's status and files)? Those who
+/// may start one may.
+pub fn may_release(principal: &Principal) -> Decision {
+    if principal.unchecked || principal.roles.iter().any(|role| role.may_export()) {
+        Decision::Allow(Context::System)
+    } else {
+        Decision::Deny(format!(
+            "the role{} {} may not release data in bulk",
+            if principal.roles.len() == 1 { "" } else { "s" },
+            role_names(&principal.roles)
+        ))
+    }
 }
 
 fn role_names(roles: &[Role]) -> String {

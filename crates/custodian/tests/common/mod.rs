@@ -74,8 +74,21 @@ impl TestServer {
         TestServer::start_on(&database_url(data_dir), data_dir, extra)
     }
 
-    /// Starts a server on the database `url`, keeping its files in `data_dir`.
+    /// Starts a server on the database `url`, keeping its files in `data_dir`, without
+    /// authentication (`--insecure-no-auth`), as every suite but the auth tests wants.
     pub fn start_on(url: &str, data_dir: &Path, extra: &[&str]) -> TestServer {
+        let mut args = vec!["--insecure-no-auth"];
+        args.extend_from_slice(extra);
+        TestServer::start_secure_on(url, data_dir, &args)
+    }
+
+    /// Starts a server on `data_dir` with authentication on (the default of `serve`).
+    pub fn start_secure_in(data_dir: &Path, extra: &[&str]) -> TestServer {
+        TestServer::start_secure_on(&database_url(data_dir), data_dir, extra)
+    }
+
+    /// Starts a server on the database `url` with `serve`'s own defaults plus `extra`.
+    pub fn start_secure_on(url: &str, data_dir: &Path, extra: &[&str]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
             .args(["serve", "--listen", "127.0.0.1:0", "--database"])
             .arg(url)

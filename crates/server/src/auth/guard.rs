@@ -1,0 +1,200 @@
+//! Authorisation of every FHIR route: what interactions a request stands for, decided
+//! by `privacy::decide` for the request's principal.
+//!
+//! The route layer knows the interaction and type from the route template and path;
+//! what it cannot see (the types of a system search or an export, a bundle's entries,
+//! what `$everything` returns) is checked by those handlers with `authorize` and
+//! `authorize_types`, so every decision still comes from the one function.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use fhir::IssueType;
+use privacy::{Decision, Interaction, Principal, decide};
+
+use crate::error::ApiError;
+
+/// 403 with the decision's reason.
+pub(crate) fn forbidden(reason: String) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        IssueType::Security,
+        format!("access denied: {reason}"),
+    )
+}
+
+/// Ok when `principal` may do `interaction` on `resource_type`, else 403.
+pub(crate) fn authorize(
+    principal: &Principal,
+    interaction: Interaction,
+    resource_type: &str,
+) -> Result<(), ApiError> {
+    match decide(principal, interaction, resource_type) {
+        Decision::Allow(_) => Ok(()),
+        Decision::Deny(reason) => Err(forbidden(reason)),
+    }
+}
+
+/// `authorize` for each of `types`; no types means every type.
+pub(crate) fn authorize_types(
+    principal: &Principal,
+    interaction: Interaction,
+    types: &[String],
+) -> Result<(), ApiError> {
+    if principal.unchecked {
+        return Ok(());
+    }
+    if types.is_empty() {
+        for resource_type in fhir::definitions().resource_types() {
+            if let Decision::Deny(reason) = decide(principal, interaction, resource_type) {
+                return Err(forbidden(format!(
+                    "{reason}; without _type this {} covers every type, so name the types with _type",
+                    interaction.as_str()
+                )));
+            }
+        }
+        return Ok(());
+    }
+    types
+        .iter()
+        .try_for_each(|resource_type| authorize(principal, interaction, resource_type))
+}
+
+/// What the route layer checks for a request.
+#[derive(Debug, PartialEq)]
+enum Check {
+    /// These interactions on this type.
+    On(&'static [Interaction], String),
+    /// Every type (system history).
+    AllTypes(Interaction),
+    /// Following up a bulk release (export status, files).
+    Release,
+    /// The handler checks (system search, bundles, export kick-offs, `$everything`
+    /// also here on Patient), or nothing to check (metadata).
+    Handler,
+}
+
+/// The checks of a request to `template` (the route as written in `router`, under
+/// `/fhir`) with the path's own `segments`.
+fn classify(method: &Method, template: &str, segments: &[&str]) -> Check {
+    let template_segments: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+    let param = |name: &str| -> String {
+        template_segments
+            .iter()
+            .position(|segment| *segment == name)
+            .and_then(|index| segments.get(index))
+            .map(|segment| segment.to_string())
+            .unwrap_or_default()
+    };
+    let resource_type = param("{type}");
+    use Interaction::*;
+    match (template, method.as_str()) {
+        ("/_history", _) => Check::AllTypes(HistoryType),
+        ("/$export-status/{job}" | "/$export-file/{job}/{file}", _) => Check::Release,
+        ("/{type}", "GET") | ("/{type}/_search", _) => Check::On(&[Search], resource_type),
+        ("/{type}", "POST") => Check::On(&[Create], resource_type),
+        ("/{type}", "PUT") => Check::On(&[Search, Update], resource_type),
+        ("/{type}", "PATCH") => Check::On(&[Search, Patch], resource_type),
+        ("/{type}", "DELETE") => Check::On(&[Search, Delete], resource_type),
+        ("/{type}/_history", _) => Check::On(&[HistoryType], resource_type),
+        ("/{type}/$validate" | "/{type}/{id}/$validate", _) => {
+            Check::On(&[Validate], resource_type)
+        }
+        ("/{type}/{id}", "GET") => Check::On(&[Read], resource_type),
+        ("/{type}/{id}", "PUT") => Check::On(&[Update], resource_type),
+        ("/{type}/{id}", "PATCH") => Check::On(&[Patch], resource_type),
+        ("/{type}/{id}", "DELETE") => Check::On(&[Delete], resource_type),
+        ("/{type}/{id}/_history", _) => Check::On(&[HistoryInstance], resource_type),
+        ("/{type}/{id}/_history/{version}", _) => Check::On(&[Vread], resource_type),
+        ("/{type}/{id}/$everything", _) => Check::On(&[Everything], resource_type),
+        // The compartment's owner must be readable; the searched types are checked by
+        // the search.
+        ("/{type}/{id}/{compartment}", _) => Check::On(&[Read], resource_type),
+        ("/{type}/$export" | "/{type}/{id}/$export", _) => Check::On(&[Export], resource_type),
+        _ => Check::Handler,
+    }
+}
+
+/// The route layer over `/fhir`: refuses with 403 what the principal may not do.
+pub(crate) async fn guard(request: Request, next: Next) -> Response {
+    let Some(principal) = request.extensions().get::<Arc<Principal>>().cloned() else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            IssueType::Security,
+            "authentication required",
+        )
+        .into_response();
+    };
+    if principal.unchecked {
+        return next.run(request).await;
+    }
+    let template = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().trim_start_matches("/fhir").to_string())
+        .unwrap_or_default();
+    let path = request.uri().path().trim_start_matches("/fhir/");
+    let segments: Vec<&str> = path.split('/').collect();
+    let result = match classify(request.method(), &template, &segments) {
+        Check::On(interactions, resource_type) => interactions
+            .iter()
+            .try_for_each(|interaction| authorize(&principal, *interaction, &resource_type)),
+        Check::AllTypes(interaction) => authorize_types(&principal, interaction, &[]),
+        Check::Release => match privacy::access::may_release(&principal) {
+            Decision::Allow(_) => Ok(()),
+            Decision::Deny(reason) => Err(forbidden(reason)),
+        },
+        Check::Handler => Ok(()),
+    };
+    match result {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Interaction::*;
+
+    fn check(method: Method, template: &str, path: &str) -> Check {
+        let segments: Vec<&str> = path.split('/').collect();
+        classify(&method, template, &segments)
+    }
+
+    #[test]
+    fn routes_map_to_interactions_on_their_type() {
+        assert_eq!(
+            check(Method::GET, "/{type}/{id}", "Patient/1"),
+            Check::On(&[Read], "Patient".into())
+        );
+        assert_eq!(
+            check(
+                Method::GET,
+                "/{type}/{id}/_history/{version}",
+                "Patient/1/_history/2"
+            ),
+            Check::On(&[Vread], "Patient".into())
+        );
+        assert_eq!(
+            check(Method::POST, "/{type}", "Observation"),
+            Check::On(&[Create], "Observation".into())
+        );
+        assert_eq!(
+            check(Method::DELETE, "/{type}", "Observation"),
+            Check::On(&[Search, Delete], "Observation".into())
+        );
+        assert_eq!(
+            check(Method::GET, "/_history", "_history"),
+            Check::AllTypes(HistoryType)
+        );
+        assert_eq!(check(Method::GET, "/", ""), Check::Handler);
+        assert_eq!(
+            check(Method::GET, "/$export-status/{job}", "$export-status/x"),
+            Check::Release
+        );
+    }
+}
