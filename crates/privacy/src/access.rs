@@ -160,6 +160,9 @@ pub fn decide(principal: &Principal, interaction: Interaction, resource_type: &s
     if principal.unchecked {
         return Decision::Allow(Context::System);
     }
+    if !fhir::definitions().is_resource_type(resource_type) {
+        return Decision::Deny(format!("{resource_type:?} is not a resource type"));
+    }
     let letters = interaction.letters();
     let role_allows = principal.roles.iter().any(|role| {
         letters

@@ -118,6 +118,14 @@ fn classify(method: &Method, template: &str, segments: &[&str]) -> Check {
     }
 }
 
+/// A path under the FHIR base, starting with `/`.
+fn relative(path: &str) -> &str {
+    match path.strip_prefix("/fhir") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => path,
+    }
+}
+
 /// The route layer over `/fhir`: refuses with 403 what the principal may not do.
 pub(crate) async fn guard(request: Request, next: Next) -> Response {
     let Some(principal) = request.extensions().get::<Arc<Principal>>().cloned() else {
@@ -131,12 +139,14 @@ pub(crate) async fn guard(request: Request, next: Next) -> Response {
     if principal.unchecked {
         return next.run(request).await;
     }
+    // Inside the nested `/fhir` router the URI has lost its `/fhir`; the matched path
+    // may keep it. Both are taken relative to the FHIR base.
     let template = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|path| path.as_str().trim_start_matches("/fhir").to_string())
+        .map(|path| relative(path.as_str()).to_string())
         .unwrap_or_default();
-    let path = request.uri().path().trim_start_matches("/fhir/");
+    let path = relative(request.uri().path()).trim_start_matches('/');
     let segments: Vec<&str> = path.split('/').collect();
     let result = match classify(request.method(), &template, &segments) {
         Check::On(interactions, resource_type) => interactions
