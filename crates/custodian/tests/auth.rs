@@ -278,7 +278,7 @@ fn every_other_endpoint_needs_a_token() {
         ("GET", "Patient/1/$everything"),
         ("GET", "no/such/endpoint/at/all"),
     ] {
-        let body = (method == "POST").then(|| r#"{"resourceType":"Patient"}"#);
+        let body = (method == "POST").then_some(r#"{"resourceType":"Patient"}"#);
         let reply = secure.fhir.request(
             method,
             path,
