@@ -991,3 +991,116 @@ fn a_server_without_clients_says_how_to_create_one() {
     let _ = child.wait();
     assert!(told, "serve did not say how to create a client");
 }
+
+#[test]
+fn grants_and_revocations_change_what_new_tokens_may_do() {
+    let secure = Secure::start(&[]);
+    secure.client("app", &["clinician"], "system/Patient.rs", &[]);
+    let token = secure.token("app", None);
+    assert_eq!(secure.call(&token, "GET", "Observation", None).status, 403);
+
+    let grant = |what: &str, args: &[&str]| {
+        let mut all = vec![
+            what,
+            "--database",
+            secure.database.as_str(),
+            "--client",
+            "app",
+        ];
+        all.extend_from_slice(args);
+        let mut command = vec!["admin"];
+        command.extend(all);
+        ok(&custodian(&command, None));
+    };
+    grant("grant", &["--scope", "system/Observation.rs"]);
+    let token = secure.token("app", None);
+    assert_eq!(secure.call(&token, "GET", "Observation", None).status, 200);
+    // The role, not only the scope: an auditor reads no Observations.
+    grant("revoke", &["--role", "clinician"]);
+    grant("grant", &["--role", "auditor"]);
+    let token = secure.token("app", None);
+    assert_eq!(secure.call(&token, "GET", "Observation", None).status, 403);
+    assert_eq!(secure.call(&token, "GET", "Patient", None).status, 200);
+    grant("revoke", &["--scope", "system/Patient.rs"]);
+    let token = secure.token("app", None);
+    assert_eq!(secure.call(&token, "GET", "Patient", None).status, 403);
+
+    // Unknown clients, roles and scopes are refused with a message.
+    let refused = custodian(
+        &[
+            "admin",
+            "grant",
+            "--database",
+            &secure.database,
+            "--client",
+            "nobody",
+            "--role",
+            "coder",
+        ],
+        None,
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not found"));
+    let refused = custodian(
+        &[
+            "admin",
+            "grant",
+            "--database",
+            &secure.database,
+            "--client",
+            "app",
+            "--scope",
+            "root/*.*",
+        ],
+        None,
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown scope"));
+}
+
+#[test]
+fn users_are_created_with_a_password_from_standard_input_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = database_url(dir.path());
+    let create = |username: &str, password: &str| {
+        custodian(
+            &[
+                "admin",
+                "create-user",
+                "--database",
+                &database,
+                "--username",
+                username,
+                "--role",
+                "patient",
+                "--patient",
+                "p1",
+            ],
+            Some(password),
+        )
+    };
+    ok(&create("jdoe", "a long enough password\n"));
+    let again = create("jdoe", "a long enough password\n");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let short = create("short", "tiny\n");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("12 characters"));
+    // There is no --password flag: it would show in process lists.
+    let flag = custodian(
+        &[
+            "admin",
+            "create-user",
+            "--database",
+            &database,
+            "--username",
+            "x",
+            "--role",
+            "patient",
+            "--password",
+            "secret",
+        ],
+        None,
+    );
+    assert!(!flag.status.success());
+}
