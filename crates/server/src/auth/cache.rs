@@ -1,6 +1,6 @@
 //! Verified tokens, kept until they expire so a client's next request skips the
-//! signature check. Keyed by the whole token: a signature alone could be glued to
-//! other claims.
+//! signature check. Looked up by the signature (short, so cheap to hash) but matched on
+//! the whole token: a signature alone could be glued to other claims.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,18 +12,27 @@ const CAPACITY: usize = 4096;
 
 #[derive(Default)]
 pub struct TokenCache {
-    entries: Mutex<HashMap<String, Arc<Principal>>>,
+    /// Signature → (the whole token, its principal).
+    entries: Mutex<HashMap<String, (String, Arc<Principal>)>>,
+}
+
+fn signature(token: &str) -> &str {
+    token.rsplit('.').next().unwrap_or(token)
 }
 
 impl TokenCache {
     /// The principal of a token verified before, while it is still valid.
     pub fn get(&self, token: &str) -> Option<Arc<Principal>> {
         let mut entries = self.entries.lock().ok()?;
-        let principal = entries.get(token)?;
+        let key = signature(token);
+        let (kept, principal) = entries.get(key)?;
+        if kept != token {
+            return None;
+        }
         if principal.expires_at > privacy::token::now() {
             Some(principal.clone())
         } else {
-            entries.remove(token);
+            entries.remove(key);
             None
         }
     }
@@ -34,7 +43,10 @@ impl TokenCache {
             if entries.len() >= CAPACITY {
                 entries.clear();
             }
-            entries.insert(token.to_string(), principal.clone());
+            entries.insert(
+                signature(token).to_string(),
+                (token.to_string(), principal.clone()),
+            );
         }
         principal
     }
@@ -49,11 +61,20 @@ mod tests {
         let cache = TokenCache::default();
         let mut principal = Principal::anonymous();
         principal.expires_at = privacy::token::now() + 60;
-        cache.put("a", principal.clone());
-        assert!(cache.get("a").is_some());
+        cache.put("h.a.s1", principal.clone());
+        assert!(cache.get("h.a.s1").is_some());
         principal.expires_at = privacy::token::now().saturating_sub(1);
-        cache.put("b", principal);
-        assert!(cache.get("b").is_none());
-        assert!(cache.get("c").is_none());
+        cache.put("h.b.s2", principal);
+        assert!(cache.get("h.b.s2").is_none());
+        assert!(cache.get("h.c.s3").is_none());
+    }
+
+    #[test]
+    fn a_known_signature_on_other_claims_is_not_a_hit() {
+        let cache = TokenCache::default();
+        let mut principal = Principal::anonymous();
+        principal.expires_at = privacy::token::now() + 60;
+        cache.put("header.claims.sig", principal);
+        assert!(cache.get("header.forged-claims.sig").is_none());
     }
 }
