@@ -58,8 +58,7 @@ fn configuration(config: &Config, issuer: &str) -> Value {
             "client-confidential-asymmetric",
             "client-confidential-symmetric",
             "permission-v2",
-            "permission-v1",
-            "context-standalone-patient"
+            "permission-v1"
         ],
         "code_challenge_methods_supported": ["S256"],
     })
