@@ -36,6 +36,15 @@ impl Connection {
         })
     }
 
+    /// Sends `Authorization: Bearer TOKEN` on every request (instead of
+    /// `CUSTODIAN_TOKEN`), when a token is given.
+    pub fn bearer(mut self, token: Option<&str>) -> Connection {
+        if let Some(token) = token {
+            self.authorization = Some(format!("Bearer {token}"));
+        }
+        self
+    }
+
     pub async fn request(
         &mut self,
         method: &str,
