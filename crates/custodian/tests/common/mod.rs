@@ -106,6 +106,9 @@ impl TestServer {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("DEBUG_SERVER").is_some() {
+                    eprintln!("SERVER: {line}");
+                }
                 if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
                     let origin = rest.split([',', ' ']).next().unwrap_or("").to_string();
                     let _ = found.send(origin);

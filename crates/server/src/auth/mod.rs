@@ -89,6 +89,28 @@ fn unauthorized(reason: &str, error_code: Option<&str>) -> Response {
     response
 }
 
+/// Whether a request carries a body (which a refusal leaves unread).
+pub(crate) fn has_body(request: &Request) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|length| length.trim() != "0")
+}
+
+/// A refusal of a request whose body was not read closes the connection: the unread
+/// body would otherwise be taken for the next request, or the server would drop the
+/// connection under a client that reuses it.
+pub(crate) fn refuse(request: &Request, mut response: Response) -> Response {
+    if has_body(request) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// The layer over every route: puts the request's `Principal` in its extensions.
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
@@ -111,15 +133,18 @@ pub(crate) async fn authenticate(
         return next.run(request).await;
     }
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-        return unauthorized("no bearer token", None);
+        return refuse(&request, unauthorized("no bearer token", None));
     };
     let text = value.to_str().unwrap_or("");
     let token = match text.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
         _ => {
-            return unauthorized(
-                "the Authorization header is not a bearer token",
-                Some("invalid_request"),
+            return refuse(
+                &request,
+                unauthorized(
+                    "the Authorization header is not a bearer token",
+                    Some("invalid_request"),
+                ),
             );
         }
     };
@@ -129,7 +154,10 @@ pub(crate) async fn authenticate(
             Ok(principal) => state.tokens.put(token, principal),
             Err(error) => {
                 tracing::info!(reason = %error, "refused a bearer token");
-                return unauthorized(&error.to_string(), Some("invalid_token"));
+                return refuse(
+                    &request,
+                    unauthorized(&error.to_string(), Some("invalid_token")),
+                );
             }
         },
     };
