@@ -5,6 +5,7 @@
 //! (`CUSTODIAN_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/postgres`):
 //! each data directory gets a fresh schema of its own ([`database_url`]), dropped once
 //! the directory is gone, and keeps only its files (exports) on disk.
+//! `CUSTODIAN_TEST_SERVER_LOG=1` echoes the servers' logs into the test output.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -106,7 +107,7 @@ impl TestServer {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var_os("DEBUG_SERVER").is_some() {
+                if std::env::var_os("CUSTODIAN_TEST_SERVER_LOG").is_some() {
                     eprintln!("SERVER: {line}");
                 }
                 if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
