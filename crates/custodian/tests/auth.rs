@@ -1104,3 +1104,52 @@ fn users_are_created_with_a_password_from_standard_input_only() {
     );
     assert!(!flag.status.success());
 }
+
+#[test]
+fn export_from_a_server_takes_the_token_from_the_environment() {
+    let secure = Secure::start(&[]);
+    secure.client("roi", &["roi_specialist"], "system/*.rs", &[]);
+    secure.client("setup", &["admin"], "system/*.cruds", &[]);
+    let setup = secure.token("setup", None);
+    secure
+        .call(
+            &setup,
+            "PUT",
+            "Patient/p1",
+            Some(&json!({"resourceType": "Patient", "id": "p1"})),
+        )
+        .ok(201);
+    let out = tempfile::tempdir().unwrap();
+    let export = |token: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_custodian"));
+        command
+            .args([
+                "export",
+                "--server",
+                secure.fhir.base(),
+                "--type",
+                "Patient",
+                "--out",
+            ])
+            .arg(out.path().join(random_id()))
+            .env("CUSTODIAN_LOG", "warn")
+            .env_remove("CUSTODIAN_TOKEN")
+            .stdin(Stdio::null());
+        if let Some(token) = token {
+            command.env("CUSTODIAN_TOKEN", token);
+        }
+        command.output().unwrap()
+    };
+    assert!(!export(None).status.success(), "exported without a token");
+    let reader = secure.token("roi", None);
+    let done = export(Some(&reader));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    // A clinician may not release data in bulk.
+    secure.client("doc", &["clinician"], "system/*.rs", &[]);
+    let clinician = secure.token("doc", None);
+    assert!(!export(Some(&clinician)).status.success());
+}
