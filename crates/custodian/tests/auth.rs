@@ -1153,3 +1153,16 @@ fn export_from_a_server_takes_the_token_from_the_environment() {
     let clinician = secure.token("doc", None);
     assert!(!export(Some(&clinician)).status.success());
 }
+
+#[test]
+fn head_is_checked_like_get() {
+    let secure = Secure::start(&[]);
+    secure.client("app", &["clinician"], "system/Patient.rs", &[]);
+    let token = secure.token("app", None);
+    assert_eq!(
+        secure.call(&token, "HEAD", "Observation/x", None).status,
+        403
+    );
+    assert_eq!(secure.call(&token, "HEAD", "Observation", None).status, 403);
+    assert_ne!(secure.call(&token, "HEAD", "Patient/x", None).status, 403);
+}

@@ -90,8 +90,14 @@ fn classify(method: &Method, template: &str, segments: &[&str]) -> Check {
             .unwrap_or_default()
     };
     let resource_type = param("{type}");
+    // HEAD is GET without the body: the same check.
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
     use Interaction::*;
-    match (template, method.as_str()) {
+    match (template, method) {
         ("/_history", _) => Check::AllTypes(HistoryType),
         ("/$export-status/{job}" | "/$export-file/{job}/{file}", _) => Check::Release,
         ("/{type}", "GET") | ("/{type}/_search", _) => Check::On(&[Search], resource_type),
@@ -202,6 +208,10 @@ mod tests {
             Check::AllTypes(HistoryType)
         );
         assert_eq!(check(Method::GET, "/", ""), Check::Handler);
+        assert_eq!(
+            check(Method::HEAD, "/{type}/{id}", "Patient/1"),
+            Check::On(&[Read], "Patient".into())
+        );
         assert_eq!(
             check(Method::GET, "/$export-status/{job}", "$export-status/x"),
             Check::Release
