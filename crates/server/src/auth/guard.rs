@@ -154,9 +154,12 @@ pub(crate) async fn guard(request: Request, next: Next) -> Response {
         .unwrap_or_default();
     let path = relative(request.uri().path()).trim_start_matches('/');
     let segments: Vec<&str> = path.split('/').collect();
+    // A conditional create searches first.
+    let conditional = request.headers().contains_key("if-none-exist");
     let result = match classify(request.method(), &template, &segments) {
         Check::On(interactions, resource_type) => interactions
             .iter()
+            .chain(conditional.then_some(&Interaction::Search))
             .try_for_each(|interaction| authorize(&principal, *interaction, &resource_type)),
         Check::AllTypes(interaction) => authorize_types(&principal, interaction, &[]),
         Check::Release => match privacy::access::may_release(&principal) {
