@@ -65,31 +65,27 @@ pub(crate) fn authorize_types(
 
 /// What the route layer checks for a request.
 #[derive(Debug, PartialEq)]
-enum Check {
+enum Check<'a> {
     /// These interactions on this type.
-    On(&'static [Interaction], String),
+    On(&'static [Interaction], &'a str),
     /// Every type (system history).
     AllTypes(Interaction),
     /// Following up a bulk release (export status, files).
     Release,
-    /// The handler checks (system search, bundles, export kick-offs, `$everything`
-    /// also here on Patient), or nothing to check (metadata).
+    /// The handler checks (system search, bundles, export kick-offs), or there is
+    /// nothing to check (metadata).
     Handler,
 }
 
-/// The checks of a request to `template` (the route as written in `router`, under
-/// `/fhir`) with the path's own `segments`.
-fn classify(method: &Method, template: &str, segments: &[&str]) -> Check {
-    let template_segments: Vec<&str> = template.trim_start_matches('/').split('/').collect();
-    let param = |name: &str| -> String {
-        template_segments
-            .iter()
-            .position(|segment| *segment == name)
-            .and_then(|index| segments.get(index))
-            .map(|segment| segment.to_string())
-            .unwrap_or_default()
+/// The checks of a request to `template` (the route as written in `router`, relative to
+/// the FHIR base) at `path` (relative too, without its leading `/`).
+fn classify<'a>(method: &Method, template: &str, path: &'a str) -> Check<'a> {
+    // `{type}` is the first segment of every route that has it.
+    let resource_type = if template.starts_with("/{type}") {
+        path.split('/').next().unwrap_or("")
+    } else {
+        ""
     };
-    let resource_type = param("{type}");
     // HEAD is GET without the body: the same check.
     let method = if method == Method::HEAD {
         "GET"
@@ -120,6 +116,8 @@ fn classify(method: &Method, template: &str, segments: &[&str]) -> Check {
         // the search.
         ("/{type}/{id}/{compartment}", _) => Check::On(&[Read], resource_type),
         ("/{type}/$export" | "/{type}/{id}/$export", _) => Check::On(&[Export], resource_type),
+        // Any other route under `{type}` (none today) is refused rather than let through.
+        (template, _) if template.starts_with("/{type}") => Check::On(&[Delete, Create], ""),
         _ => Check::Handler,
     }
 }
@@ -134,7 +132,7 @@ fn relative(path: &str) -> &str {
 
 /// The route layer over `/fhir`: refuses with 403 what the principal may not do.
 pub(crate) async fn guard(request: Request, next: Next) -> Response {
-    let Some(principal) = request.extensions().get::<Arc<Principal>>().cloned() else {
+    let Some(principal) = request.extensions().get::<Arc<Principal>>() else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             IssueType::Security,
@@ -150,19 +148,17 @@ pub(crate) async fn guard(request: Request, next: Next) -> Response {
     let template = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|path| relative(path.as_str()).to_string())
-        .unwrap_or_default();
+        .map_or("", |path| relative(path.as_str()));
     let path = relative(request.uri().path()).trim_start_matches('/');
-    let segments: Vec<&str> = path.split('/').collect();
     // A conditional create searches first.
     let conditional = request.headers().contains_key("if-none-exist");
-    let result = match classify(request.method(), &template, &segments) {
+    let result = match classify(request.method(), template, path) {
         Check::On(interactions, resource_type) => interactions
             .iter()
             .chain(conditional.then_some(&Interaction::Search))
-            .try_for_each(|interaction| authorize(&principal, *interaction, &resource_type)),
-        Check::AllTypes(interaction) => authorize_types(&principal, interaction, &[]),
-        Check::Release => match privacy::access::may_release(&principal) {
+            .try_for_each(|interaction| authorize(principal, *interaction, resource_type)),
+        Check::AllTypes(interaction) => authorize_types(principal, interaction, &[]),
+        Check::Release => match privacy::access::may_release(principal) {
             Decision::Allow(_) => Ok(()),
             Decision::Deny(reason) => Err(forbidden(reason)),
         },
@@ -179,16 +175,15 @@ mod tests {
     use super::*;
     use Interaction::*;
 
-    fn check(method: Method, template: &str, path: &str) -> Check {
-        let segments: Vec<&str> = path.split('/').collect();
-        classify(&method, template, &segments)
+    fn check<'a>(method: Method, template: &str, path: &'a str) -> Check<'a> {
+        classify(&method, template, path)
     }
 
     #[test]
     fn routes_map_to_interactions_on_their_type() {
         assert_eq!(
             check(Method::GET, "/{type}/{id}", "Patient/1"),
-            Check::On(&[Read], "Patient".into())
+            Check::On(&[Read], "Patient")
         );
         assert_eq!(
             check(
@@ -196,15 +191,15 @@ mod tests {
                 "/{type}/{id}/_history/{version}",
                 "Patient/1/_history/2"
             ),
-            Check::On(&[Vread], "Patient".into())
+            Check::On(&[Vread], "Patient")
         );
         assert_eq!(
             check(Method::POST, "/{type}", "Observation"),
-            Check::On(&[Create], "Observation".into())
+            Check::On(&[Create], "Observation")
         );
         assert_eq!(
             check(Method::DELETE, "/{type}", "Observation"),
-            Check::On(&[Search, Delete], "Observation".into())
+            Check::On(&[Search, Delete], "Observation")
         );
         assert_eq!(
             check(Method::GET, "/_history", "_history"),
@@ -213,7 +208,7 @@ mod tests {
         assert_eq!(check(Method::GET, "/", ""), Check::Handler);
         assert_eq!(
             check(Method::HEAD, "/{type}/{id}", "Patient/1"),
-            Check::On(&[Read], "Patient".into())
+            Check::On(&[Read], "Patient")
         );
         assert_eq!(
             check(Method::GET, "/$export-status/{job}", "$export-status/x"),

@@ -16,7 +16,7 @@ pub(crate) mod guard;
 pub(crate) mod smart;
 pub(crate) mod token;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -111,6 +111,10 @@ pub(crate) fn refuse(request: &Request, mut response: Response) -> Response {
     response
 }
 
+/// The principals that do not depend on the request, made once.
+static UNCHECKED: LazyLock<Arc<Principal>> = LazyLock::new(|| Arc::new(Principal::unchecked()));
+static ANONYMOUS: LazyLock<Arc<Principal>> = LazyLock::new(|| Arc::new(Principal::anonymous()));
+
 /// The layer over every route: puts the request's `Principal` in its extensions.
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
@@ -119,17 +123,13 @@ pub(crate) async fn authenticate(
 ) -> Response {
     let verifier = match &state.config.auth {
         Auth::Open => {
-            request
-                .extensions_mut()
-                .insert(Arc::new(Principal::unchecked()));
+            request.extensions_mut().insert(UNCHECKED.clone());
             return next.run(request).await;
         }
         Auth::Tokens(verifier) => verifier,
     };
     if is_open(request.uri().path()) {
-        request
-            .extensions_mut()
-            .insert(Arc::new(Principal::anonymous()));
+        request.extensions_mut().insert(ANONYMOUS.clone());
         return next.run(request).await;
     }
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
