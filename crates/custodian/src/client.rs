@@ -1,5 +1,6 @@
 //! A lean HTTP/1.1 client for the commands that talk to a server: one keep-alive
-//! connection, plain HTTP on the local network.
+//! connection, plain HTTP on the local network. When `CUSTODIAN_TOKEN` is set, every
+//! request carries it as a bearer token (`import --server`, `export --server`).
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -10,6 +11,8 @@ use tokio::net::TcpStream;
 pub struct Connection {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     host: String,
+    /// `Bearer <CUSTODIAN_TOKEN>`, when it is set.
+    authorization: Option<String>,
 }
 
 impl Connection {
@@ -22,10 +25,24 @@ impl Connection {
             .await
             .map_err(|error| format!("handshake failed: {error}"))?;
         tokio::spawn(connection);
+        let authorization = std::env::var("CUSTODIAN_TOKEN")
+            .ok()
+            .filter(|token| !token.trim().is_empty())
+            .map(|token| format!("Bearer {}", token.trim()));
         Ok(Connection {
             sender,
             host: address.to_string(),
+            authorization,
         })
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` on every request (instead of
+    /// `CUSTODIAN_TOKEN`), when a token is given.
+    pub fn bearer(mut self, token: Option<&str>) -> Connection {
+        if let Some(token) = token {
+            self.authorization = Some(format!("Bearer {token}"));
+        }
+        self
     }
 
     pub async fn request(
@@ -72,6 +89,12 @@ impl Connection {
             .header("host", self.host.as_str());
         if body.is_some() {
             builder = builder.header("content-type", "application/fhir+json");
+        }
+        let explicit = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        if let Some(authorization) = self.authorization.as_deref().filter(|_| !explicit) {
+            builder = builder.header("authorization", authorization);
         }
         for (name, value) in headers {
             builder = builder.header(*name, *value);

@@ -519,17 +519,22 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     let imported = runtime.block_on(async {
-        let (address, base_path, loader) = match &args.server {
+        let (address, base_path, loader, token) = match &args.server {
             Some(url) => {
                 let (address, base_path) = split_url(url)?;
-                (address, base_path, None)
+                (address, base_path, None, None)
             }
             None => {
-                let (address, loader) = in_process_server(&args.database, bulk).await?;
-                (address, "/fhir".to_string(), Some(loader))
+                let (address, loader, token) = in_process_server(&args.database, bulk).await?;
+                (address, "/fhir".to_string(), Some(loader), Some(token))
             }
         };
-        import(&args, &files, &address, &base_path, loader).await
+        let target = Target {
+            address,
+            base_path,
+            token,
+        };
+        import(&args, &files, &target, loader).await
     });
     // Closes the store: the in-process server and every handle go with the runtime.
     drop(runtime);
@@ -546,9 +551,22 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
     imported
 }
 
+/// Where the import sends Bundle files.
+struct Target {
+    address: String,
+    base_path: String,
+    /// The in-process server's token (a `--server` takes `CUSTODIAN_TOKEN`).
+    token: Option<String>,
+}
+
 /// Serves the store on a loopback port for the import's own use (Bundle files go
-/// through it), and loads NDJSON lines straight into the same store.
-async fn in_process_server(database: &str, bulk: bool) -> Result<(String, Arc<Loader>), String> {
+/// through it), and loads NDJSON lines straight into the same store. The server
+/// requires a token like any other, from a key that lives only in this process; the
+/// import gets the one token.
+async fn in_process_server(
+    database: &str,
+    bulk: bool,
+) -> Result<(String, Arc<Loader>, String), String> {
     let open = if bulk {
         store::Store::open_bulk
     } else {
@@ -561,8 +579,27 @@ async fn in_process_server(database: &str, bulk: bool) -> Result<(String, Arc<Lo
     let local = listener
         .local_addr()
         .map_err(|error| format!("cannot read the loopback port: {error}"))?;
+    let base_url = format!("http://{local}/fhir");
+    let key = privacy::keys::SigningKey::generate().map_err(|error| error.to_string())?;
+    let issuer =
+        privacy::token::Issuer::new(format!("http://{local}"), base_url.clone(), 24 * 3600, key);
+    let token = issuer
+        .issue(&privacy::token::Grant {
+            subject: "custodian-import".into(),
+            client_id: None,
+            user: None,
+            roles: vec![privacy::Role::Admin],
+            scopes: privacy::Scopes::parse("system/*.cruds"),
+            patient: None,
+        })
+        .map_err(|error| error.to_string())?
+        .access_token;
     let config = server::Config {
-        base_url: format!("http://{local}/fhir"),
+        base_url,
+        auth: server::Auth::Tokens(Arc::new(privacy::token::Verifier {
+            own: issuer,
+            external: Vec::new(),
+        })),
         ..server::Config::default()
     };
     let loader = Loader::new(store.clone(), config.clone())
@@ -576,7 +613,7 @@ async fn in_process_server(database: &str, bulk: bool) -> Result<(String, Arc<Lo
             tracing::error!(%error, "the import's server stopped");
         }
     });
-    Ok((local.to_string(), Arc::new(loader)))
+    Ok((local.to_string(), Arc::new(loader), token))
 }
 
 /// Everything the import has learnt so far.
@@ -647,6 +684,7 @@ impl Tally<'_> {
 struct Sender {
     address: String,
     base_path: String,
+    token: Option<String>,
     /// Loads NDJSON lines straight into the store (without `--server`).
     loader: Option<Arc<Loader>>,
     idle: Vec<Connection>,
@@ -697,7 +735,7 @@ impl Sender {
             Err(error) => {
                 // The connection may be broken: open a fresh one, and stop the import.
                 if let Ok(fresh) = Connection::open(&self.address).await {
-                    self.idle.push(fresh);
+                    self.idle.push(fresh.bearer(self.token.as_deref()));
                 }
                 Err(error)
             }
@@ -713,8 +751,7 @@ enum Unit {
 async fn import(
     args: &ImportArgs,
     files: &[PathBuf],
-    address: &str,
-    base_path: &str,
+    target: &Target,
     loader: Option<Arc<Loader>>,
 ) -> Result<(), String> {
     let checkpoint = Checkpoint::load(&args.checkpoint);
@@ -746,14 +783,19 @@ async fn import(
         stop: false,
     };
     let mut sender = Sender {
-        address: address.to_string(),
-        base_path: base_path.to_string(),
+        address: target.address.clone(),
+        base_path: target.base_path.clone(),
+        token: target.token.clone(),
         loader,
         idle: Vec::new(),
         in_flight: JoinSet::new(),
     };
     for _ in 0..args.concurrency {
-        sender.idle.push(Connection::open(address).await?);
+        sender.idle.push(
+            Connection::open(&target.address)
+                .await?
+                .bearer(target.token.as_deref()),
+        );
     }
 
     for (index, path) in files.iter().enumerate() {

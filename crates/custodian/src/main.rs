@@ -1,6 +1,7 @@
 //! `custodian`: the one binary. It parses the command line, reads configuration and
 //! wires the crates together; the work happens in the libraries.
 
+mod admin;
 mod bench;
 mod client;
 mod coding;
@@ -48,6 +49,9 @@ enum Command {
     Mpi(mpi::MpiCommand),
     /// Apply the database's pending schema migrations (serve does this on start too).
     Migrate(MigrateArgs),
+    /// Accounts and tokens: `create-client`, `create-user`, `grant`, `revoke`, `token`.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 #[derive(clap::Args)]
@@ -96,6 +100,15 @@ struct ServeArgs {
     /// Largest bulk export output file, in bytes; a type's resources continue in a new file.
     #[arg(long, env = "CUSTODIAN_EXPORT_MAX_FILE_BYTES", default_value_t = 256 * 1024 * 1024)]
     export_max_file_bytes: u64,
+    /// Serve without authentication: anyone who can connect may read and change
+    /// everything. For local experiments only; refused unless --listen is a loopback
+    /// address.
+    #[arg(long, env = "CUSTODIAN_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
+    #[command(flatten)]
+    issuer: admin::IssuerArgs,
+    #[command(flatten)]
+    external: admin::ExternalArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -124,6 +137,7 @@ fn main() -> ExitCode {
         Command::Coding(command) => coding::run(command),
         Command::Mpi(command) => mpi::run(command),
         Command::Migrate(args) => migrate(&args),
+        Command::Admin(command) => admin::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,6 +166,12 @@ fn migrate(args: &MigrateArgs) -> Result<(), String> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
+    if args.insecure_no_auth && !args.listen.ip().is_loopback() {
+        return Err(format!(
+            "--insecure-no-auth serves without authentication, so it listens on loopback addresses only, not {}",
+            args.listen
+        ));
+    }
     let mut store = store::Store::open(&args.database).map_err(|error| error.to_string())?;
     if let Some(dir) = &args.data_dir {
         store = store.with_data_dir(dir);
@@ -168,6 +188,26 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .unwrap_or_else(|| format!("http://{local}/fhir"))
             .trim_end_matches('/')
             .to_string();
+        let auth = if args.insecure_no_auth {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can connect to {local} may read and change every record"
+            );
+            server::Auth::Open
+        } else {
+            let verifier = admin::verifier(&store, &base_url, &args.issuer, &args.external).await?;
+            let accounts = privacy::account::count(&store)
+                .await
+                .map_err(|error| error.to_string())?;
+            if accounts == 0 && args.external.external_issuer.is_none() {
+                tracing::warn!(
+                    "no clients yet: every FHIR request will get 401. Create one with\n  custodian admin create-client --database {} --id my-app --role admin --scope 'system/*.cruds' --generate-secret\nthen get a token with client_credentials at {}/auth/token (or: custodian admin token --client my-app --base-url {base_url})",
+                    // A PostgreSQL URL may hold a password: never repeat it.
+                    if args.database.starts_with("sqlite:") { args.database.as_str() } else { "URL" },
+                    base_url.strip_suffix("/fhir").unwrap_or(&base_url),
+                );
+            }
+            server::Auth::Tokens(verifier)
+        };
         let config = server::Config {
             base_url: base_url.clone(),
             limits: server::Limits {
@@ -180,6 +220,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 Validation::Warnings => server::ValidationMode::Warnings,
                 Validation::Off => server::ValidationMode::Off,
             },
+            auth,
         };
         let app = server::router(store, config)
             .await

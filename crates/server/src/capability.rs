@@ -147,6 +147,7 @@ pub(crate) fn statement(config: &Config) -> Value {
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
+            "security": crate::auth::smart::capability_security(config),
             "resource": resources,
             "interaction": [{"code": "history-system"}, {"code": "search-system"}],
             "operation": [{

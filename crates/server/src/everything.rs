@@ -419,6 +419,24 @@ async fn run(
         )));
     }
     let mut options = parse_options(params)?;
+    // Only the types the principal may search come back (the route checked the Patient).
+    if !request.principal.unchecked {
+        let allowed: Vec<String> = fhir::definitions()
+            .resource_types()
+            .iter()
+            .filter(|resource_type| {
+                options.wants(resource_type)
+                    && privacy::decide(
+                        &request.principal,
+                        privacy::Interaction::Search,
+                        resource_type,
+                    )
+                    .is_allowed()
+            })
+            .cloned()
+            .collect();
+        options.types = Some(allowed);
+    }
     match state.store.read("Patient", &id).await? {
         None => return Err(ApiError::not_found(format!("Patient/{id} is not known"))),
         Some(version) if version.is_deleted() => return Ok(gone(&version)),

@@ -1,10 +1,13 @@
 //! Extractors: what every FHIR request carries besides its body, parsed and checked
 //! once, so handlers only extract, call the store, and answer.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, Path};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use fhir::{definitions, is_valid_id};
+use privacy::Principal;
 
 use crate::error::ApiError;
 use crate::format::{Output, negotiate};
@@ -18,6 +21,9 @@ pub struct FhirRequest {
     /// The version `If-Match` demands.
     pub if_match: Option<u64>,
     pub headers: HeaderMap,
+    /// Who asks (`auth::authenticate` put it there; without it, nobody: every access
+    /// check refuses).
+    pub principal: Arc<Principal>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for FhirRequest {
@@ -46,7 +52,13 @@ impl<S: Send + Sync> FromRequestParts<S> for FhirRequest {
                 })?)
             }
         };
+        let principal = parts
+            .extensions
+            .get::<Arc<Principal>>()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Principal::anonymous()));
         Ok(FhirRequest {
+            principal,
             params,
             output,
             prefer,

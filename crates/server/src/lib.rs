@@ -1,8 +1,10 @@
 //! The FHIR R4 REST API over HTTP: routing, content negotiation, headers, and the
 //! mapping of every interaction onto the record store.
 //!
-//! This is the only crate that knows HTTP.
+//! This is the only crate that knows HTTP. Every request is authenticated and
+//! authorised first (`auth`).
 
+pub mod auth;
 mod body;
 mod bundle;
 mod capability;
@@ -34,6 +36,7 @@ use axum::routing::get;
 use store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use auth::Auth;
 pub use error::ApiError;
 pub use validate::ValidationMode;
 
@@ -45,6 +48,8 @@ pub struct Config {
     pub limits: Limits,
     /// What validation does to writes.
     pub validation: ValidationMode,
+    /// How requests are authenticated.
+    pub auth: Auth,
 }
 
 impl Default for Config {
@@ -53,6 +58,7 @@ impl Default for Config {
             base_url: "http://127.0.0.1:8080/fhir".into(),
             limits: Limits::default(),
             validation: ValidationMode::Strict,
+            auth: Auth::Open,
         }
     }
 }
@@ -96,6 +102,8 @@ pub(crate) struct AppState {
     pub locks: Arc<conditional::Locks>,
     /// Bulk export jobs, under `<data dir>/export`.
     pub exports: Arc<export::Jobs>,
+    /// Bearer tokens verified already.
+    pub tokens: Arc<auth::cache::TokenCache>,
 }
 
 impl AppState {
@@ -112,6 +120,7 @@ impl AppState {
             profiles,
             locks: Arc::default(),
             exports,
+            tokens: Arc::default(),
         })
     }
 }
@@ -174,14 +183,33 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
         )
         .route("/{type}/{id}/{compartment}", get(search::compartment_get))
         .route("/{type}/{id}/_history/{version}", get(instance::vread))
+        .route(
+            "/.well-known/smart-configuration",
+            get(auth::smart::smart_configuration),
+        )
+        .route_layer(axum::middleware::from_fn(auth::guard::guard))
         .route_layer(axum::middleware::from_fn(log_request));
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route(
+            "/.well-known/smart-configuration",
+            get(auth::smart::smart_configuration),
+        )
+        .route(
+            auth::smart::TOKEN_PATH,
+            axum::routing::post(auth::token::post),
+        )
+        .route(auth::smart::JWKS_PATH, get(auth::smart::jwks))
         // The base with a trailing slash (`[base]/?_type=...`, `POST [base]/`) is the base.
         .route("/fhir/", get(search::system_get).post(bundle::base_post))
         .nest("/fhir", fhir)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Every request is authenticated before it is routed (the open paths pass).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state)
         // A bug in one request must not take the server down: answer 500 with an OperationOutcome.
         .layer(CatchPanicLayer::custom(panic_response));

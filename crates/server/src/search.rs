@@ -111,9 +111,50 @@ fn add_compartment(parsed: &mut Parsed, scope: &Scope) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Checks the other types a query reaches: those its chains and `_has` test (searched),
+/// those `_include` brings in (read) and those `_revinclude` brings in (searched).
+fn authorize_reach(principal: &privacy::Principal, query: &search::Query) -> Result<(), ApiError> {
+    use privacy::Interaction;
+    if principal.unchecked {
+        return Ok(());
+    }
+    for clause in &query.clauses {
+        for criterion in &clause.any_of {
+            if !criterion.path.is_empty()
+                && let Some(resource_type) = &criterion.resource_type
+            {
+                crate::auth::authorize(principal, Interaction::Search, resource_type)?;
+            }
+        }
+    }
+    for include in &query.revincludes {
+        crate::auth::authorize(principal, Interaction::Search, &include.source_type)?;
+    }
+    for include in &query.includes {
+        let targets: Vec<String> = match &include.target_type {
+            Some(target) => vec![target.clone()],
+            None => search::params_for(&include.source_type)
+                .iter()
+                .filter(|param| {
+                    include
+                        .param
+                        .as_ref()
+                        .is_none_or(|code| *code == param.code)
+                })
+                .flat_map(|param| param.targets.iter().cloned())
+                .collect(),
+        };
+        for target in targets {
+            crate::auth::authorize(principal, Interaction::Read, &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs a search and builds its searchset Bundle (JSON text).
 pub(crate) async fn run(
     state: &AppState,
+    principal: &privacy::Principal,
     scope: &Scope,
     params: &[(String, String)],
     strict: bool,
@@ -137,6 +178,10 @@ pub(crate) async fn run(
     };
     let mut parsed = search::parse(&types, &criteria, ParseOptions { strict })?;
     add_compartment(&mut parsed, scope)?;
+    // Every type searched, including each one `_type` names (a system search without
+    // `_type` searches every type).
+    crate::auth::authorize_types(principal, privacy::Interaction::Search, &parsed.query.types)?;
+    authorize_reach(principal, &parsed.query)?;
 
     let limits = &state.config.limits;
     let page_size = parsed
@@ -195,7 +240,14 @@ async fn respond(
     scope: Scope,
     params: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    let text = run(state, &scope, params, handling_strict(&request.headers)).await?;
+    let text = run(
+        state,
+        &request.principal,
+        &scope,
+        params,
+        handling_strict(&request.headers),
+    )
+    .await?;
     Ok(json_response(StatusCode::OK, text, request.output))
 }
 

@@ -11,6 +11,7 @@
 //! (`postgres://...`). They share the preparation of writes (`prepared`) and the search
 //! planner and SQL (`query`); what differs is in `sqlite/` and `postgres/`.
 
+mod auth;
 mod body;
 mod error;
 mod history;
@@ -32,6 +33,7 @@ pub mod testing;
 
 use std::sync::Arc;
 
+pub use auth::AuthKind;
 pub use error::{StoreError, TransactionError};
 pub use history::{HistoryPage, HistoryQuery, HistoryScope};
 pub use instant::{Instant, Period};
@@ -233,6 +235,55 @@ impl Store {
         })
         .await
         .map_err(|error| StoreError::Backend(format!("history task failed: {error}")))?
+    }
+
+    /// The document of one account, grant or key record.
+    pub async fn auth_get(&self, kind: AuthKind, id: &str) -> Result<Option<String>, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.auth_get(kind, id).await,
+            Backend::Postgres(postgres) => postgres.auth_get(kind, id).await,
+        }
+    }
+
+    /// Every record of a kind, by id.
+    pub async fn auth_list(&self, kind: AuthKind) -> Result<Vec<(String, String)>, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.auth_list(kind).await,
+            Backend::Postgres(postgres) => postgres.auth_list(kind).await,
+        }
+    }
+
+    /// Stores a record: replaces the one with this id, or with `only_new`, stores it only
+    /// if there is none and says whether it did.
+    pub async fn auth_put(
+        &self,
+        kind: AuthKind,
+        id: &str,
+        body: &str,
+        only_new: bool,
+    ) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.auth_put(kind, id, body, only_new).await,
+            Backend::Postgres(postgres) => postgres.auth_put(kind, id, body, only_new).await,
+        }
+    }
+
+    /// Removes a record; says whether there was one.
+    pub async fn auth_delete(&self, kind: AuthKind, id: &str) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.auth_delete(kind, id).await,
+            Backend::Postgres(postgres) => postgres.auth_delete(kind, id).await,
+        }
+    }
+
+    /// Records the first use of `key` (a client assertion's id), valid until
+    /// `expires_at` (seconds since the epoch): true the first time, false on any reuse
+    /// before then. Keys expired at `now` are forgotten.
+    pub async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.use_once(key, expires_at, now).await,
+            Backend::Postgres(postgres) => postgres.use_once(key, expires_at, now).await,
+        }
     }
 
     /// Writes with the given index rows instead of the indexer's (tests of search).

@@ -269,7 +269,16 @@ async fn compartment_rows_carry_their_patient() {
          ORDER BY 1",
     );
     // Only the tables that are not distributed by patient lack it in their key.
-    assert_eq!(keys, ["custodian_schema", "resource_key", "search_param"]);
+    assert_eq!(
+        keys,
+        [
+            "auth_record",
+            "auth_used_once",
+            "custodian_schema",
+            "resource_key",
+            "search_param"
+        ]
+    );
 }
 
 /// One text column of every row `sql` returns, on the test's schema.

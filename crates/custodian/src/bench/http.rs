@@ -67,11 +67,36 @@ impl ServerProcess {
         ServerProcess::spawn(port, data_dir, &args)
     }
 
+    /// Starts a server with authentication on, on the SQLite database in `data_dir`
+    /// (which the caller prepared: clients, signing key).
+    pub fn start_secure(
+        port: u16,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Result<ServerProcess, String> {
+        let database = format!("sqlite:{}", data_dir.display());
+        let mut args = vec!["--database", database.as_str()];
+        args.extend_from_slice(extra);
+        ServerProcess::spawn_as(port, data_dir, &args, false)
+    }
+
+    /// A server without authentication: the benchmarks measure the FHIR work, and
+    /// `bench auth` compares the two.
     fn spawn(port: u16, data_dir: &Path, args: &[&str]) -> Result<ServerProcess, String> {
+        ServerProcess::spawn_as(port, data_dir, args, true)
+    }
+
+    fn spawn_as(
+        port: u16,
+        data_dir: &Path,
+        args: &[&str],
+        insecure: bool,
+    ) -> Result<ServerProcess, String> {
         let exe =
             std::env::current_exe().map_err(|error| format!("cannot find myself: {error}"))?;
         let child = Command::new(exe)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(insecure.then_some("--insecure-no-auth"))
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)

@@ -9,6 +9,7 @@
 //! - `coding`: MS-DRG batch grouping throughput and ICD-10-CM search latency.
 //! - `mpi`: patient matching accuracy and time on FEBRL, a 1M-record dedupe, look-ups.
 
+mod auth;
 mod coding;
 mod export;
 mod fhirpath;
@@ -42,6 +43,9 @@ pub enum BenchCommand {
     Coding(coding::CodingArgs),
     /// Patient matching: FEBRL accuracy and time, 1M-record dedupe time and memory, look-ups.
     Mpi(mpi::MpiArgs),
+    /// The cost of authentication and authorisation: read and search throughput with
+    /// tokens against --insecure-no-auth, in one run.
+    Auth(auth::AuthArgs),
 }
 
 /// Which Synthea resources to measure on.
@@ -61,6 +65,7 @@ pub struct CorpusArgs {
 pub fn run(command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Server(args) => server::run(args),
+        BenchCommand::Auth(args) => auth::run(&args),
         BenchCommand::Fhirpath(args) => fhirpath::run(&args),
         BenchCommand::Validation(args) => validation::run(&args),
         BenchCommand::Ingest(args) => ingest::run(&args),

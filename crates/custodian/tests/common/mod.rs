@@ -5,6 +5,7 @@
 //! (`CUSTODIAN_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/postgres`):
 //! each data directory gets a fresh schema of its own ([`database_url`]), dropped once
 //! the directory is gone, and keeps only its files (exports) on disk.
+//! `CUSTODIAN_TEST_SERVER_LOG=1` echoes the servers' logs into the test output.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -74,8 +75,21 @@ impl TestServer {
         TestServer::start_on(&database_url(data_dir), data_dir, extra)
     }
 
-    /// Starts a server on the database `url`, keeping its files in `data_dir`.
+    /// Starts a server on the database `url`, keeping its files in `data_dir`, without
+    /// authentication (`--insecure-no-auth`), as every suite but the auth tests wants.
     pub fn start_on(url: &str, data_dir: &Path, extra: &[&str]) -> TestServer {
+        let mut args = vec!["--insecure-no-auth"];
+        args.extend_from_slice(extra);
+        TestServer::start_secure_on(url, data_dir, &args)
+    }
+
+    /// Starts a server on `data_dir` with authentication on (the default of `serve`).
+    pub fn start_secure_in(data_dir: &Path, extra: &[&str]) -> TestServer {
+        TestServer::start_secure_on(&database_url(data_dir), data_dir, extra)
+    }
+
+    /// Starts a server on the database `url` with `serve`'s own defaults plus `extra`.
+    pub fn start_secure_on(url: &str, data_dir: &Path, extra: &[&str]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
             .args(["serve", "--listen", "127.0.0.1:0", "--database"])
             .arg(url)
@@ -93,6 +107,9 @@ impl TestServer {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("CUSTODIAN_TEST_SERVER_LOG").is_some() {
+                    eprintln!("SERVER: {line}");
+                }
                 if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
                     let origin = rest.split([',', ' ']).next().unwrap_or("").to_string();
                     let _ = found.send(origin);

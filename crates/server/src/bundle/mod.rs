@@ -30,6 +30,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fhir::{IssueType, Severity};
+use privacy::Principal;
 use serde_json::{Map, Value, json};
 use store::{Method, StoreError, Version, Write, Written};
 
@@ -135,6 +136,30 @@ impl Entry {
             | Action::ConditionalPatch { .. } => 2,
             Action::Read { .. } | Action::Search { .. } => 3,
         }
+    }
+
+    /// Refuses (403) the entry unless the principal may do each interaction it stands
+    /// for; a conditional entry also searches.
+    fn authorize(&self, principal: &Principal) -> Result<(), ApiError> {
+        use privacy::Interaction;
+        let interaction = match &self.action {
+            Action::Create { .. } | Action::Existing { .. } => Interaction::Create,
+            Action::Update { .. } | Action::ConditionalUpdate { .. } => Interaction::Update,
+            Action::Patch { .. } | Action::ConditionalPatch { .. } => Interaction::Patch,
+            Action::Delete { .. }
+            | Action::ConditionalDelete { .. }
+            | Action::DeleteMany { .. } => Interaction::Delete,
+            Action::Read {
+                version: Some(_), ..
+            } => Interaction::Vread,
+            Action::Read { version: None, .. } => Interaction::Read,
+            Action::Search { .. } => Interaction::Search,
+        };
+        crate::auth::authorize(principal, interaction, &self.resource_type)?;
+        if self.is_conditional() {
+            crate::auth::authorize(principal, Interaction::Search, &self.resource_type)?;
+        }
+        Ok(())
     }
 
     /// Whether the entry's target is found by search (and takes the type's lock).
@@ -418,10 +443,14 @@ fn error_entry(error: ApiError) -> Answer {
     Answer::Json(json!({"response": {"status": status_text(error.status), "outcome": outcome}}))
 }
 
-async fn read_entry(state: &AppState, entry: &Entry) -> Result<Answer, ApiError> {
+async fn read_entry(
+    state: &AppState,
+    principal: &Principal,
+    entry: &Entry,
+) -> Result<Answer, ApiError> {
     let (id, version) = match &entry.action {
         Action::Read { id, version } => (id, version),
-        Action::Search { params } => return search_entry(state, entry, params).await,
+        Action::Search { params } => return search_entry(state, principal, entry, params).await,
         _ => return Err(unresolved()),
     };
     let store = &state.store;
@@ -456,11 +485,12 @@ async fn read_entry(state: &AppState, entry: &Entry) -> Result<Answer, ApiError>
 /// `GET Type?criteria`: the searchset Bundle as the entry's resource.
 async fn search_entry(
     state: &AppState,
+    principal: &Principal,
     entry: &Entry,
     params: &[(String, String)],
 ) -> Result<Answer, ApiError> {
     let scope = Scope::Type(entry.resource_type.clone());
-    let text = crate::search::run(state, &scope, params, false).await?;
+    let text = crate::search::run(state, principal, &scope, params, false).await?;
     Ok(Answer::Resource {
         text,
         response: json!({"status": "200 OK"}),
@@ -580,6 +610,12 @@ async fn transaction(
     let mut entries = Vec::with_capacity(entry_count);
     for (index, raw) in raw_entries.into_iter().enumerate() {
         entries.push(parse_entry(index, raw).map_err(|error| entry_error(index, error))?);
+    }
+    // A transaction with one forbidden entry is refused whole, before anything runs.
+    for entry in &entries {
+        entry
+            .authorize(&request.principal)
+            .map_err(|error| entry_error(entry.index, error))?;
     }
     // Conditional entries resolve first, under the locks of their types, held until the
     // writes are durable.
@@ -748,7 +784,7 @@ async fn transaction(
         };
     }
     for entry in reads {
-        answers[entry.index] = read_entry(state, &entry)
+        answers[entry.index] = read_entry(state, &request.principal, &entry)
             .await
             .map_err(|error| entry_error(entry.index, error))?;
     }
@@ -763,7 +799,10 @@ async fn batch(state: &AppState, request: &FhirRequest, raw_entries: Vec<Value>)
     let mut answers: Vec<Answer> = (0..raw_entries.len()).map(|_| Answer::Missing).collect();
     let mut entries = Vec::new();
     for (index, raw) in raw_entries.into_iter().enumerate() {
-        match parse_entry(index, raw) {
+        match parse_entry(index, raw).and_then(|entry| {
+            entry.authorize(&request.principal)?;
+            Ok(entry)
+        }) {
             Ok(entry) => entries.push(entry),
             Err(error) => answers[index] = error_entry(error),
         }
@@ -780,9 +819,10 @@ async fn batch(state: &AppState, request: &FhirRequest, raw_entries: Vec<Value>)
         for entry in entries.drain(..phase_end).collect::<Vec<_>>() {
             let state = state.clone();
             let prefer = request.prefer;
+            let principal = request.principal.clone();
             tasks.spawn(async move {
                 let index = entry.index;
-                (index, batch_entry(&state, entry, prefer).await)
+                (index, batch_entry(&state, &principal, entry, prefer).await)
             });
         }
         while let Some(joined) = tasks.join_next().await {
@@ -809,6 +849,7 @@ async fn batch(state: &AppState, request: &FhirRequest, raw_entries: Vec<Value>)
 
 async fn batch_entry(
     state: &AppState,
+    principal: &Principal,
     mut entry: Entry,
     prefer: Return,
 ) -> Result<Answer, ApiError> {
@@ -822,7 +863,7 @@ async fn batch_entry(
     let write = match action {
         read @ (Action::Read { .. } | Action::Search { .. }) => {
             entry.action = read;
-            return read_entry(state, &entry).await;
+            return read_entry(state, principal, &entry).await;
         }
         Action::Existing { version } => {
             return Ok(written_entry(&version, StatusCode::OK, prefer));

@@ -137,6 +137,11 @@ async fn kick_off(
         }
     }
     let params = parse_params(&params, level, handling_strict(&request.headers))?;
+    crate::auth::authorize_types(
+        &request.principal,
+        privacy::Interaction::Export,
+        &params.types,
+    )?;
     let base = state.config.base_url.as_str();
     let members = match group {
         Some(id) => Some(group_patients(&state.store, id, Some(base)).await?),

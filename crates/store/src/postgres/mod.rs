@@ -11,6 +11,7 @@
 //! `schema` and docs/scaling.md).
 
 mod analyze;
+mod auth;
 mod history;
 mod reader;
 pub(crate) mod scan;

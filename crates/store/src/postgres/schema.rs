@@ -134,6 +134,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX sp_text_narrative ON sp_text USING gin (narrative);
     CREATE INDEX sp_text_content ON sp_text USING gin (content);
     "#,
+    // 2: accounts, grants and keys of the privacy layer (clients, users, the token
+    // signing key), and the client assertions already used. Not FHIR resources: no
+    // FHIR interaction reaches them.
+    r#"
+    CREATE TABLE auth_record (
+        kind text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        body text NOT NULL,
+        PRIMARY KEY (kind, id)
+    );
+    CREATE TABLE auth_used_once (
+        key text COLLATE "C" PRIMARY KEY,
+        expires_at bigint NOT NULL
+    );
+    "#,
 ];
 
 /// The index tables, for removing a resource's rows.

@@ -3,6 +3,7 @@
 //! One writer thread owns the only writing connection and commits writes in groups
 //! (see `writer`); readers take connections from a small pool and never block it (WAL).
 
+mod auth;
 mod index;
 mod params;
 mod reader;

@@ -141,6 +141,19 @@ const MIGRATIONS: &[&str] = &[
         tokenize = 'unicode61 remove_diacritics 2'
     );
     INSERT OR IGNORE INTO search_reindex (rid) SELECT rid FROM resource WHERE deleted = 0;",
+    // 4: accounts, grants and keys of the privacy layer (clients, users, the token
+    // signing key), and the client assertions already used. Not FHIR resources: no
+    // FHIR interaction reaches them.
+    "CREATE TABLE auth_record (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (kind, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE auth_used_once (
+        key TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The value indexes of the index tables (name, then table and columns): searches find
