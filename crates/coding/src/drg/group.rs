@@ -119,6 +119,9 @@ struct Pass<'t> {
     mdc: u8,
     severity: Severity,
     winner: Option<&'t Formula>,
+    /// The formula marking reads: the principal diagnosis's MDC's, else a reroute's,
+    /// else the pre-MDC one (a reroute to MDC 29 marks as its rerouting formula).
+    marking: Option<&'t Formula>,
     /// The MDC whose formulas chose the DRG (for marking).
     formula_mdc: u8,
     return_code: ReturnCode,
@@ -131,6 +134,7 @@ impl Pass<'_> {
             mdc: 0,
             severity: Severity::None,
             winner: None,
+            marking: None,
             formula_mdc: 0,
             return_code,
         }
@@ -145,6 +149,8 @@ pub fn group(t: &Tables, claim: &Claim) -> GroupResult {
     let mut work = prepare(t, claim);
     let names = &t.names;
 
+    // A claim the HAC rules make ungroupable gets no marks at all.
+    let mut marked = true;
     let (initial, final_pass) = if work.pdx.has(names.ecode) {
         let pass = Pass::ungroupable(ReturnCode::DxCannotBePdx);
         (pass, pass)
@@ -168,14 +174,19 @@ pub fn group(t: &Tables, claim: &Claim) -> GroupResult {
             let hac_code = work.hospital_acquired_conditions();
             let final_pass = match hac_code {
                 ReturnCode::Ok => work.pass(true),
-                code => Pass::ungroupable(code),
+                code => {
+                    marked = false;
+                    Pass::ungroupable(code)
+                }
             };
             (initial, final_pass)
         }
     };
-    work.mark(&initial, Impact::Initial);
-    if final_pass.return_code == ReturnCode::Ok || final_pass.winner.is_some() {
-        work.mark(&final_pass, Impact::Final);
+    if marked {
+        work.mark(&initial, Impact::Initial);
+        if final_pass.return_code == ReturnCode::Ok || final_pass.winner.is_some() {
+            work.mark(&final_pass, Impact::Final);
+        }
     }
     if initial.drg != final_pass.drg && final_pass.return_code == ReturnCode::Ok {
         for dx in work.sdx.iter_mut().filter(|d| !d.hacs.is_empty()) {
@@ -612,6 +623,12 @@ impl<'t> Work<'t, '_> {
         let mut formula_mdc = 0u8;
         let mut pre_match: Option<&'t Formula> = None;
         let mut pdx_match: Option<&'t Formula> = None;
+        let mut reroute_match: Option<&'t Formula> = None;
+        let same = |a: Option<&Formula>, b: Option<&Formula>| match (a, b) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
 
         if let Some((formula, s)) = self.group_mdc(0, final_pass)? {
             drg = Some(formula.drg);
@@ -652,6 +669,7 @@ impl<'t> Work<'t, '_> {
             }
             Ok(())
         };
+        let before = winner;
         reroute(
             pre_match,
             true,
@@ -661,6 +679,9 @@ impl<'t> Work<'t, '_> {
             &mut winner,
             &mut formula_mdc,
         )?;
+        if !same(before, winner) {
+            reroute_match = winner;
+        }
         if winner.is_none()
             && let Some(pdx_mdc) = self.pdx_mdc
             && let Some((formula, s)) = self.group_mdc(pdx_mdc, final_pass)?
@@ -676,6 +697,7 @@ impl<'t> Work<'t, '_> {
             Some(f) => (Some(f), false),
             None => (pre_match, true),
         };
+        let before = winner;
         reroute(
             from,
             is_pre,
@@ -685,12 +707,16 @@ impl<'t> Work<'t, '_> {
             &mut winner,
             &mut formula_mdc,
         )?;
+        if !same(before, winner) {
+            reroute_match = winner;
+        }
         Ok(match drg {
             Some(drg) => Pass {
                 drg,
                 mdc,
                 severity,
                 winner,
+                marking: pdx_match.or(reroute_match).or(pre_match),
                 formula_mdc,
                 return_code: ReturnCode::Ok,
             },
@@ -795,19 +821,32 @@ impl<'t> Work<'t, '_> {
         }
     }
 
-    /// Marks the codes that made a pass's formula hold: a secondary diagnosis per matched
-    /// attribute or severity, the procedures that carry the matched procedure attributes.
+    /// Marks the codes that made a pass's formula hold, as the CMS grouper does: each
+    /// matched attribute or severity marks one secondary diagnosis (the most significant
+    /// first: MCC, then CC, then by code), and the matched procedure attributes mark the
+    /// first procedure that has them all, else per attribute its first procedure (or
+    /// the procedures of a cluster that has it). Diagnoses are matched in the MDC of the
+    /// result, procedures in the MDC of the formula (29 for unrelated procedures), so a
+    /// formula of another MDC marks no diagnosis.
     fn mark(&mut self, pass: &Pass<'t>, impact: Impact) {
-        let Some(formula) = pass.winner else { return };
-        let mdc = if UNRELATED_DRGS.contains(&pass.drg) {
+        let Some(formula) = pass.marking else { return };
+        let resolved = self.matched(formula, pass.mdc, pass.severity);
+        self.mark_diagnoses(formula, &resolved, impact);
+        let mdc = if UNRELATED_DRGS.contains(&formula.drg) {
             29
+        } else if formula.reroute_mdc != 0 {
+            formula.reroute_mdc
         } else {
-            pass.formula_mdc.max(self.pdx_mdc.unwrap_or(0))
+            self.pdx_mdc.unwrap_or(0)
         };
+        let resolved = self.matched(formula, mdc, pass.severity);
+        self.mark_procedures(&resolved, mdc, impact);
+    }
+
+    /// The atoms and severity that made `formula` hold in `mdc`.
+    fn matched(&self, formula: &Formula, mdc: u8, severity: Severity) -> Vec<Resolved> {
         let mut matched = Vec::new();
-        formula
-            .expr
-            .matched(&self.mask, mdc, pass.severity, &mut matched);
+        formula.expr.matched(&self.mask, mdc, severity, &mut matched);
         matched.sort_unstable_by_key(|m| match m {
             Matched::Severity(s) => (0, *s as u32),
             Matched::Atom(a) => (1, *a),
@@ -827,59 +866,100 @@ impl<'t> Work<'t, '_> {
                 })
             })
         };
-        let resolved: Vec<Resolved> = matched
+        matched
             .iter()
             .map(|m| match m {
                 Matched::Atom(a) => (scope_name(*a), None),
                 Matched::Severity(s) => (None, Some(*s)),
             })
-            .collect();
+            .collect()
+    }
+
+    fn mark_diagnoses(&mut self, formula: &Formula, resolved: &[Resolved], impact: Impact) {
         let mut remaining: Vec<bool> = vec![true; resolved.len()];
-        for dx in &mut self.sdx {
-            for (i, (atom, severity)) in resolved.iter().enumerate() {
-                if !remaining[i] {
-                    continue;
-                }
-                let hit = match (atom, severity) {
-                    (_, Some(s)) => {
-                        *s != Severity::None
-                            && !dx.excluded
-                            && !dx.death_excluded
-                            && dx.severity() == *s
+        let mut order: Vec<usize> = (0..self.sdx.len()).collect();
+        order.sort_by(|a, b| {
+            let (a, b) = (&self.sdx[*a], &self.sdx[*b]);
+            b.severity().cmp(&a.severity()).then(a.code.cmp(&b.code))
+        });
+        for at in order {
+            let dx = &self.sdx[at];
+            let severity_counts = !dx.excluded
+                && !dx.death_excluded
+                && !formula.suppression.iter().any(|s| dx.has(*s));
+            let hit = resolved.iter().enumerate().position(|(i, (atom, severity))| {
+                remaining[i]
+                    && match (atom, severity) {
+                        (_, Some(s)) => {
+                            *s != Severity::None && severity_counts && dx.severity() == *s
+                        }
+                        (Some((Scope::Any, name)), None) => {
+                            !self.pdx.has(*name) && dx.has_any(*name)
+                        }
+                        (Some((Scope::Sdx, name)), None) => dx.has_any(*name),
+                        _ => false,
                     }
-                    (Some((Scope::Any | Scope::Sdx, name)), None) => {
-                        let on_pdx = self.pdx.has(*name);
-                        !on_pdx && dx.has_any(*name)
-                    }
-                    _ => false,
-                };
-                if hit {
-                    dx.impact = dx.impact.add(impact);
-                    remaining[i] = false;
-                    break;
-                }
+            });
+            if let Some(i) = hit {
+                remaining[i] = false;
+                let dx = &mut self.sdx[at];
+                dx.impact = dx.impact.add(impact);
             }
         }
-        let procedure_names: Vec<u32> = resolved
+    }
+
+    fn mark_procedures(&mut self, resolved: &[Resolved], mdc: u8, impact: Impact) {
+        let names: Vec<u32> = resolved
             .iter()
             .filter_map(|(atom, _)| match atom {
                 Some((Scope::Any, name)) => Some(*name),
                 _ => None,
             })
-            .filter(|name| {
-                self.procedures
-                    .iter()
-                    .any(|p| p.info.is_some_and(|i| i.attributes.contains(name)))
-            })
             .collect();
-        if procedure_names.is_empty() {
+        if names.is_empty() {
             return;
         }
         let active = |p: &Pr<'_>| mdc >= 32 || p.suppressed & (1 << mdc) == 0;
-        for p in self.procedures.iter_mut().filter(|p| active(p)) {
-            if p.info
-                .is_some_and(|i| procedure_names.iter().any(|n| i.attributes.contains(n)))
+        let has = |attributes: Option<&Procedure>, name: &u32| {
+            attributes.is_some_and(|i| i.attributes.contains(name))
+        };
+        if let Some(p) = self
+            .procedures
+            .iter_mut()
+            .find(|p| active(p) && names.iter().all(|n| has(p.info, n)))
+        {
+            p.impact = p.impact.add(impact);
+            return;
+        }
+        let cluster_with = |clusters: &[(u16, Option<&Procedure>)], want: &dyn Fn(Option<&Procedure>) -> bool| {
+            clusters
+                .iter()
+                .find(|(_, info)| want(*info))
+                .map(|(number, _)| *number)
+        };
+        if let Some(number) = cluster_with(&self.clusters, &|info| names.iter().all(|n| has(info, n))) {
+            self.mark_cluster(number, impact);
+            return;
+        }
+        for name in &names {
+            if let Some(p) = self
+                .procedures
+                .iter_mut()
+                .find(|p| active(p) && has(p.info, name))
             {
+                p.impact = p.impact.add(impact);
+            } else if let Some(number) = cluster_with(&self.clusters, &|info| has(info, name)) {
+                self.mark_cluster(number, impact);
+            }
+        }
+    }
+
+    /// Marks every procedure of a completed cluster (each code once).
+    fn mark_cluster(&mut self, number: u16, impact: Impact) {
+        let mut seen: Vec<String> = Vec::new();
+        for p in &mut self.procedures {
+            if p.clusters.contains(&number) && !seen.contains(&p.code) {
+                seen.push(p.code.clone());
                 p.impact = p.impact.add(impact);
             }
         }
