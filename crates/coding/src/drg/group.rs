@@ -122,8 +122,6 @@ struct Pass<'t> {
     /// The formula marking reads: the principal diagnosis's MDC's, else a reroute's,
     /// else the pre-MDC one (a reroute to MDC 29 marks as its rerouting formula).
     marking: Option<&'t Formula>,
-    /// The MDC whose formulas chose the DRG (for marking).
-    formula_mdc: u8,
     return_code: ReturnCode,
 }
 
@@ -135,7 +133,6 @@ impl Pass<'_> {
             severity: Severity::None,
             winner: None,
             marking: None,
-            formula_mdc: 0,
             return_code,
         }
     }
@@ -149,8 +146,6 @@ pub fn group(t: &Tables, claim: &Claim) -> GroupResult {
     let mut work = prepare(t, claim);
     let names = &t.names;
 
-    // A claim the HAC rules make ungroupable gets no marks at all.
-    let mut marked = true;
     let (initial, final_pass) = if work.pdx.has(names.ecode) {
         let pass = Pass::ungroupable(ReturnCode::DxCannotBePdx);
         (pass, pass)
@@ -174,21 +169,20 @@ pub fn group(t: &Tables, claim: &Claim) -> GroupResult {
             let hac_code = work.hospital_acquired_conditions();
             let final_pass = match hac_code {
                 ReturnCode::Ok => work.pass(true),
-                code => {
-                    marked = false;
-                    Pass::ungroupable(code)
-                }
+                code => Pass::ungroupable(code),
             };
             (initial, final_pass)
         }
     };
-    if marked {
-        work.mark(&initial, Impact::Initial);
-        if final_pass.return_code == ReturnCode::Ok || final_pass.winner.is_some() {
-            work.mark(&final_pass, Impact::Final);
-        }
+    work.mark(&initial, Impact::Initial);
+    if final_pass.return_code == ReturnCode::Ok || final_pass.winner.is_some() {
+        work.mark(&final_pass, Impact::Final);
     }
-    if initial.drg != final_pass.drg && final_pass.return_code == ReturnCode::Ok {
+    // When the HAC rules changed the DRG (as the marking formulas see it), the
+    // hospital-acquired conditions decided the final one.
+    let marking_drg = |pass: &Pass<'_>| pass.marking.map(|f| f.drg);
+    if marking_drg(&initial) != marking_drg(&final_pass) && final_pass.return_code == ReturnCode::Ok
+    {
         for dx in work.sdx.iter_mut().filter(|d| !d.hacs.is_empty()) {
             dx.impact = dx.impact.add(Impact::Final);
         }
@@ -620,7 +614,6 @@ impl<'t> Work<'t, '_> {
         let mut mdc = 0u8;
         let mut severity = Severity::None;
         let mut winner: Option<&'t Formula> = None;
-        let mut formula_mdc = 0u8;
         let mut pre_match: Option<&'t Formula> = None;
         let mut pdx_match: Option<&'t Formula> = None;
         let mut reroute_match: Option<&'t Formula> = None;
@@ -642,8 +635,7 @@ impl<'t> Work<'t, '_> {
                        drg: &mut Option<u16>,
                        mdc: &mut u8,
                        severity: &mut Severity,
-                       winner: &mut Option<&'t Formula>,
-                       formula_mdc: &mut u8|
+                       winner: &mut Option<&'t Formula>|
          -> Result<(), ReturnCode> {
             let Some(from) = from.filter(|f| f.reroute_mdc != 0) else {
                 return Ok(());
@@ -656,14 +648,12 @@ impl<'t> Work<'t, '_> {
                 }
                 *severity = s;
                 *winner = Some(formula);
-                *formula_mdc = target;
                 if formula.reroute_mdc != 0 {
                     let second = formula.reroute_mdc;
                     if let Some((formula, s)) = self.group_mdc(second, final_pass)? {
                         *drg = Some(formula.drg);
                         *severity = s;
                         *winner = Some(formula);
-                        *formula_mdc = second;
                     }
                 }
             }
@@ -677,7 +667,6 @@ impl<'t> Work<'t, '_> {
             &mut mdc,
             &mut severity,
             &mut winner,
-            &mut formula_mdc,
         )?;
         if !same(before, winner) {
             reroute_match = winner;
@@ -690,7 +679,6 @@ impl<'t> Work<'t, '_> {
             mdc = pdx_mdc;
             severity = s;
             winner = Some(formula);
-            formula_mdc = pdx_mdc;
             pdx_match = Some(formula);
         }
         let (from, is_pre) = match pdx_match {
@@ -698,15 +686,7 @@ impl<'t> Work<'t, '_> {
             None => (pre_match, true),
         };
         let before = winner;
-        reroute(
-            from,
-            is_pre,
-            &mut drg,
-            &mut mdc,
-            &mut severity,
-            &mut winner,
-            &mut formula_mdc,
-        )?;
+        reroute(from, is_pre, &mut drg, &mut mdc, &mut severity, &mut winner)?;
         if !same(before, winner) {
             reroute_match = winner;
         }
@@ -717,7 +697,6 @@ impl<'t> Work<'t, '_> {
                 severity,
                 winner,
                 marking: pdx_match.or(reroute_match).or(pre_match),
-                formula_mdc,
                 return_code: ReturnCode::Ok,
             },
             None => Pass::ungroupable(ReturnCode::Ungroupable),
@@ -846,7 +825,9 @@ impl<'t> Work<'t, '_> {
     /// The atoms and severity that made `formula` hold in `mdc`.
     fn matched(&self, formula: &Formula, mdc: u8, severity: Severity) -> Vec<Resolved> {
         let mut matched = Vec::new();
-        formula.expr.matched(&self.mask, mdc, severity, &mut matched);
+        formula
+            .expr
+            .matched(&self.mask, mdc, severity, &mut matched);
         matched.sort_unstable_by_key(|m| match m {
             Matched::Severity(s) => (0, *s as u32),
             Matched::Atom(a) => (1, *a),
@@ -887,19 +868,22 @@ impl<'t> Work<'t, '_> {
             let severity_counts = !dx.excluded
                 && !dx.death_excluded
                 && !formula.suppression.iter().any(|s| dx.has(*s));
-            let hit = resolved.iter().enumerate().position(|(i, (atom, severity))| {
-                remaining[i]
-                    && match (atom, severity) {
-                        (_, Some(s)) => {
-                            *s != Severity::None && severity_counts && dx.severity() == *s
+            let hit = resolved
+                .iter()
+                .enumerate()
+                .position(|(i, (atom, severity))| {
+                    remaining[i]
+                        && match (atom, severity) {
+                            (_, Some(s)) => {
+                                *s != Severity::None && severity_counts && dx.severity() == *s
+                            }
+                            (Some((Scope::Any, name)), None) => {
+                                !self.pdx.has(*name) && dx.has_any(*name)
+                            }
+                            (Some((Scope::Sdx, name)), None) => dx.has_any(*name),
+                            _ => false,
                         }
-                        (Some((Scope::Any, name)), None) => {
-                            !self.pdx.has(*name) && dx.has_any(*name)
-                        }
-                        (Some((Scope::Sdx, name)), None) => dx.has_any(*name),
-                        _ => false,
-                    }
-            });
+                });
             if let Some(i) = hit {
                 remaining[i] = false;
                 let dx = &mut self.sdx[at];
@@ -931,13 +915,16 @@ impl<'t> Work<'t, '_> {
             p.impact = p.impact.add(impact);
             return;
         }
-        let cluster_with = |clusters: &[(u16, Option<&Procedure>)], want: &dyn Fn(Option<&Procedure>) -> bool| {
+        let cluster_with = |clusters: &[(u16, Option<&Procedure>)],
+                            want: &dyn Fn(Option<&Procedure>) -> bool| {
             clusters
                 .iter()
                 .find(|(_, info)| want(*info))
                 .map(|(number, _)| *number)
         };
-        if let Some(number) = cluster_with(&self.clusters, &|info| names.iter().all(|n| has(info, n))) {
+        if let Some(number) =
+            cluster_with(&self.clusters, &|info| names.iter().all(|n| has(info, n)))
+        {
             self.mark_cluster(number, impact);
             return;
         }
