@@ -219,7 +219,13 @@ fn lookup_gives_display_hierarchy_notes_and_axes() {
     let axes = properties(&procedure);
     let axis = |code: &str| axes.iter().find(|(c, _, _)| c == code).unwrap().clone();
     assert_eq!(axis("rootOperation").1, "T");
-    assert!(axis("rootOperation").2.as_str().unwrap().starts_with("Resection"));
+    assert!(
+        axis("rootOperation")
+            .2
+            .as_str()
+            .unwrap()
+            .starts_with("Resection")
+    );
     assert_eq!(axis("bodyPart").2, "Appendix");
     assert_eq!(axis("approach").2, "Percutaneous Endoscopic");
 }
