@@ -809,7 +809,13 @@ impl<'t> Work<'t, '_> {
     /// formula of another MDC marks no diagnosis.
     fn mark(&mut self, pass: &Pass<'t>, impact: Impact) {
         let Some(formula) = pass.marking else { return };
-        let resolved = self.matched(formula, pass.mdc, pass.severity);
+        let unmarked = |resolved: &mut Vec<Resolved>| {
+            resolved.retain(|(atom, _)| {
+                !matches!(atom, Some((Scope::Any, name)) if formula.any_scoped.contains(name))
+            });
+        };
+        let mut resolved = self.matched(formula, pass.mdc, pass.severity);
+        unmarked(&mut resolved);
         self.mark_diagnoses(formula, &resolved, impact);
         let mdc = if UNRELATED_DRGS.contains(&formula.drg) {
             29
@@ -818,7 +824,8 @@ impl<'t> Work<'t, '_> {
         } else {
             self.pdx_mdc.unwrap_or(0)
         };
-        let resolved = self.matched(formula, mdc, pass.severity);
+        let mut resolved = self.matched(formula, mdc, pass.severity);
+        unmarked(&mut resolved);
         self.mark_procedures(&resolved, mdc, impact);
     }
 
