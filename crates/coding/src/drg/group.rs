@@ -800,13 +800,15 @@ impl<'t> Work<'t, '_> {
         }
     }
 
-    /// Marks the codes that made a pass's formula hold, as the CMS grouper does: each
-    /// matched attribute or severity marks one secondary diagnosis (the most significant
-    /// first: MCC, then CC, then by code), and the matched procedure attributes mark the
-    /// first procedure that has them all, else per attribute its first procedure (or
-    /// the procedures of a cluster that has it). Diagnoses are matched in the MDC of the
-    /// result, procedures in the MDC of the formula (29 for unrelated procedures), so a
-    /// formula of another MDC marks no diagnosis.
+    /// Marks the codes that made a pass's formula hold, as the CMS grouper does. The
+    /// formula is the principal diagnosis's MDC's (else a reroute's, else the pre-MDC
+    /// one). Each matched attribute, then the severity, marks one secondary diagnosis,
+    /// the most significant first (MCC, then CC, then by code); the matched procedure
+    /// attributes mark the first procedure that has them all, else per attribute its
+    /// first procedure (or the procedures of a completed cluster that has it).
+    /// Diagnoses are matched in the MDC of the result, procedures in the MDC of the
+    /// formula (29 for unrelated procedures); attributes the formula scopes `ANY:` mark
+    /// nothing.
     fn mark(&mut self, pass: &Pass<'t>, impact: Impact) {
         let Some(formula) = pass.marking else { return };
         let unmarked = |resolved: &mut Vec<Resolved>| {
@@ -816,7 +818,7 @@ impl<'t> Work<'t, '_> {
         };
         let mut resolved = self.matched(formula, pass.mdc, pass.severity);
         unmarked(&mut resolved);
-        self.mark_diagnoses(formula, &resolved, impact);
+        self.mark_diagnoses(&resolved, impact);
         let mdc = if UNRELATED_DRGS.contains(&formula.drg) {
             29
         } else if formula.reroute_mdc != 0 {
@@ -835,9 +837,11 @@ impl<'t> Work<'t, '_> {
         formula
             .expr
             .matched(&self.mask, mdc, severity, &mut matched);
+        // A diagnosis with a matched attribute marks for it before the severity, which
+        // another diagnosis may then mark for.
         matched.sort_unstable_by_key(|m| match m {
-            Matched::Severity(s) => (0, *s as u32),
-            Matched::Atom(a) => (1, *a),
+            Matched::Atom(a) => (0, *a),
+            Matched::Severity(s) => (1, *s as u32),
         });
         matched.dedup();
         let atoms = &self.t.atoms;
@@ -863,7 +867,7 @@ impl<'t> Work<'t, '_> {
             .collect()
     }
 
-    fn mark_diagnoses(&mut self, formula: &Formula, resolved: &[Resolved], impact: Impact) {
+    fn mark_diagnoses(&mut self, resolved: &[Resolved], impact: Impact) {
         let mut remaining: Vec<bool> = vec![true; resolved.len()];
         let mut order: Vec<usize> = (0..self.sdx.len()).collect();
         order.sort_by(|a, b| {
@@ -872,9 +876,9 @@ impl<'t> Work<'t, '_> {
         });
         for at in order {
             let dx = &self.sdx[at];
-            let severity_counts = !dx.excluded
-                && !dx.death_excluded
-                && !formula.suppression.iter().any(|s| dx.has(*s));
+            // A diagnosis the formula's suppression leaves out of the severity still
+            // marks for it, as in the CMS grouper.
+            let severity_counts = !dx.excluded && !dx.death_excluded;
             let hit = resolved
                 .iter()
                 .enumerate()
