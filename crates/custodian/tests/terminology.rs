@@ -537,10 +537,10 @@ fn store_stay(fhir: &Fhir) {
         "subject": {"reference": "Patient/p1"},
         "period": {"start": "2026-03-02T10:00:00Z", "end": "2026-03-06T12:00:00Z"},
         "diagnosis": [
-            diagnosis("dm", 3, "billing", "Y"),
+            diagnosis("dm", 2, "billing", "Y"),
             diagnosis("chest-pain", 1, "AD", "Y"),
             diagnosis("nstemi", 1, "billing", "Y"),
-            diagnosis("hf", 2, "billing", "N"),
+            diagnosis("hf", 3, "billing", "N"),
             diagnosis("snomed-only", 4, "billing", "Y"),
         ],
         "hospitalization": {"dischargeDisposition": {"coding": [
@@ -552,8 +552,8 @@ fn store_stay(fhir: &Fhir) {
                "performedDateTime": when,
                "code": {"coding": [{"system": PCS, "code": code}]}})
     };
-    fhir.store(procedure("stent", "02703DZ", "2026-03-02T14:00:00Z"));
-    fhir.store(procedure("echo", "B246ZZZ", "2026-03-03T09:00:00Z"));
+    fhir.store(procedure("stent", "02703DZ", "2026-03-03T14:00:00Z"));
+    fhir.store(procedure("echo", "B246ZZZ", "2026-03-02T09:00:00Z"));
     let mut not_done = procedure("cancelled", "0DTJ4ZZ", "2026-03-04T09:00:00Z");
     not_done["status"] = json!("not-done");
     fhir.store(not_done);
@@ -572,15 +572,15 @@ fn drg_groups_an_encounter_like_the_library_grouper() {
         pdx_poa: Some("Y".into()),
         sdx: vec![
             ClaimDiagnosis {
-                code: "I50.21".into(),
-                poa: Some("N".into()),
-            },
-            ClaimDiagnosis {
                 code: "E11.9".into(),
                 poa: Some("Y".into()),
             },
+            ClaimDiagnosis {
+                code: "I50.21".into(),
+                poa: Some("N".into()),
+            },
         ],
-        procedures: vec!["02703DZ".into(), "B246ZZZ".into()],
+        procedures: vec!["B246ZZZ".into(), "02703DZ".into()],
         age: 75,
         sex: Sex::Male,
         discharge_status: 3,
@@ -624,23 +624,30 @@ fn drg_groups_an_encounter_like_the_library_grouper() {
         listed,
         vec![
             (json!("I21.4"), json!("principal"), json!("Y")),
-            (json!("I50.21"), json!("secondary"), json!("N")),
             (json!("E11.9"), json!("secondary"), json!("Y")),
+            (json!("I50.21"), json!("secondary"), json!("N")),
         ]
     );
-    let severities: Vec<Value> = diagnoses.iter().map(|d| part(d, "severity")).collect();
-    let expected_severities: Vec<Value> = std::iter::once(&expected.pdx)
+    // Each diagnosis carries the library's severity and impact for its code (the
+    // grouper lists codes most significant first; the answer keeps the ranks' order).
+    let by_code: Vec<(String, Value, Value)> = std::iter::once(&expected.pdx)
         .chain(&expected.sdx)
-        .map(|d| serde_json::to_value(d.severity).unwrap())
+        .map(|d| {
+            (
+                d.code.clone(),
+                serde_json::to_value(d.severity).unwrap(),
+                serde_json::to_value(d.drg_impact).unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(severities, expected_severities);
-    let impacts: Vec<Value> = diagnoses.iter().map(|d| part(d, "drgImpact")).collect();
-    let expected_impacts: Vec<Value> = std::iter::once(&expected.pdx)
-        .chain(&expected.sdx)
-        .map(|d| serde_json::to_value(d.drg_impact).unwrap())
-        .collect();
-    assert_eq!(impacts, expected_impacts);
-    assert_eq!(part(diagnoses[1], "condition")["reference"], "Condition/hf");
+    for diagnosis in &diagnoses {
+        let code = coding::normalize_code(part(diagnosis, "code")["code"].as_str().unwrap());
+        let (_, severity, impact) = by_code.iter().find(|(c, _, _)| *c == code).unwrap();
+        assert_eq!(&part(diagnosis, "severity"), severity, "{code}");
+        assert_eq!(&part(diagnosis, "drgImpact"), impact, "{code}");
+    }
+    assert_eq!(part(diagnoses[2], "condition")["reference"], "Condition/hf");
+    assert_eq!(part(diagnoses[2], "severity"), "MCC");
 
     let procedures = values(&answer, "procedure");
     let listed: Vec<(Value, Value)> = procedures
@@ -655,14 +662,27 @@ fn drg_groups_an_encounter_like_the_library_grouper() {
     assert_eq!(
         listed,
         vec![
-            (json!("02703DZ"), json!("Procedure/stent")),
             (json!("B246ZZZ"), json!("Procedure/echo")),
+            (json!("02703DZ"), json!("Procedure/stent")),
         ]
     );
-    assert_eq!(
-        part(procedures[0], "operatingRoom"),
-        json!(expected.procedures[0].is_or)
-    );
+    for procedure in &procedures {
+        let code = part(procedure, "code")["code"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let found = expected.procedures.iter().find(|p| p.code == code).unwrap();
+        assert_eq!(
+            part(procedure, "operatingRoom"),
+            json!(found.is_or),
+            "{code}"
+        );
+        assert_eq!(
+            part(procedure, "drgImpact"),
+            serde_json::to_value(found.drg_impact).unwrap(),
+            "{code}"
+        );
+    }
 
     let edits = coding::mce().edit(&claim, coding::Date::parse("2026-03-06").unwrap());
     let mce = values(&answer, "mce")[0].clone();

@@ -624,16 +624,36 @@ fn answer(case: &Case, result: &GroupResult, edits: &MceResult) -> Value {
         claim.pdx_poa.as_deref(),
         case.conditions.first(),
     ));
-    for (at, found) in result.sdx.iter().enumerate() {
+    // The grouper lists codes in its own order (most significant first); the answer
+    // keeps the record's (rank, performed date), matching each code to its result.
+    let mut taken = vec![false; result.sdx.len()];
+    for (at, diagnosis) in claim.sdx.iter().enumerate() {
+        let code = coding::normalize_code(&diagnosis.code);
+        let Some(found) = (0..result.sdx.len()).find(|i| !taken[*i] && result.sdx[*i].code == code)
+        else {
+            continue;
+        };
+        taken[found] = true;
         out.push(diagnosis_part(
             "secondary",
-            found,
-            claim.sdx.get(at).and_then(|d| d.poa.as_deref()),
+            &result.sdx[found],
+            diagnosis.poa.as_deref(),
             case.conditions.get(at + 1),
         ));
     }
-    for (at, found) in result.procedures.iter().enumerate() {
-        out.push(procedure_part(found, case.procedures.get(at)));
+    let mut taken = vec![false; result.procedures.len()];
+    for (at, procedure) in claim.procedures.iter().enumerate() {
+        let code = coding::normalize_code(procedure);
+        let Some(found) =
+            (0..result.procedures.len()).find(|i| !taken[*i] && result.procedures[*i].code == code)
+        else {
+            continue;
+        };
+        taken[found] = true;
+        out.push(procedure_part(
+            &result.procedures[found],
+            case.procedures.get(at),
+        ));
     }
     let mut mce = vec![parameter("editType", "valueCode", impact(&edits.edit_type))];
     for edit in &edits.edits {
