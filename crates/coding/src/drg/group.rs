@@ -826,8 +826,10 @@ impl<'t> Work<'t, '_> {
         } else {
             self.pdx_mdc.unwrap_or(0)
         };
-        let mut resolved = self.matched(formula, mdc, pass.severity);
-        unmarked(&mut resolved);
+        if mdc != pass.mdc {
+            resolved = self.matched(formula, mdc, pass.severity);
+            unmarked(&mut resolved);
+        }
         self.mark_procedures(&resolved, mdc, impact);
     }
 
