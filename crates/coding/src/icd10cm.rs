@@ -242,37 +242,46 @@ impl Icd10Cm {
     /// The best `limit` codes for a free-text query, best first. Billable codes rank a
     /// little above headers; a query that is a code or its start lists those codes first.
     pub fn search(&self, query: &str, limit: usize) -> Vec<SearchHit> {
+        self.ranked(query, limit)
+            .into_iter()
+            .map(|(code, score)| code.hit(score))
+            .collect()
+    }
+
+    /// What [`Icd10Cm::search`] finds, as borrowed nodes with their scores (nothing is
+    /// copied, so asking for every match is cheap).
+    pub fn ranked(&self, query: &str, limit: usize) -> Vec<(CmCode<'_>, f32)> {
         let mut hits = self.code_prefix_hits(query, limit);
         let bonus = |doc: u32| match self.entries[doc as usize].kind {
             CmKind::Billable => 0.05,
             CmKind::Header => 0.02,
             _ => 0.0,
         };
+        let from_prefix = hits.len();
         for (doc, score) in self.index.search(query, limit, bonus) {
             if hits.len() >= limit {
                 break;
             }
-            let code = CmCode { set: self, at: doc };
-            if hits.iter().all(|h| h.code != code.code()) {
-                hits.push(code.hit(score));
+            if hits[..from_prefix].iter().all(|(code, _)| code.at != doc) {
+                hits.push((CmCode { set: self, at: doc }, score));
             }
         }
         hits
     }
 
-    fn code_prefix_hits(&self, query: &str, limit: usize) -> Vec<SearchHit> {
+    fn code_prefix_hits(&self, query: &str, limit: usize) -> Vec<(CmCode<'_>, f32)> {
         let key = crate::normalize_code(query);
         let looks_like_code = key.len() >= 3
             && key.as_bytes()[0].is_ascii_uppercase()
             && key.as_bytes()[1].is_ascii_digit()
             && key.bytes().all(|b| b.is_ascii_alphanumeric());
-        if !looks_like_code {
+        if !looks_like_code || limit == 0 {
             return Vec::new();
         }
         let Some(code) = self.lookup(&key) else {
             return Vec::new();
         };
-        let mut hits = vec![code.hit(100.0)];
+        let mut hits = vec![(code, 100.0)];
         let mut stack: Vec<u32> = self.children[code.at as usize]
             .iter()
             .rev()
@@ -282,10 +291,9 @@ impl Icd10Cm {
             if hits.len() >= limit {
                 break;
             }
-            hits.push(CmCode { set: self, at }.hit(50.0));
+            hits.push((CmCode { set: self, at }, 50.0));
             stack.extend(self.children[at as usize].iter().rev());
         }
-        hits.truncate(limit);
         hits
     }
 

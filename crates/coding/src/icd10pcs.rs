@@ -138,43 +138,60 @@ impl Icd10Pcs {
 
     /// The best `limit` codes for a free-text query, best first.
     pub fn search(&self, query: &str, limit: usize) -> Vec<SearchHit> {
+        self.ranked(query, limit)
+            .into_iter()
+            .map(|(code, score)| code.hit(score))
+            .collect()
+    }
+
+    /// What [`Icd10Pcs::search`] finds, as borrowed codes with their scores.
+    pub fn ranked(&self, query: &str, limit: usize) -> Vec<(PcsCode<'_>, f32)> {
         let key = crate::normalize_code(query);
-        let mut hits: Vec<SearchHit> = Vec::new();
+        let mut hits: Vec<(PcsCode<'_>, f32)> = Vec::new();
         if key.len() >= 3
             && !key.contains(' ')
             && key.bytes().all(|b| b.is_ascii_alphanumeric())
             && key.bytes().any(|b| b.is_ascii_digit())
         {
-            let start = self
-                .entries
-                .partition_point(|e| e.code.as_str() < key.as_str());
-            for (at, entry) in self
-                .entries
-                .iter()
-                .enumerate()
-                .skip(start)
-                .take_while(|(_, e)| e.code.starts_with(&key))
-                .take(limit)
-            {
-                hits.push(
-                    PcsCode {
-                        set: self,
-                        at: at as u32,
-                    }
-                    .hit(if entry.code == key { 100.0 } else { 50.0 }),
-                );
+            for at in self.prefixed(&key).take(limit) {
+                let exact = self.entries[at as usize].code == key;
+                hits.push((PcsCode { set: self, at }, if exact { 100.0 } else { 50.0 }));
             }
         }
+        let from_prefix = hits.len();
         for (doc, score) in self.index.search(query, limit, |_| 0.0) {
             if hits.len() >= limit {
                 break;
             }
-            let code = PcsCode { set: self, at: doc };
-            if hits.iter().all(|h| h.code != code.code()) {
-                hits.push(code.hit(score));
+            if hits[..from_prefix].iter().all(|(code, _)| code.at != doc) {
+                hits.push((PcsCode { set: self, at: doc }, score));
             }
         }
         hits
+    }
+
+    /// The positions of the codes that start with `prefix` (table spelling), in order.
+    fn prefixed<'s>(&'s self, prefix: &str) -> impl Iterator<Item = u32> + use<'s> {
+        let start = self.entries.partition_point(|e| e.code.as_str() < prefix);
+        let prefix = prefix.to_string();
+        (start..self.entries.len())
+            .take_while(move |at| self.entries[*at].code.starts_with(&prefix))
+            .map(|at| at as u32)
+    }
+
+    /// Every code that starts with `prefix` (`0DT` for the excisions of the
+    /// gastrointestinal system), in code order.
+    pub fn starting_with<'s>(
+        &'s self,
+        prefix: &str,
+    ) -> impl Iterator<Item = PcsCode<'s>> + use<'s> {
+        let key = crate::normalize_code(prefix);
+        self.prefixed(&key).map(move |at| PcsCode { set: self, at })
+    }
+
+    /// Every code, in code order.
+    pub fn iter(&self) -> impl Iterator<Item = PcsCode<'_>> {
+        (0..self.entries.len() as u32).map(|at| PcsCode { set: self, at })
     }
 
     pub fn len(&self) -> usize {

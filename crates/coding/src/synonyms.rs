@@ -77,6 +77,8 @@ const ABBREVIATIONS: &[(&str, &[&str])] = &[
     ("ptca", &["dilation coronary artery"]),
     ("tka", &["replacement knee joint"]),
     ("tha", &["replacement hip joint"]),
+    ("hemodialysis", &["performance urinary filtration"]),
+    ("dialysis", &["performance urinary filtration"]),
     // Words the classification spells differently from people.
     ("kidney", &["renal"]),
     ("renal", &["kidney"]),
@@ -87,6 +89,9 @@ const ABBREVIATIONS: &[(&str, &[&str])] = &[
     ("tumor", &["neoplasm"]),
     ("broken", &["fracture"]),
     ("attack", &["infarction"]),
+    ("bleed", &["hemorrhage"]),
+    ("bleeding", &["hemorrhage"]),
+    ("overdose", &["poisoning"]),
 ];
 
 /// The expansions of a (stemmed, lower-case) query word, each as its words.

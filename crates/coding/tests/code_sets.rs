@@ -170,6 +170,15 @@ fn search_expands_abbreviations_and_ranks_the_specific_codes_first() {
         .collect();
     assert_eq!(top, vec!["I50.2", "I50.20", "I50.21"]);
     assert!(cm.search("zzzqqq", 10).is_empty());
+    // Words people use for what the classification calls otherwise.
+    let first = |query: &str| cm.search(query, 1).into_iter().next().map(|h| h.display);
+    assert_eq!(first("gi bleed").as_deref(), Some("K92.2"));
+    assert!(first("opioid overdose").is_some_and(|c| c.starts_with("T40")));
+    let dialysis = coding::icd10pcs().search("hemodialysis", 5);
+    assert!(
+        dialysis.iter().any(|h| h.code.starts_with("5A1D")),
+        "{dialysis:?}"
+    );
 }
 
 #[test]

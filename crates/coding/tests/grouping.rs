@@ -174,3 +174,51 @@ fn the_mce_flags_the_classic_edits() {
         EditType::InvalidDischargeDate
     );
 }
+
+#[test]
+fn drg_impact_marks_what_the_cms_grouper_marks() {
+    let impacts = |claim: &Claim| {
+        let result = grouper().group(claim);
+        let sdx: Vec<(String, Impact)> = result
+            .sdx
+            .iter()
+            .map(|d| (d.code.clone(), d.drg_impact))
+            .collect();
+        let procedures: Vec<(String, Impact)> = result
+            .procedures
+            .iter()
+            .map(|p| (p.code.clone(), p.drg_impact))
+            .collect();
+        (result.final_drg, sdx, procedures)
+    };
+    // Unrelated operating-room procedures (a reroute to MDC 29): the rerouting formula
+    // decides, so the CC marks nothing and each procedure marks for its attribute.
+    let mut unrelated = claim("D37.4", &[("S12.431K", Some("Y"))], &["0QUC4JZ", "095V8ZZ"]);
+    unrelated.age = 27;
+    unrelated.sex = Sex::Male;
+    unrelated.discharge_status = 62;
+    let (drg, sdx, procedures) = impacts(&unrelated);
+    assert_eq!(drg, 982);
+    assert_eq!(sdx, vec![("S12431K".to_string(), Impact::None)]);
+    assert_eq!(
+        procedures,
+        vec![
+            ("095V8ZZ".to_string(), Impact::Both),
+            ("0QUC4JZ".to_string(), Impact::Both)
+        ]
+    );
+    // HIV with a related condition and a CC: the related condition marks for its
+    // attribute, so the other CC marks for the severity.
+    let mut hiv = claim("B20", &[("A15.5", Some("Y")), ("T80.61XA", Some("W"))], &[]);
+    hiv.age = 29;
+    hiv.discharge_status = 3;
+    let (drg, sdx, _) = impacts(&hiv);
+    assert_eq!(drg, 975);
+    assert_eq!(
+        sdx,
+        vec![
+            ("A155".to_string(), Impact::Both),
+            ("T8061XA".to_string(), Impact::Both)
+        ]
+    );
+}

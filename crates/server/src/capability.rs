@@ -60,8 +60,9 @@ fn includes() -> (ByType, ByType) {
     (include, revinclude)
 }
 
-/// The operations on one type: `$validate` everywhere, `$everything` on Patient, and
-/// Bulk Data `$export` on Patient and Group.
+/// The operations on one type: `$validate` everywhere, `$everything` on Patient, Bulk
+/// Data `$export` on Patient and Group, the terminology operations on CodeSystem and
+/// ValueSet, and `$drg` on Encounter.
 fn operations(resource_type: &str) -> Vec<Value> {
     let mut operations = vec![json!({
         "name": "validate",
@@ -75,6 +76,29 @@ fn operations(resource_type: &str) -> Vec<Value> {
         operations.push(json!({
             "name": "export",
             "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+        }));
+    }
+    if resource_type == "CodeSystem" {
+        for name in ["lookup", "validate-code", "subsumes"] {
+            operations.push(json!({
+                "name": name,
+                "definition": format!("http://hl7.org/fhir/OperationDefinition/CodeSystem-{name}"),
+            }));
+        }
+    }
+    if resource_type == "ValueSet" {
+        for name in ["expand", "validate-code"] {
+            operations.push(json!({
+                "name": name,
+                "definition": format!("http://hl7.org/fhir/OperationDefinition/ValueSet-{name}"),
+            }));
+        }
+    }
+    if resource_type == "Encounter" {
+        operations.push(json!({
+            "name": "drg",
+            "definition": crate::drg::DEFINITION,
+            "documentation": "Groups the inpatient encounter with the MS-DRG v43.1 grouper and the Medicare Code Editor, from its ICD-10-CM diagnoses, ICD-10-PCS procedures, the patient's age and sex, and the discharge disposition.",
         }));
     }
     if resource_type == "Group" {

@@ -56,6 +56,15 @@ pub(crate) async fn read(
     path: InstancePath,
 ) -> Result<Response, ApiError> {
     let InstancePath { resource_type, id } = path;
+    if resource_type == "CodeSystem"
+        && let Some(code_system) = crate::terminology::builtin_read(&id)
+    {
+        return Ok(crate::response::json_response(
+            StatusCode::OK,
+            code_system.to_string(),
+            request.output,
+        ));
+    }
     match state.store.read(&resource_type, &id).await? {
         None => Err(ApiError::not_found(format!(
             "{resource_type}/{id} is not known"

@@ -9,6 +9,7 @@ mod body;
 mod bundle;
 mod capability;
 mod conditional;
+mod drg;
 mod duplicates;
 mod error;
 mod everything;
@@ -25,6 +26,7 @@ mod response;
 mod search;
 mod searchset;
 mod subset;
+mod terminology;
 mod validate;
 mod write;
 
@@ -77,6 +79,10 @@ pub struct Limits {
     pub export_file_bytes: u64,
     /// Bulk export jobs running at once (429 above it).
     pub export_jobs: usize,
+    /// Codes per `ValueSet/$expand` page when the request gives no `count`.
+    pub expansion_count_default: usize,
+    /// Largest `$expand` page; a larger `count` is lowered to it.
+    pub expansion_count_max: usize,
 }
 
 impl Default for Limits {
@@ -87,6 +93,8 @@ impl Default for Limits {
             page_size_max: 1000,
             export_file_bytes: 256 * 1024 * 1024,
             export_jobs: 2,
+            expansion_count_default: 100,
+            expansion_count_max: 1000,
         }
     }
 }
@@ -162,6 +170,22 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
             axum::routing::post(validate::validate_type),
         )
         .route(
+            "/{type}/$lookup",
+            get(terminology::lookup_get).post(terminology::lookup_post),
+        )
+        .route(
+            "/{type}/$validate-code",
+            get(terminology::validate_code_get).post(terminology::validate_code_post),
+        )
+        .route(
+            "/{type}/$subsumes",
+            get(terminology::subsumes_get).post(terminology::subsumes_post),
+        )
+        .route(
+            "/{type}/$expand",
+            get(terminology::expand_get).post(terminology::expand_post),
+        )
+        .route(
             "/{type}/{id}/$validate",
             axum::routing::post(validate::validate_instance),
         )
@@ -181,6 +205,7 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
             "/{type}/{id}/$everything",
             get(everything::get).post(everything::post),
         )
+        .route("/{type}/{id}/$drg", get(drg::get).post(drg::post))
         .route("/{type}/{id}/{compartment}", get(search::compartment_get))
         .route("/{type}/{id}/_history/{version}", get(instance::vread))
         .route(

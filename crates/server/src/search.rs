@@ -289,6 +289,15 @@ pub(crate) async fn type_get(
     TypePath(resource_type): TypePath,
 ) -> Result<Response, ApiError> {
     let params = request.params.clone();
+    if resource_type == "CodeSystem"
+        && let Some(bundle) = crate::terminology::builtin_search(&state.config.base_url, &params)
+    {
+        return Ok(json_response(
+            StatusCode::OK,
+            bundle.to_string(),
+            request.output,
+        ));
+    }
     respond(&state, &request, Scope::Type(resource_type), &params).await
 }
 

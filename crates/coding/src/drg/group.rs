@@ -119,8 +119,9 @@ struct Pass<'t> {
     mdc: u8,
     severity: Severity,
     winner: Option<&'t Formula>,
-    /// The MDC whose formulas chose the DRG (for marking).
-    formula_mdc: u8,
+    /// The formula marking reads: the principal diagnosis's MDC's, else a reroute's,
+    /// else the pre-MDC one (a reroute to MDC 29 marks as its rerouting formula).
+    marking: Option<&'t Formula>,
     return_code: ReturnCode,
 }
 
@@ -131,7 +132,7 @@ impl Pass<'_> {
             mdc: 0,
             severity: Severity::None,
             winner: None,
-            formula_mdc: 0,
+            marking: None,
             return_code,
         }
     }
@@ -177,7 +178,11 @@ pub fn group(t: &Tables, claim: &Claim) -> GroupResult {
     if final_pass.return_code == ReturnCode::Ok || final_pass.winner.is_some() {
         work.mark(&final_pass, Impact::Final);
     }
-    if initial.drg != final_pass.drg && final_pass.return_code == ReturnCode::Ok {
+    // When the HAC rules changed the DRG (as the marking formulas see it), the
+    // hospital-acquired conditions decided the final one.
+    let marking_drg = |pass: &Pass<'_>| pass.marking.map(|f| f.drg);
+    if marking_drg(&initial) != marking_drg(&final_pass) && final_pass.return_code == ReturnCode::Ok
+    {
         for dx in work.sdx.iter_mut().filter(|d| !d.hacs.is_empty()) {
             dx.impact = dx.impact.add(Impact::Final);
         }
@@ -609,9 +614,14 @@ impl<'t> Work<'t, '_> {
         let mut mdc = 0u8;
         let mut severity = Severity::None;
         let mut winner: Option<&'t Formula> = None;
-        let mut formula_mdc = 0u8;
         let mut pre_match: Option<&'t Formula> = None;
         let mut pdx_match: Option<&'t Formula> = None;
+        let mut reroute_match: Option<&'t Formula> = None;
+        let same = |a: Option<&Formula>, b: Option<&Formula>| match (a, b) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
 
         if let Some((formula, s)) = self.group_mdc(0, final_pass)? {
             drg = Some(formula.drg);
@@ -625,8 +635,7 @@ impl<'t> Work<'t, '_> {
                        drg: &mut Option<u16>,
                        mdc: &mut u8,
                        severity: &mut Severity,
-                       winner: &mut Option<&'t Formula>,
-                       formula_mdc: &mut u8|
+                       winner: &mut Option<&'t Formula>|
          -> Result<(), ReturnCode> {
             let Some(from) = from.filter(|f| f.reroute_mdc != 0) else {
                 return Ok(());
@@ -639,19 +648,18 @@ impl<'t> Work<'t, '_> {
                 }
                 *severity = s;
                 *winner = Some(formula);
-                *formula_mdc = target;
                 if formula.reroute_mdc != 0 {
                     let second = formula.reroute_mdc;
                     if let Some((formula, s)) = self.group_mdc(second, final_pass)? {
                         *drg = Some(formula.drg);
                         *severity = s;
                         *winner = Some(formula);
-                        *formula_mdc = second;
                     }
                 }
             }
             Ok(())
         };
+        let before = winner;
         reroute(
             pre_match,
             true,
@@ -659,8 +667,10 @@ impl<'t> Work<'t, '_> {
             &mut mdc,
             &mut severity,
             &mut winner,
-            &mut formula_mdc,
         )?;
+        if !same(before, winner) {
+            reroute_match = winner;
+        }
         if winner.is_none()
             && let Some(pdx_mdc) = self.pdx_mdc
             && let Some((formula, s)) = self.group_mdc(pdx_mdc, final_pass)?
@@ -669,29 +679,24 @@ impl<'t> Work<'t, '_> {
             mdc = pdx_mdc;
             severity = s;
             winner = Some(formula);
-            formula_mdc = pdx_mdc;
             pdx_match = Some(formula);
         }
         let (from, is_pre) = match pdx_match {
             Some(f) => (Some(f), false),
             None => (pre_match, true),
         };
-        reroute(
-            from,
-            is_pre,
-            &mut drg,
-            &mut mdc,
-            &mut severity,
-            &mut winner,
-            &mut formula_mdc,
-        )?;
+        let before = winner;
+        reroute(from, is_pre, &mut drg, &mut mdc, &mut severity, &mut winner)?;
+        if !same(before, winner) {
+            reroute_match = winner;
+        }
         Ok(match drg {
             Some(drg) => Pass {
                 drg,
                 mdc,
                 severity,
                 winner,
-                formula_mdc,
+                marking: pdx_match.or(reroute_match).or(pre_match),
                 return_code: ReturnCode::Ok,
             },
             None => Pass::ungroupable(ReturnCode::Ungroupable),
@@ -795,22 +800,50 @@ impl<'t> Work<'t, '_> {
         }
     }
 
-    /// Marks the codes that made a pass's formula hold: a secondary diagnosis per matched
-    /// attribute or severity, the procedures that carry the matched procedure attributes.
+    /// Marks the codes that made a pass's formula hold, as the CMS grouper does. The
+    /// formula is the principal diagnosis's MDC's (else a reroute's, else the pre-MDC
+    /// one). Each matched attribute, then the severity, marks one secondary diagnosis,
+    /// the most significant first (MCC, then CC, then by code); the matched procedure
+    /// attributes mark the first procedure that has them all, else per attribute its
+    /// first procedure (or the procedures of a completed cluster that has it).
+    /// Diagnoses are matched in the MDC of the result, procedures in the MDC of the
+    /// formula (29 for unrelated procedures); attributes the formula scopes `ANY:` mark
+    /// nothing.
     fn mark(&mut self, pass: &Pass<'t>, impact: Impact) {
-        let Some(formula) = pass.winner else { return };
-        let mdc = if UNRELATED_DRGS.contains(&pass.drg) {
-            29
-        } else {
-            pass.formula_mdc.max(self.pdx_mdc.unwrap_or(0))
+        let Some(formula) = pass.marking else { return };
+        let unmarked = |resolved: &mut Vec<Resolved>| {
+            resolved.retain(|(atom, _)| {
+                !matches!(atom, Some((Scope::Any, name)) if formula.any_scoped.contains(name))
+            });
         };
+        let mut resolved = self.matched(formula, pass.mdc, pass.severity);
+        unmarked(&mut resolved);
+        self.mark_diagnoses(&resolved, impact);
+        let mdc = if UNRELATED_DRGS.contains(&formula.drg) {
+            29
+        } else if formula.reroute_mdc != 0 {
+            formula.reroute_mdc
+        } else {
+            self.pdx_mdc.unwrap_or(0)
+        };
+        if mdc != pass.mdc {
+            resolved = self.matched(formula, mdc, pass.severity);
+            unmarked(&mut resolved);
+        }
+        self.mark_procedures(&resolved, mdc, impact);
+    }
+
+    /// The atoms and severity that made `formula` hold in `mdc`.
+    fn matched(&self, formula: &Formula, mdc: u8, severity: Severity) -> Vec<Resolved> {
         let mut matched = Vec::new();
         formula
             .expr
-            .matched(&self.mask, mdc, pass.severity, &mut matched);
+            .matched(&self.mask, mdc, severity, &mut matched);
+        // A diagnosis with a matched attribute marks for it before the severity, which
+        // another diagnosis may then mark for.
         matched.sort_unstable_by_key(|m| match m {
-            Matched::Severity(s) => (0, *s as u32),
-            Matched::Atom(a) => (1, *a),
+            Matched::Atom(a) => (0, *a),
+            Matched::Severity(s) => (1, *s as u32),
         });
         matched.dedup();
         let atoms = &self.t.atoms;
@@ -827,59 +860,106 @@ impl<'t> Work<'t, '_> {
                 })
             })
         };
-        let resolved: Vec<Resolved> = matched
+        matched
             .iter()
             .map(|m| match m {
                 Matched::Atom(a) => (scope_name(*a), None),
                 Matched::Severity(s) => (None, Some(*s)),
             })
-            .collect();
+            .collect()
+    }
+
+    fn mark_diagnoses(&mut self, resolved: &[Resolved], impact: Impact) {
         let mut remaining: Vec<bool> = vec![true; resolved.len()];
-        for dx in &mut self.sdx {
-            for (i, (atom, severity)) in resolved.iter().enumerate() {
-                if !remaining[i] {
-                    continue;
-                }
-                let hit = match (atom, severity) {
-                    (_, Some(s)) => {
-                        *s != Severity::None
-                            && !dx.excluded
-                            && !dx.death_excluded
-                            && dx.severity() == *s
-                    }
-                    (Some((Scope::Any | Scope::Sdx, name)), None) => {
-                        let on_pdx = self.pdx.has(*name);
-                        !on_pdx && dx.has_any(*name)
-                    }
-                    _ => false,
-                };
-                if hit {
-                    dx.impact = dx.impact.add(impact);
-                    remaining[i] = false;
-                    break;
-                }
+        let mut order: Vec<usize> = (0..self.sdx.len()).collect();
+        order.sort_by(|a, b| {
+            let (a, b) = (&self.sdx[*a], &self.sdx[*b]);
+            b.severity().cmp(&a.severity()).then(a.code.cmp(&b.code))
+        });
+        for at in order {
+            let dx = &self.sdx[at];
+            // A diagnosis the formula's suppression leaves out of the severity still
+            // marks for it, as in the CMS grouper.
+            let severity_counts = !dx.excluded && !dx.death_excluded;
+            let hit = resolved
+                .iter()
+                .enumerate()
+                .position(|(i, (atom, severity))| {
+                    remaining[i]
+                        && match (atom, severity) {
+                            (_, Some(s)) => {
+                                *s != Severity::None && severity_counts && dx.severity() == *s
+                            }
+                            (Some((Scope::Any, name)), None) => {
+                                !self.pdx.has(*name) && dx.has_any(*name)
+                            }
+                            (Some((Scope::Sdx, name)), None) => dx.has_any(*name),
+                            _ => false,
+                        }
+                });
+            if let Some(i) = hit {
+                remaining[i] = false;
+                let dx = &mut self.sdx[at];
+                dx.impact = dx.impact.add(impact);
             }
         }
-        let procedure_names: Vec<u32> = resolved
+    }
+
+    fn mark_procedures(&mut self, resolved: &[Resolved], mdc: u8, impact: Impact) {
+        let names: Vec<u32> = resolved
             .iter()
             .filter_map(|(atom, _)| match atom {
                 Some((Scope::Any, name)) => Some(*name),
                 _ => None,
             })
-            .filter(|name| {
-                self.procedures
-                    .iter()
-                    .any(|p| p.info.is_some_and(|i| i.attributes.contains(name)))
-            })
             .collect();
-        if procedure_names.is_empty() {
+        if names.is_empty() {
             return;
         }
         let active = |p: &Pr<'_>| mdc >= 32 || p.suppressed & (1 << mdc) == 0;
-        for p in self.procedures.iter_mut().filter(|p| active(p)) {
-            if p.info
-                .is_some_and(|i| procedure_names.iter().any(|n| i.attributes.contains(n)))
+        let has = |attributes: Option<&Procedure>, name: &u32| {
+            attributes.is_some_and(|i| i.attributes.contains(name))
+        };
+        if let Some(p) = self
+            .procedures
+            .iter_mut()
+            .find(|p| active(p) && names.iter().all(|n| has(p.info, n)))
+        {
+            p.impact = p.impact.add(impact);
+            return;
+        }
+        let cluster_with = |clusters: &[(u16, Option<&Procedure>)],
+                            want: &dyn Fn(Option<&Procedure>) -> bool| {
+            clusters
+                .iter()
+                .find(|(_, info)| want(*info))
+                .map(|(number, _)| *number)
+        };
+        if let Some(number) =
+            cluster_with(&self.clusters, &|info| names.iter().all(|n| has(info, n)))
+        {
+            self.mark_cluster(number, impact);
+            return;
+        }
+        for name in &names {
+            if let Some(p) = self
+                .procedures
+                .iter_mut()
+                .find(|p| active(p) && has(p.info, name))
             {
+                p.impact = p.impact.add(impact);
+            } else if let Some(number) = cluster_with(&self.clusters, &|info| has(info, name)) {
+                self.mark_cluster(number, impact);
+            }
+        }
+    }
+
+    /// Marks every procedure of a completed cluster (each code once).
+    fn mark_cluster(&mut self, number: u16, impact: Impact) {
+        let mut seen: Vec<String> = Vec::new();
+        for p in &mut self.procedures {
+            if p.clusters.contains(&number) && !seen.contains(&p.code) {
+                seen.push(p.code.clone());
                 p.impact = p.impact.add(impact);
             }
         }

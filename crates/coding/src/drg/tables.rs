@@ -15,6 +15,9 @@ pub struct Formula {
     pub expr: Expr,
     /// Secondary diagnoses with one of these attributes do not count for severity.
     pub suppression: Vec<u32>,
+    /// Attribute names the formula writes with an explicit `ANY:` scope: the grouper's
+    /// marking passes them over (they mark no code).
+    pub any_scoped: Vec<u32>,
     /// For the MDC 0 formulas that stop grouping (invalid PDX, E-code PDX, ...).
     pub error: Option<ReturnCode>,
 }
@@ -169,6 +172,11 @@ impl Tables {
             let reroute_mdc: u8 = table::number(name, cells[5]);
             let expr = parse_formula(name, cells[7], &mut atoms);
             let suppression = name_list(&mut atoms, cells.get(8).copied().unwrap_or(""));
+            let any_scoped = cells[7]
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .filter_map(|token| token.strip_prefix("ANY:"))
+                .map(|token| atoms.name(token))
+                .collect();
             let error = (mdc == 0 && drg == 0 && reroute_mdc == 0)
                 .then(|| {
                     let text = cells[7];
@@ -193,6 +201,7 @@ impl Tables {
                 reroute_mdc,
                 expr,
                 suppression,
+                any_scoped,
                 error,
             });
         }

@@ -18,6 +18,7 @@ mod ingest;
 mod mpi;
 mod search;
 mod server;
+mod terminology;
 mod validation;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,8 @@ pub enum BenchCommand {
     Export(export::ExportArgs),
     /// MS-DRG grouping throughput on one core (against msdrg in Python) and code search latency.
     Coding(coding::CodingArgs),
+    /// `ValueSet/$expand?filter=` latency (p50/p95) over HTTP, many realistic filters.
+    Terminology(terminology::TerminologyArgs),
     /// Patient matching: FEBRL accuracy and time, 1M-record dedupe time and memory, look-ups.
     Mpi(mpi::MpiArgs),
     /// The cost of authentication and authorisation: read and search throughput with
@@ -73,6 +76,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Export(args) => export::run(&args),
         BenchCommand::Coding(args) => coding::run(&args),
         BenchCommand::Mpi(args) => mpi::run(&args),
+        BenchCommand::Terminology(args) => terminology::run(&args),
     }
 }
 
