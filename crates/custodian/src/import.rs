@@ -547,8 +547,13 @@ async fn in_process_server(database: &str, bulk: bool) -> Result<(String, Arc<Lo
     let local = listener
         .local_addr()
         .map_err(|error| format!("cannot read the loopback port: {error}"))?;
+    // A one-off load has no use for the patient index: the server builds it at start.
     let config = server::Config {
         base_url: format!("http://{local}/fhir"),
+        mpi: server::MpiConfig {
+            enabled: false,
+            ..server::MpiConfig::default()
+        },
         ..server::Config::default()
     };
     let loader = Loader::new(store.clone(), config.clone())

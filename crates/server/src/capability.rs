@@ -60,8 +60,9 @@ fn includes() -> (ByType, ByType) {
     (include, revinclude)
 }
 
-/// The operations on one type: `$validate` everywhere, `$everything` on Patient, and
-/// Bulk Data `$export` on Patient and Group.
+/// The operations on one type: `$validate` everywhere; `$everything`, the master patient
+/// index's (`$match`, `$merge`, `$unmerge`, `$duplicates`, `$duplicate-decision`) on
+/// Patient; and Bulk Data `$export` on Patient and Group.
 fn operations(resource_type: &str) -> Vec<Value> {
     let mut operations = vec![json!({
         "name": "validate",
@@ -76,6 +77,35 @@ fn operations(resource_type: &str) -> Vec<Value> {
             "name": "export",
             "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
         }));
+        operations.push(json!({
+            "name": "match",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
+        }));
+        operations.push(json!({
+            "name": "merge",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-merge",
+            "documentation": "R5 Patient-merge semantics: source-patient(-identifier), target-patient(-identifier), result-patient, preview",
+        }));
+        for (name, documentation) in [
+            (
+                "unmerge",
+                "Restores the state before a $merge: source-patient (and optionally target-patient)",
+            ),
+            (
+                "duplicates",
+                "The open items of the duplicate worklist, each with both Patients, the score and the explanation",
+            ),
+            (
+                "duplicate-decision",
+                "Decides a worklist item: item (Task), decision same-person | not-duplicate, merge",
+            ),
+        ] {
+            operations.push(json!({
+                "name": name,
+                "definition": format!("urn:custodian:OperationDefinition/Patient-{name}"),
+                "documentation": documentation,
+            }));
+        }
     }
     if resource_type == "Group" {
         operations.push(json!({
