@@ -7,7 +7,8 @@
 //! - `search`: search latency for a fixed query mix over synthea-100 or a scaled data set;
 //! - `export`: bulk export throughput, server `$export` and `custodian export`;
 //! - `coding`: MS-DRG batch grouping throughput and ICD-10-CM search latency.
-//! - `mpi`: patient matching accuracy and time on FEBRL, a 1M-record dedupe, look-ups.
+//! - `mpi`: patient matching accuracy and time on FEBRL, a 1M-record dedupe, look-ups;
+//! - `mpi-match`: `Patient/$match` latency on a server with 100,000 generated patients.
 
 mod coding;
 mod export;
@@ -15,6 +16,7 @@ mod fhirpath;
 mod http;
 mod ingest;
 mod mpi;
+mod mpi_match;
 mod search;
 mod server;
 mod validation;
@@ -42,6 +44,8 @@ pub enum BenchCommand {
     Coding(coding::CodingArgs),
     /// Patient matching: FEBRL accuracy and time, 1M-record dedupe time and memory, look-ups.
     Mpi(mpi::MpiArgs),
+    /// `Patient/$match` latency (p50/p95) on a server holding 100,000 generated patients.
+    MpiMatch(mpi_match::MpiMatchArgs),
 }
 
 /// Which Synthea resources to measure on.
@@ -68,6 +72,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Export(args) => export::run(&args),
         BenchCommand::Coding(args) => coding::run(&args),
         BenchCommand::Mpi(args) => mpi::run(&args),
+        BenchCommand::MpiMatch(args) => mpi_match::run(&args),
     }
 }
 

@@ -555,3 +555,27 @@ fn bad_record(reference: &str) -> ApiError {
         format!("the merge record has a reference that is not Type/id/_history/n: {reference}"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_merge_records_are_valid_resources() {
+        let targets = ["Patient/a/_history/3".to_string(), "Encounter/e/_history/2".to_string()];
+        let entities = ["Patient/a/_history/2".to_string(), "Encounter/e/_history/1".to_string()];
+        let record = Value::Object(provenance("merge", &targets, &entities, "source"));
+        let issues = validation::validate(&record);
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(record["entity"][0]["role"], "source");
+        assert_eq!(record["entity"][1]["role"], "revision");
+        let event = Value::Object(audit_event("merge", &targets));
+        let issues = validation::validate(&event);
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(
+            split_versioned("Encounter/e/_history/12").ok(),
+            Some(("Encounter".into(), "e".into(), 12))
+        );
+        assert!(split_versioned("Encounter/e").is_err());
+    }
+}

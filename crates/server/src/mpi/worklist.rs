@@ -89,25 +89,7 @@ pub async fn check(state: &AppState, id: &str) -> Result<(), ApiError> {
             link(state, id, &candidate.id).await?;
             continue;
         }
-        let task = json!({
-            "resourceType": "Task",
-            "identifier": [{"system": PAIR_SYSTEM, "value": pair(id, &candidate.id)}],
-            "status": "requested",
-            "intent": "proposal",
-            "code": {"coding": [{
-                "system": TASK_SYSTEM,
-                "code": TASK_CODE,
-                "display": "Possible duplicate patient records"
-            }]},
-            "description": "Review whether these two records are the same person",
-            "focus": {"reference": format!("Patient/{id}")},
-            "for": {"reference": format!("Patient/{}", candidate.id)},
-            "authoredOn": store::Instant::now().to_fhir(),
-            "input": [
-                {"type": {"text": "score"}, "valueDecimal": score(candidate.probability)},
-                {"type": {"text": "match-grade"}, "valueCode": grade(candidate.class)}
-            ]
-        });
+        let task = item(id, &candidate);
         let Value::Object(resource) = task else {
             continue;
         };
@@ -117,6 +99,29 @@ pub async fn check(state: &AppState, id: &str) -> Result<(), ApiError> {
             .await?;
     }
     Ok(())
+}
+
+/// The worklist item of Patient `id` and the `candidate` it matched.
+fn item(id: &str, candidate: &mpi::Candidate) -> Value {
+    json!({
+        "resourceType": "Task",
+        "identifier": [{"system": PAIR_SYSTEM, "value": pair(id, &candidate.id)}],
+        "status": "requested",
+        "intent": "proposal",
+        "code": {"coding": [{
+            "system": TASK_SYSTEM,
+            "code": TASK_CODE,
+            "display": "Possible duplicate patient records"
+        }]},
+        "description": "Review whether these two records are the same person",
+        "focus": {"reference": format!("Patient/{id}")},
+        "for": {"reference": format!("Patient/{}", candidate.id)},
+        "authoredOn": store::Instant::now().to_fhir(),
+        "input": [
+            {"type": {"text": "score"}, "valueDecimal": score(candidate.probability)},
+            {"type": {"text": "match-grade"}, "valueCode": grade(candidate.class)}
+        ]
+    })
 }
 
 /// `GET [base]/Patient/$duplicates`
@@ -380,4 +385,25 @@ fn strip_meta(mut resource: Map<String, Value>) -> Map<String, Value> {
         meta.shift_remove("lastUpdated");
     }
     resource
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_is_a_valid_task_naming_its_pair_either_way_round() {
+        let candidate = mpi::Candidate {
+            id: "b".into(),
+            weight: 12.0,
+            probability: 0.9997,
+            class: mpi::MatchClass::Certain,
+        };
+        let task = item("a", &candidate);
+        let issues = validation::validate(&task);
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(task["identifier"][0]["value"], "a_b");
+        assert_eq!(pair("b", "a"), "a_b");
+        assert_eq!(task["input"][1]["valueCode"], "certain");
+    }
 }
