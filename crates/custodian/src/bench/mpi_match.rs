@@ -195,8 +195,7 @@ fn patients_of(csv: &[u8]) -> Result<Vec<(String, Value)>, String> {
             patient["address"] = json!([address]);
         }
         if !field(11).is_empty() {
-            patient["identifier"] =
-                json!([{"system": ::mpi::US_SSN_SYSTEM, "value": field(11)}]);
+            patient["identifier"] = json!([{"system": ::mpi::US_SSN_SYSTEM, "value": field(11)}]);
         }
         patients.push((person, patient));
     }

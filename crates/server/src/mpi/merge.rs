@@ -562,8 +562,14 @@ mod tests {
 
     #[test]
     fn the_merge_records_are_valid_resources() {
-        let targets = ["Patient/a/_history/3".to_string(), "Encounter/e/_history/2".to_string()];
-        let entities = ["Patient/a/_history/2".to_string(), "Encounter/e/_history/1".to_string()];
+        let targets = [
+            "Patient/a/_history/3".to_string(),
+            "Encounter/e/_history/2".to_string(),
+        ];
+        let entities = [
+            "Patient/a/_history/2".to_string(),
+            "Encounter/e/_history/1".to_string(),
+        ];
         let record = Value::Object(provenance("merge", &targets, &entities, "source"));
         let issues = validation::validate(&record);
         assert!(issues.is_empty(), "{issues:?}");

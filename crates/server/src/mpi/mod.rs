@@ -5,6 +5,10 @@
 //! references), the enterprise identifier (`enterprise.rs`) and the audit record of a
 //! merge (`audit.rs`). `params.rs` reads the operations' Parameters.
 //!
+//! The model is the configured one or the shipped default; with 1,000 or more Patients at
+//! start, its u (how often strangers agree) is measured again on them, since u belongs
+//! to a population and m (how records of one person differ) travels.
+//!
 //! Duplicate checks after a write run on one background task, in write order, so a
 //! write is answered without waiting for them; the worklist's list and decision wait
 //! until the checks queued before them are done.
@@ -29,6 +33,13 @@ use crate::AppState;
 /// The model the server scores with when none is configured: trained without labels
 /// (`custodian mpi dedupe`) on 100,000 generated FEBRL-like records.
 const DEFAULT_MODEL: &str = include_str!("../../../../data/mpi/default-model.json");
+
+/// With at least this many Patients at start, u is measured on them (see
+/// `mpi::Index::estimate_u`); below it, the model's own u stays.
+const U_POPULATION: usize = 1_000;
+/// Random pairs for measuring u, and their seed (the same store gives the same model).
+const U_SAMPLES: usize = 300_000;
+const U_SEED: u64 = 0x5eed;
 
 /// The default system of the enterprise identifier.
 pub const ENTERPRISE_SYSTEM: &str = "urn:custodian:enterprise-id";
@@ -91,9 +102,15 @@ impl Mpi {
         if config.enabled {
             let store = store.clone();
             let started = std::time::Instant::now();
-            index = tokio::task::spawn_blocking(move || fill(&store, index))
-                .await
-                .map_err(|error| store::StoreError::Backend(error.to_string()))??;
+            index = tokio::task::spawn_blocking(move || {
+                let mut index = fill(&store, index)?;
+                if index.len() >= U_POPULATION {
+                    index.estimate_u(U_SAMPLES, U_SEED);
+                }
+                Ok::<_, store::StoreError>(index)
+            })
+            .await
+            .map_err(|error| store::StoreError::Backend(error.to_string()))??;
             tracing::info!(
                 patients = index.len(),
                 ms = started.elapsed().as_millis() as u64,
