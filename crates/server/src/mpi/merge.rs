@@ -570,13 +570,21 @@ mod tests {
             "Patient/a/_history/2".to_string(),
             "Encounter/e/_history/1".to_string(),
         ];
+        let errors = |resource: &Value| -> Vec<validation::Issue> {
+            validation::validate(resource)
+                .into_iter()
+                .filter(|issue| issue.severity != Severity::Warning)
+                .collect()
+        };
+        // The ISO 21089 lifecycle codes are outside R4's extensible activity value set
+        // (a warning); R5 uses them.
         let record = Value::Object(provenance("merge", &targets, &entities, "source"));
-        let issues = validation::validate(&record);
+        let issues = errors(&record);
         assert!(issues.is_empty(), "{issues:?}");
         assert_eq!(record["entity"][0]["role"], "source");
         assert_eq!(record["entity"][1]["role"], "revision");
         let event = Value::Object(audit_event("merge", &targets));
-        let issues = validation::validate(&event);
+        let issues = errors(&event);
         assert!(issues.is_empty(), "{issues:?}");
         assert_eq!(
             split_versioned("Encounter/e/_history/12").ok(),
