@@ -768,3 +768,81 @@ fn merge_repoints_every_reference_and_unmerge_restores_everything() {
     );
     assert!(again.outcome(422).contains("not merged"));
 }
+
+#[test]
+fn merge_finds_patients_by_identifier_and_takes_a_result_patient() {
+    let fhir = Fhir::start();
+    let patient = |id: &str, mrn: &str| {
+        json!({
+            "resourceType": "Patient",
+            "id": id,
+            "identifier": [{"system": "urn:example:mrn", "value": mrn}],
+            "name": [{"family": "Chalmers", "given": ["Peter"]}],
+            "birthDate": "1974-12-25"
+        })
+    };
+    fhir.store(patient("old", "A-1"));
+    fhir.store(patient("kept", "B-2"));
+    fhir.store(json!({
+        "resourceType": "Observation",
+        "id": "obs",
+        "status": "final",
+        "code": {"text": "weight"},
+        "subject": {"reference": "Patient/old"}
+    }));
+    let by_identifier = |role: &str, value: &str| json!({"name": format!("{role}-patient-identifier"), "valueIdentifier": {"system": "urn:example:mrn", "value": value}});
+    let mut result = patient("kept", "B-2");
+    result["telecom"] = json!([{"system": "phone", "value": "555-0100"}]);
+
+    // The result patient must be the target.
+    let mut wrong = result.clone();
+    wrong["id"] = json!("old");
+    let refused = fhir.post(
+        "Patient/$merge",
+        &parameters(vec![
+            by_identifier("source", "A-1"),
+            by_identifier("target", "B-2"),
+            json!({"name": "result-patient", "resource": wrong}),
+        ]),
+    );
+    assert!(refused.outcome(422).contains("target's id"));
+    let unknown = fhir.post(
+        "Patient/$merge",
+        &parameters(vec![
+            by_identifier("source", "Z-9"),
+            by_identifier("target", "B-2"),
+        ]),
+    );
+    assert!(unknown.outcome(422).contains("source-patient-identifier"));
+    let delete_source = fhir.post(
+        "Patient/$merge",
+        &parameters(vec![
+            by_identifier("source", "A-1"),
+            by_identifier("target", "B-2"),
+            json!({"name": "delete-source", "valueBoolean": true}),
+        ]),
+    );
+    assert!(delete_source.outcome(422).contains("delete-source"));
+
+    let merged = fhir
+        .post(
+            "Patient/$merge",
+            &parameters(vec![
+                by_identifier("source", "A-1"),
+                by_identifier("target", "B-2"),
+                json!({"name": "result-patient", "resource": result}),
+            ]),
+        )
+        .ok(200);
+    let target = &merged["parameter"][2]["resource"];
+    assert_eq!(target["id"], "kept");
+    assert_eq!(target["telecom"][0]["value"], "555-0100");
+    assert_eq!(target["link"][0]["other"]["reference"], "Patient/old");
+    let observation = fhir.get("Observation/obs").ok(200);
+    assert_eq!(observation["subject"]["reference"], "Patient/kept");
+    let source = fhir.get("Patient/old").ok(200);
+    assert_eq!(source["active"], false);
+    // The target cannot now be merged into the merged-away source.
+    let backwards = fhir.post("Patient/$merge", &merge_input("kept", "old"));
+    assert!(backwards.outcome(422).contains("already been merged"));
+}
