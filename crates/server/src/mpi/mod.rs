@@ -5,9 +5,10 @@
 //! references), the enterprise identifier (`enterprise.rs`) and the audit record of a
 //! merge (`audit.rs`). `params.rs` reads the operations' Parameters.
 //!
-//! The model is the configured one or the shipped default; with 1,000 or more Patients at
-//! start, its u (how often strangers agree) is measured again on them, since u belongs
-//! to a population and m (how records of one person differ) travels.
+//! The model is the configured one or the shipped default; once 200 Patients are indexed
+//! (at start or later), and again each time their number doubles, its u (how often
+//! strangers agree) is measured on them, since u belongs to a population and m (how
+//! records of one person differ) travels.
 //!
 //! Duplicate checks after a write run on one background task, in write order, so a
 //! write is answered without waiting for them; the worklist's list and decision wait
@@ -22,6 +23,7 @@ mod repoint;
 pub(crate) mod worklist;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use serde_json::Value;
@@ -34,10 +36,12 @@ use crate::AppState;
 /// (`custodian mpi dedupe`) on 100,000 generated FEBRL-like records.
 const DEFAULT_MODEL: &str = include_str!("../../../../data/mpi/default-model.json");
 
-/// With at least this many Patients at start, u is measured on them (see
-/// `mpi::Index::estimate_u`); below it, the model's own u stays.
-const U_POPULATION: usize = 1_000;
-/// Random pairs for measuring u, and their seed (the same store gives the same model).
+/// u is measured on the indexed Patients (see `mpi::Index::estimate_u`) once there are
+/// this many, and again each time their number has doubled since; below it, the
+/// model's own u stays.
+const U_POPULATION: usize = 200;
+/// Most random pairs for measuring u (never more than there are distinct pairs), and
+/// their seed: the same records give the same model.
 const U_SAMPLES: usize = 300_000;
 const U_SEED: u64 = 0x5eed;
 
@@ -82,6 +86,8 @@ enum Job {
 /// The server's index and the queue of its duplicate checks.
 pub(crate) struct Mpi {
     index: RwLock<mpi::Index>,
+    /// The number of indexed Patients at which u is measured next.
+    next_estimate: AtomicUsize,
     queue: mpsc::UnboundedSender<Job>,
     pub enabled: bool,
 }
@@ -104,9 +110,7 @@ impl Mpi {
             let started = std::time::Instant::now();
             index = tokio::task::spawn_blocking(move || {
                 let mut index = fill(&store, index)?;
-                if index.len() >= U_POPULATION {
-                    index.estimate_u(U_SAMPLES, U_SEED);
-                }
+                estimate_u(&mut index);
                 Ok::<_, store::StoreError>(index)
             })
             .await
@@ -119,6 +123,7 @@ impl Mpi {
         }
         let (queue, jobs) = mpsc::unbounded_channel();
         let mpi = Mpi {
+            next_estimate: AtomicUsize::new(next_estimate(index.len())),
             index: RwLock::new(index),
             queue,
             enabled: config.enabled,
@@ -161,7 +166,13 @@ impl Mpi {
         // The write is already durable: a bug in the index must not fail it.
         let indexed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match patient {
             Some(patient) if !is_replaced(&patient) => {
-                index.insert(&mpi::record_from_patient(&patient)).is_ok()
+                let inserted = index.insert(&mpi::record_from_patient(&patient)).is_ok();
+                if index.len() >= self.next_estimate.load(Ordering::Relaxed) {
+                    estimate_u(&mut index);
+                    self.next_estimate
+                        .store(next_estimate(index.len()), Ordering::Relaxed);
+                }
+                inserted
             }
             _ => {
                 index.remove(&version.id);
@@ -200,6 +211,31 @@ pub(crate) fn spawn_worker(jobs: Jobs, state: AppState) {
             }
         }
     });
+}
+
+/// Measures u on the indexed Patients when there are enough of them.
+fn estimate_u(index: &mut mpi::Index) {
+    let count = index.len();
+    if count < U_POPULATION {
+        return;
+    }
+    let pairs = count.saturating_mul(count - 1) / 2;
+    let started = std::time::Instant::now();
+    index.estimate_u(U_SAMPLES.min(pairs), U_SEED);
+    tracing::info!(
+        patients = count,
+        ms = started.elapsed().as_millis() as u64,
+        "u measured on the indexed patients"
+    );
+}
+
+/// The number of indexed Patients at which u is measured after `count`.
+fn next_estimate(count: usize) -> usize {
+    if count < U_POPULATION {
+        U_POPULATION
+    } else {
+        count.saturating_mul(2)
+    }
 }
 
 /// Every current Patient of `store` into `index`, except those merged into another.
