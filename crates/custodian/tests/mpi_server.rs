@@ -846,3 +846,59 @@ fn merge_finds_patients_by_identifier_and_takes_a_result_patient() {
     let backwards = fhir.post("Patient/$merge", &merge_input("kept", "old"));
     assert!(backwards.outcome(422).contains("already been merged"));
 }
+
+/// The ids of the stored Patients that `$match` grades certain or probable for `patient`.
+fn strong_matches(fhir: &Fhir, patient: &Value) -> Vec<String> {
+    let bundle = fhir
+        .post("Patient/$match", &match_input(patient, vec![]))
+        .ok(200);
+    entries(&bundle)
+        .iter()
+        .filter(|entry| matches!(grade_of(entry).as_str(), "certain" | "probable"))
+        .map(|entry| entry["resource"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn u_measured_on_the_stored_patients_keeps_strangers_apart() {
+    let Some(folder) = testdata("synthea/synthea-100") else {
+        return;
+    };
+    let fhir = Fhir::start();
+    let bundles = patient_bundles(&folder);
+    let patients: Vec<Value> = bundles.iter().map(|path| patient_of(path)).collect();
+    for patient in &patients {
+        fhir.store(patient.clone());
+    }
+    // Other people, to reach the 200 at which u is measured: every name, birth year and
+    // SSN another's, each living at one of the first hundred's addresses.
+    for (index, patient) in patients.iter().enumerate() {
+        let other = &patients[(index * 37 + 11) % patients.len()];
+        let mut stranger = patient.clone();
+        stranger["id"] = json!(format!("other-{index}"));
+        stranger["name"] = json!([{"family": other["name"][0]["family"], "given": patients[(index * 53 + 5) % patients.len()]["name"][0]["given"]}]);
+        let birth = patient["birthDate"].as_str().unwrap();
+        let year: u32 = birth[0..4].parse().unwrap();
+        stranger["birthDate"] = json!(format!("{}{}", year - 7 - (index as u32 % 20), &birth[4..]));
+        stranger["identifier"] = json!([{"system": "http://hl7.org/fhir/sid/us-ssn", "value": format!("999-77-{index:04}")}]);
+        stranger.as_object_mut().unwrap().remove("telecom");
+        fhir.store(stranger);
+    }
+    // Each of the first hundred finds itself, and no other of them, as a strong match.
+    for patient in &patients {
+        let id = patient["id"].as_str().unwrap();
+        let mut query = patient.clone();
+        query.as_object_mut().unwrap().remove("id");
+        let found = strong_matches(&fhir, &query);
+        assert_eq!(found.first().map(String::as_str), Some(id));
+        let others: Vec<&String> = found
+            .iter()
+            .skip(1)
+            .filter(|other| !other.starts_with("other-"))
+            .collect();
+        assert!(
+            others.is_empty(),
+            "Patient/{id} strongly matches {others:?}"
+        );
+    }
+}
