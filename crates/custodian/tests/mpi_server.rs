@@ -422,6 +422,35 @@ fn the_worklist_queues_duplicates_and_remembers_decisions_across_a_restart() {
     assert_eq!(found, expected);
     assert!(worklist(&fhir).is_empty());
 
+    // Same person, and merge: the new record is merged into the one it matched.
+    let original = patient_of(&bundles[11]);
+    let (_, copy) = corrupted(&original).remove(0);
+    let duplicate = fhir.post("Patient", &copy).ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let items = worklist(&fhir);
+    assert_eq!(items.len(), 1, "{items:?}");
+    let decided = decide(&fhir, &items[0].0, "same-person", true).ok(200);
+    let merge = decided["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "merge")
+        .unwrap();
+    assert_eq!(merge["resource"]["parameter"][1]["name"], "result");
+    let merged = fhir.get(&format!("Patient/{duplicate}")).ok(200);
+    assert_eq!(merged["active"], false);
+    assert_eq!(merged["link"][0]["type"], "replaced-by");
+    assert_eq!(
+        merged["link"][0]["other"]["reference"],
+        format!("Patient/{}", ids[11])
+    );
+    // The item refers to the kept record only now.
+    let task = fhir.get(&format!("Task/{}", items[0].0)).ok(200);
+    assert_eq!(task["status"], "completed");
+    assert_eq!(task["focus"]["reference"], format!("Patient/{}", ids[11]));
+
     // Bad decisions.
     assert!(
         decide(&fhir, "no-such-task", "not-duplicate", false)
