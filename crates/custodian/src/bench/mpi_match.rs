@@ -34,6 +34,9 @@ pub struct MpiMatchArgs {
     /// Directory for the benchmark database and the generated files.
     #[arg(long, default_value = "target/bench-mpi-match")]
     data_dir: PathBuf,
+    /// Leave the store behind (in `<data-dir>/store`), to start a server on it.
+    #[arg(long)]
+    keep: bool,
 }
 
 pub fn run(args: &MpiMatchArgs) -> Result<(), String> {
@@ -98,11 +101,12 @@ pub fn run(args: &MpiMatchArgs) -> Result<(), String> {
         server.peak_rss_mib().unwrap_or(0.0)
     );
 
-    let (times, top_same) = runtime.block_on(async {
+    let (times, top_same, entries) = runtime.block_on(async {
         let mut connection = Connection::open(&address).await?;
         let mut random = 0x2545_f491_4f6c_dd1du64;
         let mut times = Vec::with_capacity(args.requests);
         let mut top_same = 0usize;
+        let mut entries = 0usize;
         for round in 0..args.requests + 20 {
             let (person, patient) = &patients[next(&mut random) as usize % patients.len()];
             let query = perturb(patient, next(&mut random));
@@ -128,28 +132,32 @@ pub fn run(args: &MpiMatchArgs) -> Result<(), String> {
             if round >= 20 {
                 times.push(elapsed);
                 let bundle: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+                entries += bundle["entry"].as_array().map_or(0, Vec::len);
                 let top = bundle["entry"][0]["resource"]["id"].as_str().unwrap_or("");
                 if top.starts_with(&format!("{person}-")) {
                     top_same += 1;
                 }
             }
         }
-        Ok::<_, String>((times, top_same))
+        Ok::<_, String>((times, top_same, entries))
     })?;
     let mut times = times;
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let at = |share: usize| times[(times.len() * share / 100).min(times.len() - 1)];
     println!(
-        "$match, {} requests: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms; top match the same person: {:.1}%",
+        "$match, {} requests: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms; {:.2} matches per answer; top match the same person: {:.1}%",
         times.len(),
         ms(at(50)),
         ms(at(95)),
         ms(at(99)),
+        entries as f64 / times.len() as f64,
         100.0 * top_same as f64 / times.len() as f64
     );
-    drop(server);
-    let _ = std::fs::remove_dir_all(&args.data_dir);
+    drop(server.keep_data(args.keep));
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&args.data_dir);
+    }
     Ok(())
 }
 
