@@ -600,6 +600,11 @@ async fn in_process_server(
             own: issuer,
             external: Vec::new(),
         })),
+        // A one-off load has no use for the patient index: the server builds it at start.
+        mpi: server::MpiConfig {
+            enabled: false,
+            ..server::MpiConfig::default()
+        },
         ..server::Config::default()
     };
     let loader = Loader::new(store.clone(), config.clone())

@@ -109,6 +109,17 @@ struct ServeArgs {
     issuer: admin::IssuerArgs,
     #[command(flatten)]
     external: admin::ExternalArgs,
+    /// A matching model saved by `custodian mpi dedupe` (its model.json); without it the
+    /// server scores with the model it ships.
+    #[arg(long, env = "CUSTODIAN_MPI_MODEL")]
+    mpi_model: Option<std::path::PathBuf>,
+    /// The identifier system that links the records of one person.
+    #[arg(long, env = "CUSTODIAN_MPI_ENTERPRISE_SYSTEM", default_value = server::ENTERPRISE_SYSTEM)]
+    mpi_enterprise_system: String,
+    /// Link certain matches at once with the enterprise identifier, instead of queueing
+    /// them on the duplicate worklist.
+    #[arg(long, env = "CUSTODIAN_MPI_AUTO_LINK")]
+    mpi_auto_link: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -221,6 +232,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 Validation::Off => server::ValidationMode::Off,
             },
             auth,
+            mpi: server::MpiConfig {
+                enabled: true,
+                model: args.mpi_model,
+                enterprise_system: args.mpi_enterprise_system,
+                auto_link: args.mpi_auto_link,
+            },
         };
         let app = server::router(store, config)
             .await

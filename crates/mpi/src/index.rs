@@ -16,7 +16,7 @@ use crate::model::{Explanation, Frequencies, MatchClass, Model, Weights, explain
 use crate::prepare::{Lexicon, Person, QueryLexicon, Scratch, Texts, prepare};
 use crate::record::Record;
 use crate::text::HashedMap;
-use crate::train::pattern;
+use crate::train::{Random, corrected_u, level_of, pattern, proportions};
 
 /// Indexed records under one model.
 pub struct Index {
@@ -197,6 +197,54 @@ impl Index {
         ))
     }
 
+    /// Measures u again on the indexed records, from `samples` random pairs (corrected
+    /// for the few matches among them, as training does); m, the prior and the
+    /// thresholds stay, and so do neutral comparisons (m = u). u belongs to a
+    /// population (how often strangers agree on a value), m to the kinds of error, so a
+    /// model trained on other data fits these records once their u is measured. False,
+    /// and nothing changes, with fewer than two records.
+    pub fn estimate_u(&mut self, samples: usize, seed: u64) -> bool {
+        let live: Vec<&Person> = self.persons.iter().flatten().collect();
+        let count = live.len() as u64;
+        if count < 2 || samples == 0 {
+            return false;
+        }
+        let texts = Texts::of(&self.lexicon);
+        let mut random = Random::new(seed);
+        let mut counts = vec![[0u64; 16]; self.kinds.len()];
+        for _ in 0..samples {
+            let a = random.below(count);
+            let mut b = random.below(count - 1);
+            if b >= a {
+                b += 1;
+            }
+            let (Some(a), Some(b)) = (live.get(a as usize), live.get(b as usize)) else {
+                continue;
+            };
+            let pattern = pattern(&self.kinds, a, b, &texts);
+            for (index, row) in counts.iter_mut().enumerate() {
+                if let Some(slot) = row.get_mut(usize::from(level_of(pattern, index))) {
+                    *slot += 1;
+                }
+            }
+        }
+        let prior = self.model.prior_for(count);
+        for (comparison, counts) in self.model.comparisons.iter_mut().zip(&counts) {
+            // A neutral comparison (m = u at every level: the model never learned its m)
+            // stays neutral: measured u against a made-up m would weigh rare levels most.
+            if comparison.levels.iter().all(|level| level.m == level.u) {
+                continue;
+            }
+            let sampled = proportions(counts, comparison.levels.len());
+            let m: Vec<f64> = comparison.levels.iter().map(|level| level.m).collect();
+            let u = corrected_u(&sampled, &m, prior, samples as u64);
+            for (level, u) in comparison.levels.iter_mut().zip(u) {
+                level.u = u;
+            }
+        }
+        true
+    }
+
     /// The slots sharing a key with `query`, each once; blocks over the limit are
     /// skipped.
     fn gather(&self, query: &Person, texts: &Texts) -> Vec<u32> {
@@ -298,6 +346,64 @@ mod tests {
             Some("one digit replaced or two swapped")
         );
         assert_eq!(index.explain(&query, "nobody"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn u_is_measured_on_the_indexed_records() -> Result<(), Error> {
+        let mut index = Index::new(Model::untrained())?;
+        assert!(!index.estimate_u(1000, 1));
+        // Everyone lives in one town and was born on one day: agreeing on them says
+        // nothing here.
+        let word = |mut x: u64| -> String {
+            (0..7)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    char::from(b'a' + ((x >> 33) % 26) as u8)
+                })
+                .collect()
+        };
+        for n in 0..2000u64 {
+            let mut record = person(
+                &n.to_string(),
+                &word(n * 2 + 1),
+                &word(n * 2 + 2),
+                "1950-01-01",
+                &format!("{:07}", n * 7_654_321 % 10_000_000),
+            );
+            record.city = "Springfield".into();
+            index.insert(&record)?;
+        }
+        let place_u = |index: &Index| {
+            let place = index
+                .model()
+                .comparisons
+                .iter()
+                .find(|c| c.kind == ComparisonKind::Place)
+                .map(|c| c.levels[0].u);
+            place.unwrap_or(0.0)
+        };
+        let mut stranger = person("", "Zed", "Quux", "1950-01-01", "");
+        stranger.city = "Springfield".into();
+        let before = index
+            .explain(&stranger, "5")
+            .map(|e| e.weight)
+            .unwrap_or(0.0);
+        assert!(place_u(&index) < 0.1);
+        assert!(index.estimate_u(20_000, 7));
+        assert!(place_u(&index) > 0.9, "{}", place_u(&index));
+        let after = index
+            .explain(&stranger, "5")
+            .map(|e| e.weight)
+            .unwrap_or(0.0);
+        assert!(
+            after < before - 5.0,
+            "{before} -> {after}: {:?}",
+            index.explain(&stranger, "5")
+        );
+        index.model().check()?;
         Ok(())
     }
 }

@@ -119,9 +119,14 @@ struct Encoders {
 
 impl Encoders {
     /// Codes of a name as three strings (primary, alternate, NYSIIS); spaces and digits
-    /// are dropped first, as the algorithms expect one word of letters.
+    /// are dropped first, as the algorithms expect one word of letters, and accented
+    /// Latin letters become plain ones (the encoders slice their input by byte and
+    /// panic inside a character of more than one byte); other letters are dropped.
     fn encode(&self, text: &str) -> [String; 3] {
-        let letters: String = text.chars().filter(|c| c.is_alphabetic()).collect();
+        let mut letters = String::with_capacity(text.len());
+        for c in text.chars() {
+            fold_to_ascii(c, &mut letters);
+        }
         if letters.is_empty() {
             return Default::default();
         }
@@ -132,6 +137,42 @@ impl Encoders {
             self.nysiis.encode(&letters),
         ]
     }
+}
+
+/// Appends `c` as ASCII letters: itself when it is one, its base letter when it is an
+/// accented Latin letter (`ß` as `ss`, `æ` as `ae`, `œ` as `oe`); nothing otherwise.
+fn fold_to_ascii(c: char, out: &mut String) {
+    if c.is_ascii_alphabetic() {
+        out.push(c);
+        return;
+    }
+    let folded = match c.to_lowercase().next().unwrap_or(c) {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => "a",
+        'ç' | 'ć' | 'ĉ' | 'ċ' | 'č' => "c",
+        'ď' | 'đ' | 'ð' => "d",
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ĕ' | 'ė' | 'ę' | 'ě' => "e",
+        'ĝ' | 'ğ' | 'ġ' | 'ģ' => "g",
+        'ĥ' | 'ħ' => "h",
+        'ì' | 'í' | 'î' | 'ï' | 'ĩ' | 'ī' | 'ĭ' | 'į' | 'ı' => "i",
+        'ĵ' => "j",
+        'ķ' => "k",
+        'ĺ' | 'ļ' | 'ľ' | 'ŀ' | 'ł' => "l",
+        'ñ' | 'ń' | 'ņ' | 'ň' => "n",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ŏ' | 'ő' => "o",
+        'ŕ' | 'ŗ' | 'ř' => "r",
+        'ś' | 'ŝ' | 'ş' | 'š' => "s",
+        'ţ' | 'ť' | 'ŧ' => "t",
+        'ù' | 'ú' | 'û' | 'ü' | 'ũ' | 'ū' | 'ŭ' | 'ů' | 'ű' | 'ų' => "u",
+        'ŵ' => "w",
+        'ý' | 'ÿ' | 'ŷ' => "y",
+        'ź' | 'ż' | 'ž' => "z",
+        'ß' => "ss",
+        'æ' => "ae",
+        'œ' => "oe",
+        'þ' => "th",
+        _ => "",
+    };
+    out.push_str(folded);
 }
 
 impl Intern for Lexicon {
@@ -470,5 +511,19 @@ mod tests {
         assert_eq!(asked.given.codes.metaphone, person.given.codes.metaphone);
         assert_eq!(view.texts().get(asked.given.text), "steven");
         assert_eq!(lexicon.strings.len(), size);
+    }
+
+    #[test]
+    fn names_with_accents_or_other_scripts_get_codes_without_panicking() {
+        let encoders = Encoders::default();
+        assert_eq!(encoders.encode("Adán"), encoders.encode("Adan"));
+        assert_eq!(encoders.encode("Müller"), encoders.encode("Muller"));
+        assert_eq!(
+            encoders.encode("Øster-Straße"),
+            encoders.encode("OsterStrasse")
+        );
+        assert_eq!(encoders.encode("李"), <[String; 3]>::default());
+        let [primary, _, nysiis] = encoders.encode("Ñúñez李");
+        assert!(!primary.is_empty() && !nysiis.is_empty());
     }
 }

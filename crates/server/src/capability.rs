@@ -60,9 +60,10 @@ fn includes() -> (ByType, ByType) {
     (include, revinclude)
 }
 
-/// The operations on one type: `$validate` everywhere, `$everything` on Patient, Bulk
-/// Data `$export` on Patient and Group, the terminology operations on CodeSystem and
-/// ValueSet, and `$drg` on Encounter.
+/// The operations on one type: `$validate` everywhere; `$everything` and the master
+/// patient index's (`$match`, `$merge`, `$unmerge`, `$duplicates`, `$duplicate-decision`)
+/// on Patient; Bulk Data `$export` on Patient and Group; the terminology operations on
+/// CodeSystem and ValueSet; and `$drg` on Encounter.
 fn operations(resource_type: &str) -> Vec<Value> {
     let mut operations = vec![json!({
         "name": "validate",
@@ -77,6 +78,35 @@ fn operations(resource_type: &str) -> Vec<Value> {
             "name": "export",
             "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
         }));
+        operations.push(json!({
+            "name": "match",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
+        }));
+        operations.push(json!({
+            "name": "merge",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-merge",
+            "documentation": "R5 Patient-merge semantics: source-patient(-identifier), target-patient(-identifier), result-patient, preview",
+        }));
+        for (name, documentation) in [
+            (
+                "unmerge",
+                "Restores the state before a $merge: source-patient (and optionally target-patient)",
+            ),
+            (
+                "duplicates",
+                "The open items of the duplicate worklist, each with both Patients, the score and the explanation",
+            ),
+            (
+                "duplicate-decision",
+                "Decides a worklist item: item (Task), decision same-person | not-duplicate, merge",
+            ),
+        ] {
+            operations.push(json!({
+                "name": name,
+                "definition": format!("urn:custodian:OperationDefinition/Patient-{name}"),
+                "documentation": documentation,
+            }));
+        }
     }
     if resource_type == "CodeSystem" {
         for name in ["lookup", "validate-code", "subsumes"] {

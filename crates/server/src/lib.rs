@@ -19,6 +19,7 @@ mod format;
 mod history;
 mod instance;
 pub mod load;
+mod mpi;
 mod patch;
 mod profiles;
 mod references;
@@ -39,6 +40,7 @@ use store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use auth::Auth;
+pub use crate::mpi::{ENTERPRISE_SYSTEM, MpiConfig};
 pub use error::ApiError;
 pub use validate::ValidationMode;
 
@@ -52,6 +54,8 @@ pub struct Config {
     pub validation: ValidationMode,
     /// How requests are authenticated.
     pub auth: Auth,
+    /// The master patient index.
+    pub mpi: MpiConfig,
 }
 
 impl Default for Config {
@@ -61,6 +65,7 @@ impl Default for Config {
             limits: Limits::default(),
             validation: ValidationMode::Strict,
             auth: Auth::Open,
+            mpi: MpiConfig::default(),
         }
     }
 }
@@ -112,16 +117,21 @@ pub(crate) struct AppState {
     pub exports: Arc<export::Jobs>,
     /// Bearer tokens verified already.
     pub tokens: Arc<auth::cache::TokenCache>,
+    /// The index of every current Patient, and its duplicate checks.
+    pub mpi: Arc<crate::mpi::Mpi>,
 }
 
 impl AppState {
-    /// The state for `store`: it first learns the profiles stored in it.
+    /// The state for `store`: it first learns the profiles stored in it and indexes its
+    /// Patients, and starts the duplicate checks.
     async fn new(store: Store, config: Config) -> Result<AppState, store::StoreError> {
         let capability = Arc::new(capability::statement(&config));
         let profiles = Arc::new(profiles::ProfileRegistry::load(&store).await?);
         let export_dir = store.data_dir().map(|dir| dir.join("export"));
         let exports = Arc::new(export::Jobs::open(export_dir));
-        Ok(AppState {
+        let (index, jobs) = crate::mpi::Mpi::load(&store, &config.mpi).await?;
+        let enabled = config.mpi.enabled;
+        let state = AppState {
             store,
             config: Arc::new(config),
             capability,
@@ -129,7 +139,12 @@ impl AppState {
             locks: Arc::default(),
             exports,
             tokens: Arc::default(),
-        })
+            mpi: Arc::new(index),
+        };
+        if enabled {
+            crate::mpi::spawn_worker(jobs, state.clone());
+        }
+        Ok(state)
     }
 }
 
@@ -159,6 +174,23 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
         .route(
             "/{type}/_search",
             axum::routing::post(search::type_post).get(search::type_get),
+        )
+        .route(
+            "/Patient/$match",
+            axum::routing::post(crate::mpi::matching::post),
+        )
+        .route(
+            "/Patient/$merge",
+            axum::routing::post(crate::mpi::merge::merge),
+        )
+        .route(
+            "/Patient/$unmerge",
+            axum::routing::post(crate::mpi::merge::unmerge),
+        )
+        .route("/Patient/$duplicates", get(crate::mpi::worklist::list))
+        .route(
+            "/Patient/$duplicate-decision",
+            axum::routing::post(crate::mpi::worklist::decide),
         )
         .route("/{type}/_history", get(history::type_level))
         .route(

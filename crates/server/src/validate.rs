@@ -127,8 +127,10 @@ pub fn check_on_write(
     }
 }
 
-/// Keeps the profile registry in step with a StructureDefinition that was just written.
+/// Keeps the profile registry in step with a StructureDefinition that was just written,
+/// and the patient index with a Patient.
 pub fn after_write(state: &AppState, version: &Version) {
+    state.mpi.observe(version);
     if version.resource_type != "StructureDefinition" {
         return;
     }

@@ -7,7 +7,8 @@
 //! - `search`: search latency for a fixed query mix over synthea-100 or a scaled data set;
 //! - `export`: bulk export throughput, server `$export` and `custodian export`;
 //! - `coding`: MS-DRG batch grouping throughput and ICD-10-CM search latency.
-//! - `mpi`: patient matching accuracy and time on FEBRL, a 1M-record dedupe, look-ups.
+//! - `mpi`: patient matching accuracy and time on FEBRL, a 1M-record dedupe, look-ups;
+//! - `mpi-match`: `Patient/$match` latency on a server with 100,000 generated patients.
 
 mod auth;
 mod coding;
@@ -16,6 +17,7 @@ mod fhirpath;
 mod http;
 mod ingest;
 mod mpi;
+mod mpi_match;
 mod search;
 mod server;
 mod terminology;
@@ -49,6 +51,8 @@ pub enum BenchCommand {
     /// The cost of authentication and authorisation: read and search throughput with
     /// tokens against --insecure-no-auth, in one run.
     Auth(auth::AuthArgs),
+    /// `Patient/$match` latency (p50/p95) on a server holding 100,000 generated patients.
+    MpiMatch(mpi_match::MpiMatchArgs),
 }
 
 /// Which Synthea resources to measure on.
@@ -77,6 +81,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Coding(args) => coding::run(&args),
         BenchCommand::Mpi(args) => mpi::run(&args),
         BenchCommand::Terminology(args) => terminology::run(&args),
+        BenchCommand::MpiMatch(args) => mpi_match::run(&args),
     }
 }
 

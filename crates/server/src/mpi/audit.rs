@@ -1,0 +1,35 @@
+//! The audit record of a merge or unmerge: an AuditEvent written in the same store
+//! transaction as the change. Every MPI audit record is made here, so a later audit
+//! subsystem can take them over in one place.
+
+use serde_json::{Map, Value, json};
+
+use crate::mpi::merge::LIFECYCLE;
+
+/// The AuditEvent of `action` (`merge` or `unmerge`) on the resources `entities`
+/// (references).
+pub fn audit_event(action: &str, entities: &[String]) -> Map<String, Value> {
+    let entity: Vec<Value> = entities
+        .iter()
+        .map(|reference| json!({"what": {"reference": reference}}))
+        .collect();
+    let event = json!({
+        "resourceType": "AuditEvent",
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+            "display": "RESTful Operation"
+        },
+        "subtype": [{"system": LIFECYCLE, "code": action}],
+        "action": "E",
+        "recorded": store::Instant::now().to_fhir(),
+        "outcome": "0",
+        "agent": [{"who": {"display": "Custodian master patient index"}, "requestor": false}],
+        "source": {"observer": {"display": "Custodian"}},
+        "entity": entity
+    });
+    match event {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
