@@ -39,8 +39,8 @@ use axum::routing::get;
 use store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use auth::Auth;
 pub use crate::mpi::{ENTERPRISE_SYSTEM, MpiConfig};
+pub use auth::Auth;
 pub use error::ApiError;
 pub use validate::ValidationMode;
 

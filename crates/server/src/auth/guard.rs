@@ -116,6 +116,20 @@ fn classify<'a>(method: &Method, template: &str, path: &'a str) -> Check<'a> {
         // the search.
         ("/{type}/{id}/{compartment}", _) => Check::On(&[Read], resource_type),
         ("/{type}/$export" | "/{type}/{id}/$export", _) => Check::On(&[Export], resource_type),
+        // The terminology operations read the built-in code systems.
+        (
+            "/{type}/$lookup" | "/{type}/$validate-code" | "/{type}/$subsumes" | "/{type}/$expand",
+            _,
+        ) => Check::On(&[Read], resource_type),
+        // `$drg` reads the Encounter; the Conditions, Procedures and Patient it reads are
+        // checked by the handler's own reads.
+        ("/{type}/{id}/$drg", _) => Check::On(&[Read], resource_type),
+        // The master patient index: matching and the worklist search Patients; a merge,
+        // an unmerge or a decision (which may merge) repoints references in every type.
+        ("/Patient/$match" | "/Patient/$duplicates", _) => Check::On(&[Search], "Patient"),
+        ("/Patient/$merge" | "/Patient/$unmerge" | "/Patient/$duplicate-decision", _) => {
+            Check::AllTypes(Update)
+        }
         // Any other route under `{type}` (none today) is refused rather than let through.
         (template, _) if template.starts_with("/{type}") => Check::On(&[Delete, Create], ""),
         _ => Check::Handler,
@@ -177,6 +191,30 @@ mod tests {
 
     fn check<'a>(method: Method, template: &str, path: &'a str) -> Check<'a> {
         classify(&method, template, path)
+    }
+
+    #[test]
+    fn operations_map_to_what_they_do() {
+        assert_eq!(
+            check(Method::GET, "/{type}/$expand", "ValueSet/$expand"),
+            Check::On(&[Read], "ValueSet")
+        );
+        assert_eq!(
+            check(Method::GET, "/{type}/{id}/$drg", "Encounter/e1/$drg"),
+            Check::On(&[Read], "Encounter")
+        );
+        assert_eq!(
+            check(Method::POST, "/Patient/$match", "Patient/$match"),
+            Check::On(&[Search], "Patient")
+        );
+        assert_eq!(
+            check(Method::POST, "/Patient/$merge", "Patient/$merge"),
+            Check::AllTypes(Update)
+        );
+        assert_eq!(
+            check(Method::POST, "/{type}/$unknown-op", "Patient/$unknown-op"),
+            Check::On(&[Delete, Create], "")
+        );
     }
 
     #[test]
