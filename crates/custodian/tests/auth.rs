@@ -1166,3 +1166,99 @@ fn head_is_checked_like_get() {
     assert_eq!(secure.call(&token, "HEAD", "Observation", None).status, 403);
     assert_ne!(secure.call(&token, "HEAD", "Patient/x", None).status, 403);
 }
+
+#[test]
+fn a_patient_token_sees_only_its_patients_compartment() {
+    let secure = Secure::start(&[]);
+    secure.client("admin", &["admin"], "system/*.cruds", &[]);
+    secure.client("app", &["patient"], "patient/*.rs", &["--patient", "p1"]);
+    let admin = secure.token("admin", None);
+    for id in ["p1", "p2"] {
+        secure
+            .call(
+                &admin,
+                "PUT",
+                &format!("Patient/{id}"),
+                Some(&json!({"resourceType": "Patient", "id": id, "name": [{"family": "Same"}]})),
+            )
+            .ok(201);
+        secure
+            .call(
+                &admin,
+                "PUT",
+                &format!("Observation/o-{id}"),
+                Some(&json!({
+                    "resourceType": "Observation",
+                    "id": format!("o-{id}"),
+                    "status": "final",
+                    "code": {"text": "pulse"},
+                    "subject": {"reference": format!("Patient/{id}")},
+                    "performer": [{"reference": "Practitioner/d1"}],
+                })),
+            )
+            .ok(201);
+    }
+    secure
+        .call(
+            &admin,
+            "PUT",
+            "Practitioner/d1",
+            Some(&json!({"resourceType": "Practitioner", "id": "d1"})),
+        )
+        .ok(201);
+    let token = secure.token("app", None);
+    let get = |path: &str| secure.call(&token, "GET", path, None);
+
+    // Reads: the own record and what refers to it; the other patient's are not there.
+    get("Patient/p1").ok(200);
+    get("Observation/o-p1").ok(200);
+    get("Practitioner/d1").ok(200);
+    assert_eq!(get("Patient/p2").status, 404);
+    assert_eq!(get("Observation/o-p2").status, 404);
+    assert_eq!(get("Observation/o-p2/_history/1").status, 404);
+
+    // Searches, includes and revincludes keep to the compartment, and so do counts.
+    let ids_of = |path: &str| -> Vec<String> {
+        let bundle = get(path).ok(200);
+        let mut ids: Vec<String> = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|entry| {
+                format!(
+                    "{}/{}",
+                    entry["resource"]["resourceType"].as_str().unwrap_or(""),
+                    entry["resource"]["id"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids_of("Patient?family=Same"), ["Patient/p1"]);
+    assert_eq!(ids_of("Observation"), ["Observation/o-p1"]);
+    assert_eq!(
+        ids_of("Patient?_revinclude=Observation:subject"),
+        ["Observation/o-p1", "Patient/p1"]
+    );
+    assert_eq!(
+        ids_of("Observation?_include=Observation:subject&_include=Observation:performer"),
+        ["Observation/o-p1", "Patient/p1", "Practitioner/d1"]
+    );
+    assert_eq!(
+        ids_of("Observation?subject=Patient/p2"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids_of("Patient?_has:Observation:subject:code:text=pulse"),
+        ["Patient/p1"]
+    );
+    let counted = get("Observation?_summary=count").ok(200);
+    assert_eq!(counted["total"], 1);
+    assert_eq!(
+        ids_of("?_type=Patient,Observation"),
+        ["Observation/o-p1", "Patient/p1"]
+    );
+    // The other patient's compartment, asked for by name, is empty too.
+    assert_eq!(ids_of("Patient/p2/Observation"), Vec::<String>::new());
+}

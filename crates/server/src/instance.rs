@@ -65,7 +65,8 @@ pub(crate) async fn read(
             request.output,
         ));
     }
-    match state.store.read(&resource_type, &id).await? {
+    let found = state.store.read(&resource_type, &id).await?;
+    match hide_outside_compartment(&request, found) {
         None => Err(ApiError::not_found(format!(
             "{resource_type}/{id} is not known"
         ))),
@@ -81,6 +82,16 @@ pub(crate) async fn read(
     }
 }
 
+/// A resource outside the compartment of the patient the principal is limited to is
+/// not there, for that principal.
+fn hide_outside_compartment(request: &FhirRequest, found: Option<Version>) -> Option<Version> {
+    let principal = &request.principal;
+    match principal.patient().filter(|_| !principal.unchecked) {
+        Some(patient) => found.filter(|version| crate::access::visible(patient, version)),
+        None => found,
+    }
+}
+
 pub(crate) async fn vread(
     State(state): State<AppState>,
     request: FhirRequest,
@@ -91,7 +102,8 @@ pub(crate) async fn vread(
         id,
         version,
     } = path;
-    match state.store.vread(&resource_type, &id, version).await? {
+    let found = state.store.vread(&resource_type, &id, version).await?;
+    match hide_outside_compartment(&request, found) {
         None => Err(ApiError::not_found(format!(
             "{resource_type}/{id} has no version {version}"
         ))),

@@ -4,6 +4,7 @@
 //! This is the only crate that knows HTTP. Every request is authenticated and
 //! authorised first (`auth`).
 
+mod access;
 pub mod auth;
 mod body;
 mod bundle;

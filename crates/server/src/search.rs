@@ -182,6 +182,16 @@ pub(crate) async fn run(
     // `_type` searches every type).
     crate::auth::authorize_types(principal, privacy::Interaction::Search, &parsed.query.types)?;
     authorize_reach(principal, &parsed.query)?;
+    // A principal limited to one patient searches that patient's compartment only.
+    let patient = principal.patient().filter(|_| !principal.unchecked);
+    if let Some(patient) = patient
+        && !crate::access::restrict(&mut parsed.query, patient)
+    {
+        return Err(crate::auth::forbidden(
+            "a token limited to one patient searches only the types of the Patient compartment"
+                .into(),
+        ));
+    }
 
     let limits = &state.config.limits;
     let page_size = parsed
@@ -192,7 +202,7 @@ pub(crate) async fn run(
     if count_only && parsed.query.total == Total::Unspecified {
         parsed.query.total = Total::Accurate;
     }
-    let page = state
+    let mut page = state
         .store
         .search(SearchRequest {
             query: parsed.query,
@@ -200,6 +210,11 @@ pub(crate) async fn run(
             cursor: parsed.cursor.clone(),
         })
         .await?;
+    if let Some(patient) = patient {
+        // What `_include` and `_revinclude` bring in keeps to the compartment too.
+        page.included
+            .retain(|version| crate::access::visible(patient, version));
+    }
 
     // Links repeat what the search applied: not what it ignored, and `_count` as capped.
     let ignored: HashSet<&str> = parsed.ignored.iter().map(String::as_str).collect();

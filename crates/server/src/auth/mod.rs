@@ -29,7 +29,7 @@ use privacy::token::Verifier;
 use crate::AppState;
 use crate::error::ApiError;
 
-pub(crate) use guard::{authorize, authorize_types};
+pub(crate) use guard::{authorize, authorize_types, forbidden};
 
 /// How the server authenticates requests.
 #[derive(Clone)]
