@@ -1262,3 +1262,49 @@ fn a_patient_token_sees_only_its_patients_compartment() {
     // The other patient's compartment, asked for by name, is empty too.
     assert_eq!(ids_of("Patient/p2/Observation"), Vec::<String>::new());
 }
+
+#[test]
+fn a_patient_tokens_history_and_everything_keep_to_its_compartment() {
+    let secure = Secure::start(&[]);
+    secure.client("admin", &["admin"], "system/*.cruds", &[]);
+    secure.client("app", &["patient"], "patient/*.rs", &["--patient", "p1"]);
+    let admin = secure.token("admin", None);
+    for id in ["p1", "p2"] {
+        secure
+            .call(
+                &admin,
+                "PUT",
+                &format!("Patient/{id}"),
+                Some(&json!({"resourceType": "Patient", "id": id})),
+            )
+            .ok(201);
+        secure
+            .call(
+                &admin,
+                "PUT",
+                &format!("Condition/c-{id}"),
+                Some(&json!({
+                    "resourceType": "Condition",
+                    "id": format!("c-{id}"),
+                    "subject": {"reference": format!("Patient/{id}")},
+                })),
+            )
+            .ok(201);
+    }
+    let token = secure.token("app", None);
+    let get = |path: &str| secure.call(&token, "GET", path, None);
+    assert_eq!(get("Condition/c-p1/_history").ok(200)["total"], 1);
+    assert_eq!(get("Condition/c-p2/_history").status, 404);
+    assert_eq!(get("Patient/p2/_history").status, 404);
+    assert_eq!(get("Condition/_history").status, 403);
+    assert_eq!(get("_history").status, 403);
+    let everything = get("Patient/p1/$everything").ok(200);
+    let ids: Vec<&str> = everything["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry["resource"]["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"c-p1") && !ids.contains(&"c-p2"), "{ids:?}");
+    assert_eq!(get("Patient/p2/$everything").status, 404);
+}

@@ -418,6 +418,13 @@ async fn run(
             "$everything is defined on Patient, not on {resource_type}"
         )));
     }
+    // A principal limited to one patient has that patient's record, and no other.
+    let principal = &request.principal;
+    if let Some(patient) = principal.patient().filter(|_| !principal.unchecked)
+        && patient != id
+    {
+        return Err(ApiError::not_found(format!("Patient/{id} is not known")));
+    }
     let mut options = parse_options(params)?;
     // Only the types the principal may search come back (the route checked the Patient).
     if !request.principal.unchecked {

@@ -33,7 +33,15 @@ pub(crate) async fn instance(
     path: InstancePath,
 ) -> Result<Response, ApiError> {
     let InstancePath { resource_type, id } = path;
-    if state.store.read(&resource_type, &id).await?.is_none() {
+    let current = state.store.read(&resource_type, &id).await?;
+    let principal = &request.principal;
+    let hidden = match principal.patient().filter(|_| !principal.unchecked) {
+        Some(patient) => current
+            .as_ref()
+            .is_some_and(|version| !crate::access::visible(patient, version)),
+        None => false,
+    };
+    if current.is_none() || hidden {
         return Err(ApiError::not_found(format!(
             "{resource_type}/{id} is not known"
         )));
@@ -112,9 +120,27 @@ async fn respond(
         HistoryScope::Type(resource_type) => format!("{resource_type}/_history"),
         HistoryScope::Instance(resource_type, id) => format!("{resource_type}/{id}/_history"),
     };
+    // A principal limited to one patient sees the history of that patient's resources
+    // one by one; a type's or the system's history would mix in everyone else's.
+    let principal = &request.principal;
+    let patient = principal.patient().filter(|_| !principal.unchecked);
+    if patient.is_some() && !matches!(scope, HistoryScope::Instance(..)) {
+        return Err(crate::auth::forbidden(
+            "a token limited to one patient reads the history of one resource at a time".into(),
+        ));
+    }
     let HistoryParams { query, carried } = parse(scope, &request.params, &state.config.limits)?;
     let before = query.before;
-    let page = state.store.history(query).await?;
+    let mut page = state.store.history(query).await?;
+    if let Some(patient) = patient {
+        // Versions from before the resource entered the compartment stay out of sight.
+        let listed = page.versions.len();
+        page.versions
+            .retain(|version| crate::access::visible(patient, version));
+        page.total = page
+            .total
+            .saturating_sub((listed - page.versions.len()) as u64);
+    }
     let base = &state.config.base_url;
     let text = bundle(base, &path, &carried, before, &page)
         .map_err(|error| ApiError::bad_request(format!("cannot build the history: {error}")))?;
