@@ -1307,4 +1307,34 @@ fn a_patient_tokens_history_and_everything_keep_to_its_compartment() {
         .collect();
     assert!(ids.contains(&"c-p1") && !ids.contains(&"c-p2"), "{ids:?}");
     assert_eq!(get("Patient/p2/$everything").status, 404);
+
+    // A batch's reads and searches keep to the compartment as well.
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Condition/c-p1"}},
+        {"request": {"method": "GET", "url": "Condition/c-p2"}},
+        {"request": {"method": "GET", "url": "Condition"}},
+    ]});
+    let answer = secure.call(&token, "POST", "", Some(&batch)).ok(200);
+    assert_eq!(answer["entry"][0]["response"]["status"], "200 OK");
+    assert!(
+        answer["entry"][1]["response"]["status"]
+            .as_str()
+            .is_some_and(|status| status.starts_with("404")),
+        "{answer}"
+    );
+    assert_eq!(answer["entry"][2]["resource"]["total"], 1, "{answer}");
+
+    // No bulk export for a token limited to one patient, at any level.
+    for path in ["$export", "Patient/$export", "Patient/p1/$export"] {
+        let reply = secure.fhir.request(
+            "GET",
+            path,
+            &[
+                ("authorization", format!("Bearer {token}").as_str()),
+                ("prefer", "respond-async"),
+            ],
+            None,
+        );
+        assert_eq!(reply.status, 403, "{path}");
+    }
 }

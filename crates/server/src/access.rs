@@ -8,9 +8,19 @@
 //! `_revinclude`, is checked with [`visible`]. Outside the compartment a resource is
 //! invisible (404, or left out), never refused, so nothing hints that it exists.
 
+use privacy::Principal;
 use search::{Clause, Query};
 use serde_json::Value;
 use store::Version;
+
+/// `found`, unless `principal` is limited to a patient whose compartment it is not in:
+/// for that principal, it is not there.
+pub(crate) fn keep_visible(principal: &Principal, found: Option<Version>) -> Option<Version> {
+    match principal.patient().filter(|_| !principal.unchecked) {
+        Some(patient) => found.filter(|version| visible(patient, version)),
+        None => found,
+    }
+}
 
 /// Whether the resource `version` is visible to a principal limited to `patient`.
 pub(crate) fn visible(patient: &str, version: &Version) -> bool {

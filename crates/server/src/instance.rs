@@ -66,7 +66,7 @@ pub(crate) async fn read(
         ));
     }
     let found = state.store.read(&resource_type, &id).await?;
-    match hide_outside_compartment(&request, found) {
+    match crate::access::keep_visible(&request.principal, found) {
         None => Err(ApiError::not_found(format!(
             "{resource_type}/{id} is not known"
         ))),
@@ -82,16 +82,6 @@ pub(crate) async fn read(
     }
 }
 
-/// A resource outside the compartment of the patient the principal is limited to is
-/// not there, for that principal.
-fn hide_outside_compartment(request: &FhirRequest, found: Option<Version>) -> Option<Version> {
-    let principal = &request.principal;
-    match principal.patient().filter(|_| !principal.unchecked) {
-        Some(patient) => found.filter(|version| crate::access::visible(patient, version)),
-        None => found,
-    }
-}
-
 pub(crate) async fn vread(
     State(state): State<AppState>,
     request: FhirRequest,
@@ -103,7 +93,7 @@ pub(crate) async fn vread(
         version,
     } = path;
     let found = state.store.vread(&resource_type, &id, version).await?;
-    match hide_outside_compartment(&request, found) {
+    match crate::access::keep_visible(&request.principal, found) {
         None => Err(ApiError::not_found(format!(
             "{resource_type}/{id} has no version {version}"
         ))),

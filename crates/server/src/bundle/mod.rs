@@ -458,7 +458,7 @@ async fn read_entry(
         Some(version) => store.vread(&entry.resource_type, id, *version).await?,
         None => store.read(&entry.resource_type, id).await?,
     };
-    match found {
+    match crate::access::keep_visible(principal, found) {
         None => Err(ApiError::not_found(format!(
             "{}/{id} is not known",
             entry.resource_type

@@ -129,6 +129,14 @@ async fn kick_off(
             "$export is asynchronous: send Prefer: respond-async",
         ));
     }
+    // A bulk release covers many patients: never for a principal limited to one.
+    let principal = &request.principal;
+    if principal.patient().is_some() && !principal.unchecked {
+        return Err(crate::auth::forbidden(
+            "a token limited to one patient cannot run a bulk export; use Patient/[id]/$everything"
+                .into(),
+        ));
+    }
     let mut params = request.params.clone();
     if method == Method::POST {
         let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
