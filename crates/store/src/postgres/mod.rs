@@ -418,16 +418,22 @@ impl PostgresStore {
 }
 
 fn version_from_row(row: &Row) -> Result<Version, StoreError> {
-    let version: i64 = row.try_get(2).map_err(error)?;
-    let method: String = row.try_get(4).map_err(error)?;
+    version_at(row, 0)
+}
+
+/// A version from the columns type, id, version, last_updated, method, body and
+/// created, starting at column `offset`.
+fn version_at(row: &Row, offset: usize) -> Result<Version, StoreError> {
+    let version: i64 = row.try_get(offset + 2).map_err(error)?;
+    let method: String = row.try_get(offset + 4).map_err(error)?;
     Ok(Version {
-        resource_type: row.try_get(0).map_err(error)?,
-        id: row.try_get(1).map_err(error)?,
+        resource_type: row.try_get(offset).map_err(error)?,
+        id: row.try_get(offset + 1).map_err(error)?,
         version: u64::try_from(version).unwrap_or(0),
-        last_updated: Instant(row.try_get(3).map_err(error)?),
+        last_updated: Instant(row.try_get(offset + 3).map_err(error)?),
         method: Method::from_verb(&method),
-        body: row.try_get(5).map_err(error)?,
-        created: row.try_get(6).map_err(error)?,
+        body: row.try_get(offset + 5).map_err(error)?,
+        created: row.try_get(offset + 6).map_err(error)?,
     })
 }
 
