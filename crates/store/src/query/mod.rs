@@ -117,7 +117,13 @@ pub(crate) fn explain(reader: &dyn Reader, request: &SearchRequest) -> Result<St
             .filter(|_| clause.ordered)
             .map(|set| (index, set))
     }) {
-        queries.insert(0, ("walk", plan.walk_sql(index, set, None, request.count)));
+        queries.insert(
+            0,
+            (
+                "walk",
+                plan.walk_sql(index, set, None, request.count, false),
+            ),
+        );
     }
     for (name, sql) in queries {
         out.push_str(&format!("-- {name}\n{}\n", sql.text));
@@ -166,9 +172,11 @@ pub(crate) fn search(
     } else {
         None
     };
-    // Estimates choose the plan; a walk that answered needs them only for a count.
-    let estimates = if walked.is_none() || matches!(query.total, Total::Accurate | Total::Estimate)
-    {
+    // Estimates choose the plan; a walk that answered needs them only for a count,
+    // and a count only to choose among several sets.
+    let sets = clauses.iter().filter(|clause| clause.set.is_some()).count();
+    let counted = matches!(query.total, Total::Accurate | Total::Estimate);
+    let estimates = if walked.is_none() || (counted && sets > 1) {
         estimate(reader, &clauses)?
     } else {
         vec![i64::MAX; clauses.len()]
@@ -294,17 +302,41 @@ fn walk_first(
     if chained {
         return Ok(None);
     }
+    let ordered: Vec<usize> = (0..clauses.len())
+        .filter(|&index| clauses[index].ordered && clauses[index].set.is_some())
+        .collect();
+    let plan = Plan {
+        clauses,
+        estimates: &[],
+        types: &query.types,
+        dialect: reader.dialect(),
+    };
+    if let [index] = ordered[..] {
+        // One ordered set: no choice to make, and its size (up to the bound) comes
+        // back with the walk itself, as each row's one value.
+        let Some(set) = clauses[index].set.as_ref() else {
+            return Ok(None);
+        };
+        let rows = reader.page(&plan.walk_sql(index, set, cursor, count, true), 1)?;
+        let size = match rows.first() {
+            Some(((_, values), _)) => match values.first() {
+                Some(Value::Integer(size)) => *size,
+                _ => STREAM_BOUND,
+            },
+            None => reader.count(&capped_count(set, STREAM_BOUND))?,
+        };
+        let rows = rows
+            .into_iter()
+            .map(|((rid, _), version)| ((rid, Vec::new()), version))
+            .collect::<Vec<_>>();
+        return Ok((size < STREAM_BOUND || rows.len() > count).then_some(rows));
+    }
     let mut best: Option<(usize, i64)> = None;
-    for (index, clause) in clauses.iter().enumerate() {
-        let (true, Some(set)) = (clause.ordered, &clause.set) else {
+    for index in ordered {
+        let Some(set) = &clauses[index].set else {
             continue;
         };
-        let mut sql = Sql::new("SELECT count(*) FROM (SELECT 1 FROM (");
-        sql.append(set)
-            .push(") AS s LIMIT ")
-            .arg(STREAM_BOUND)
-            .push(") AS c");
-        let size = reader.count(&sql)?;
+        let size = reader.count(&capped_count(set, STREAM_BOUND))?;
         if best.is_none_or(|(_, smallest)| size < smallest) {
             best = Some((index, size));
         }
@@ -315,15 +347,19 @@ fn walk_first(
     let Some(set) = clauses[index].set.as_ref() else {
         return Ok(None);
     };
-    let plan = Plan {
-        clauses,
-        estimates: &[],
-        types: &query.types,
-        dialect: reader.dialect(),
-    };
-    let sql = plan.walk_sql(index, set, cursor, count);
+    let sql = plan.walk_sql(index, set, cursor, count, false);
     let rows = reader.page(&sql, 0)?;
     Ok((size < STREAM_BOUND || rows.len() > count).then_some(rows))
+}
+
+/// `SELECT count(*)` of `set`'s rows, counting at most `cap`.
+fn capped_count(set: &Sql, cap: i64) -> Sql {
+    let mut sql = Sql::new("SELECT count(*) FROM (SELECT 1 FROM (");
+    sql.append(set)
+        .push(") AS s LIMIT ")
+        .arg(cap)
+        .push(") AS c");
+    sql
 }
 
 /// Each clause's set size, counted up to [`SELECTIVE`] and never past the smallest
@@ -338,12 +374,7 @@ fn estimate(reader: &dyn Reader, clauses: &[Compiled]) -> Result<Vec<i64>, Store
         let Some(set) = &clauses[index].set else {
             continue;
         };
-        let mut sql = Sql::new("SELECT count(*) FROM (SELECT 1 FROM (");
-        sql.append(set)
-            .push(") AS s LIMIT ")
-            .arg(best)
-            .push(") AS c");
-        let count = reader.count(&sql)?;
+        let count = reader.count(&capped_count(set, best))?;
         // Stopped at the cap: more than the best so far (or than SELECTIVE).
         estimates[index] = if count >= best {
             best.saturating_add(1)
@@ -457,11 +488,25 @@ impl Plan<'_> {
         reader.page(&self.page_sql(driver, sort, cursor, count), sort.len())
     }
 
-    /// A page along `set` in rid order, probing at most [`STREAM_BOUND`] candidates.
-    fn walk_sql(&self, index: usize, set: &Sql, cursor: Option<&Cursor>, count: usize) -> Sql {
+    /// A page along `set` in rid order, probing at most [`STREAM_BOUND`] candidates;
+    /// `with_size`: each row also carries the set's size, counted up to the bound.
+    fn walk_sql(
+        &self,
+        index: usize,
+        set: &Sql,
+        cursor: Option<&Cursor>,
+        count: usize,
+        with_size: bool,
+    ) -> Sql {
         let backward = cursor.is_some_and(|cursor| cursor.side == Side::Before);
         let limit = i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1);
-        let mut sql = Sql::new("SELECT d.rid FROM (SELECT c.rid FROM (");
+        let mut sql = Sql::new("SELECT d.rid");
+        if with_size {
+            sql.push(", (")
+                .append(&capped_count(set, STREAM_BOUND))
+                .push(") AS size");
+        }
+        sql.push(" FROM (SELECT c.rid FROM (");
         sql.append(set).push(") c WHERE TRUE");
         if let Some(cursor) = cursor {
             sql.push(if backward {
