@@ -12,6 +12,7 @@
 
 mod analyze;
 mod history;
+mod horizon;
 mod reader;
 pub(crate) mod scan;
 mod schema;
@@ -29,7 +30,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use crate::params::ParamIds;
-use crate::prepared::{Clock, Indexed};
+use crate::prepared::Indexed;
 use crate::{
     HistoryPage, HistoryQuery, Instant, Method, SearchPage, SearchRequest, StoreError,
     TransactionError, Version, Write, Written,
@@ -54,7 +55,8 @@ pub(crate) struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
     params: ParamIds,
-    clock: Arc<Mutex<Clock>>,
+    /// The writers' clock and their instants in flight (see `horizon`).
+    times: Arc<Mutex<horizon::Times>>,
     analyzer: analyze::Analyzer,
     data_dir: PathBuf,
 }
@@ -224,7 +226,7 @@ impl PostgresStore {
             pool,
             config,
             params,
-            clock: Arc::new(Mutex::new(Clock { last: newest })),
+            times: Arc::new(Mutex::new(horizon::Times::new(newest))),
             data_dir: PathBuf::from("custodian-data"),
         })
     }
@@ -252,7 +254,7 @@ impl PostgresStore {
         writer::Writer {
             pool: self.pool.clone(),
             params: self.params.clone(),
-            clock: self.clock.clone(),
+            times: self.times.clone(),
             analyzer: self.analyzer.clone(),
         }
     }
@@ -381,9 +383,21 @@ impl PostgresStore {
 
     pub(crate) async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
         let pool = self.pool.clone();
+        // Before the statements' snapshots, and after (see `horizon`).
+        let times = self.times.clone();
+        let start = times
+            .lock()
+            .map_err(|_| StoreError::Backend("the clock lock is poisoned".into()))?
+            .read_start();
         self.spawn(async move {
             let client = pool.get().await.map_err(pool_error)?;
-            history::page(&client, &query).await
+            let horizon = || {
+                times
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .horizon(start)
+            };
+            history::page(&client, &query, start.first_in_flight(), horizon).await
         })
         .await
     }
@@ -471,6 +485,9 @@ fn is_unavailable(error: &tokio_postgres::Error) -> bool {
 pub(crate) fn error(error: tokio_postgres::Error) -> StoreError {
     if is_unavailable(&error) {
         StoreError::Unavailable(format!("PostgreSQL connection lost: {}", detail(&error)))
+    } else if error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+        // A hot standby, or `default_transaction_read_only`: the write never started.
+        StoreError::ReadOnly(detail(&error))
     } else {
         StoreError::Backend(detail(&error))
     }

@@ -9,14 +9,17 @@
 //! back with its resources' bodies in one statement ([`Reader::page`]).
 //!
 //! The builder writes `?` placeholders; [`numbered`] turns them into `$1, $2, ...`, and
-//! each statement goes out with its argument types ([`typed`]), unprepared, in one
-//! round trip.
+//! each statement goes out with its argument types ([`typed`]). On a pooled connection
+//! it is prepared once and kept in the connection's statement cache, so that repeated
+//! searches skip parsing and, once PostgreSQL settles on a generic plan, planning; the
+//! cache is emptied when it holds [`STATEMENTS_KEPT`]. Elsewhere (scans) statements go
+//! out unprepared, in one round trip.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 
 use bytes::BytesMut;
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, StatementCache};
 use tokio::runtime::Handle;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
@@ -85,6 +88,9 @@ pub(super) fn numbered(text: &str) -> String {
     out
 }
 
+/// The most statements a pooled connection keeps prepared for searches.
+const STATEMENTS_KEPT: usize = 256;
+
 /// The transaction a search reads in.
 const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
@@ -92,6 +98,8 @@ pub(super) struct PgReader<'t> {
     pub(super) handle: &'t Handle,
     pub(super) client: &'t tokio_postgres::Client,
     pub(super) params: &'t ParamIds,
+    /// The pooled connection's statement cache.
+    statements: Option<&'t StatementCache>,
     /// Whether the read-only transaction has begun (with the first statement).
     begun: Cell<bool>,
 }
@@ -104,10 +112,15 @@ pub(super) fn in_snapshot<T>(
     f: impl FnOnce(&PgReader<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let client = handle.block_on(pool.get()).map_err(pool_error)?;
+    let statements = client.statement_cache.clone();
+    if statements.size() >= STATEMENTS_KEPT {
+        statements.clear();
+    }
     let reader = PgReader {
         handle,
         client: &client,
         params,
+        statements: Some(&statements),
         begun: Cell::new(false),
     };
     let result = f(&reader);
@@ -136,6 +149,7 @@ impl<'t> PgReader<'t> {
             handle,
             client,
             params,
+            statements: None,
             begun: Cell::new(true),
         }
     }
@@ -147,15 +161,17 @@ impl<'t> PgReader<'t> {
         args: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let client = self.client;
+        let statements = self.statements;
         let rows = if self.begun.get() {
-            self.handle.block_on(client.query_typed(text, args))
+            self.handle
+                .block_on(execute(client, statements, text, args))
         } else {
             // One pipeline: `BEGIN` is sent first (biased polling), then the statement.
             let (begun, rows) = self.handle.block_on(async {
                 tokio::join!(
                     biased;
                     client.batch_execute(BEGIN),
-                    client.query_typed(text, args),
+                    execute(client, statements, text, args),
                 )
             });
             begun.map_err(error)?;
@@ -170,6 +186,25 @@ impl<'t> PgReader<'t> {
 
     fn query(&self, sql: &Sql) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         self.run(&numbered(&sql.text), &typed(&sql.args))
+    }
+}
+
+/// Runs one statement: prepared through `statements` when given (and no argument is
+/// NULL, whose type only the server can infer), else unprepared.
+async fn execute(
+    client: &tokio_postgres::Client,
+    statements: Option<&StatementCache>,
+    text: &str,
+    args: &[(&(dyn ToSql + Sync), Type)],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    match statements {
+        Some(statements) if args.iter().all(|(_, ty)| *ty != Type::UNKNOWN) => {
+            let types: Vec<Type> = args.iter().map(|(_, ty)| ty.clone()).collect();
+            let statement = statements.prepare_typed(client, text, &types).await?;
+            let values: Vec<&(dyn ToSql + Sync)> = args.iter().map(|(value, _)| *value).collect();
+            client.query(&statement, &values).await
+        }
+        _ => client.query_typed(text, args).await,
     }
 }
 
