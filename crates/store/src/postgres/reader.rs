@@ -269,6 +269,27 @@ impl Reader for PgReader<'_> {
         row.try_get(0).map_err(error)
     }
 
+    /// Every count in one statement: `SELECT (count), (count), ...`.
+    fn counts(&self, sqls: &[Sql]) -> Result<Vec<i64>, StoreError> {
+        if sqls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut all = Sql::new("SELECT ");
+        for (index, sql) in sqls.iter().enumerate() {
+            if index > 0 {
+                all.push(", ");
+            }
+            all.push("(").append(sql).push(")");
+        }
+        let rows = self.query(&all)?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Backend("the counts returned no row".into()))?;
+        (0..sqls.len())
+            .map(|index| row.try_get(index).map_err(error))
+            .collect()
+    }
+
     fn rows(&self, sql: &Sql, values: usize) -> Result<Vec<PageRow>, StoreError> {
         let mut rows = Vec::new();
         for row in self.query(sql)? {

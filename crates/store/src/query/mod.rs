@@ -42,6 +42,11 @@ pub(crate) trait Reader {
     fn pids_of_any_type(&self, key: &str) -> Result<Vec<i64>, StoreError>;
     /// The single integer a `SELECT count(*) ...` returns.
     fn count(&self, sql: &Sql) -> Result<i64, StoreError>;
+    /// The integers of several counts, in order: one by one, or in one statement where
+    /// that saves round trips.
+    fn counts(&self, sqls: &[Sql]) -> Result<Vec<i64>, StoreError> {
+        sqls.iter().map(|sql| self.count(sql)).collect()
+    }
     /// Rows of a rid and then `values` sort values.
     fn rows(&self, sql: &Sql, values: usize) -> Result<Vec<PageRow>, StoreError>;
     /// The rows of a page, each with the current version of its resource (`None` if it
@@ -331,14 +336,19 @@ fn walk_first(
             .collect::<Vec<_>>();
         return Ok((size < STREAM_BOUND || rows.len() > count).then_some(rows));
     }
+    let counted: Vec<(usize, Sql)> = ordered
+        .iter()
+        .filter_map(|&index| {
+            let set = clauses[index].set.as_ref()?;
+            Some((index, capped_count(set, STREAM_BOUND)))
+        })
+        .collect();
+    let sqls: Vec<Sql> = counted.iter().map(|(_, sql)| sql.clone()).collect();
+    let sizes = reader.counts(&sqls)?;
     let mut best: Option<(usize, i64)> = None;
-    for index in ordered {
-        let Some(set) = &clauses[index].set else {
-            continue;
-        };
-        let size = reader.count(&capped_count(set, STREAM_BOUND))?;
+    for ((index, _), size) in counted.iter().zip(sizes) {
         if best.is_none_or(|(_, smallest)| size < smallest) {
-            best = Some((index, size));
+            best = Some((*index, size));
         }
     }
     let Some((index, size)) = best else {
