@@ -207,12 +207,15 @@ impl Writer {
             .await
             .map_err(failed)?;
         let keys: [&(dyn ToSql + Sync); 2] = [&types, &ids];
-        let (_, locked, newest) = tokio::try_join!(
+        // Pipelined; when one fails the later ones fail only because the transaction
+        // has (25P02), so the first failure in statement order is the one to report.
+        let (locking, locked, newest) = tokio::join!(
             transaction.execute(&lock, &keys),
             transaction.query(&state, &keys),
             transaction.query_one(&newest, &[]),
-        )
-        .map_err(failed)?;
+        );
+        locking.map_err(failed)?;
+        let (locked, newest) = (locked.map_err(failed)?, newest.map_err(failed)?);
         let mut found: HashMap<(String, String), Found> = HashMap::with_capacity(locked.len());
         for row in &locked {
             let version: Option<i64> = row.get(4);
