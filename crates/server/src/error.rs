@@ -83,6 +83,25 @@ impl From<search::SearchError> for ApiError {
     }
 }
 
+/// 503 with an OperationOutcome of code `transient`: the request may succeed later,
+/// or elsewhere.
+fn unavailable(diagnostics: &str) -> ApiError {
+    let outcome = serde_json::json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{
+            "severity": "error",
+            "code": "transient",
+            "diagnostics": diagnostics,
+        }]
+    });
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: IssueType::Exception,
+        diagnostics: diagnostics.into(),
+        outcome: Some(outcome),
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
@@ -93,23 +112,16 @@ impl From<StoreError> for ApiError {
                 error.to_string(),
             ),
             StoreError::Invalid(message) => ApiError::bad_request(message),
+            StoreError::ReadOnly(_) => {
+                tracing::warn!(%error, "write refused by a read-only database");
+                unavailable(
+                    "the record store is read-only here (a read replica): nothing was written; \
+                     send writes to the primary server",
+                )
+            }
             StoreError::Unavailable(_) => {
                 tracing::error!(%error, "store unavailable");
-                let diagnostics = "the record store is unavailable; try again shortly";
-                let outcome = serde_json::json!({
-                    "resourceType": "OperationOutcome",
-                    "issue": [{
-                        "severity": "error",
-                        "code": "transient",
-                        "diagnostics": diagnostics,
-                    }]
-                });
-                ApiError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    code: IssueType::Exception,
-                    diagnostics: diagnostics.into(),
-                    outcome: Some(outcome),
-                }
+                unavailable("the record store is unavailable; try again shortly")
             }
             StoreError::Config(_) | StoreError::Backend(_) => {
                 tracing::error!(%error, "store failure");

@@ -17,6 +17,9 @@ pub enum StoreError {
     /// down): the operation was not done, or its outcome is unknown, and it may succeed
     /// when the database is back.
     Unavailable(String),
+    /// The database takes no writes (a read replica, or a server in read-only mode):
+    /// nothing was written; the write belongs on the primary.
+    ReadOnly(String),
 }
 
 impl fmt::Display for StoreError {
@@ -41,6 +44,7 @@ impl fmt::Display for StoreError {
             StoreError::Config(message) => write!(f, "{message}"),
             StoreError::Backend(message) => write!(f, "database error: {message}"),
             StoreError::Unavailable(message) => write!(f, "database unavailable: {message}"),
+            StoreError::ReadOnly(message) => write!(f, "database is read-only: {message}"),
         }
     }
 }

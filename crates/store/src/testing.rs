@@ -148,7 +148,9 @@ impl TestDatabase {
     /// files in `dir`; dropped with this value (benchmarks use it too).
     pub fn postgres_on(server: &str, dir: &Path) -> Result<TestDatabase, String> {
         let schema = unique("custodian_test");
-        let comment = dir.display().to_string().replace('\'', "''");
+        // An absolute path: other processes' sweeps check it from their own directories.
+        let absolute = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let comment = absolute.display().to_string().replace('\'', "''");
         sweep_orphans(server)?;
         execute(
             server,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use store::testing::{Proxy, TestDatabase};
-use store::{Method, Store, StoreError, Write};
+use store::{HistoryQuery, HistoryScope, Method, Store, StoreError, Write};
 
 fn object(value: Value) -> Map<String, Value> {
     match value {
@@ -309,4 +309,95 @@ fn query(database: &TestDatabase, sql: &str) -> Vec<String> {
     })
     .join()
     .unwrap()
+}
+
+/// A transaction that took its instant first but commits last must not slip in below
+/// what a reader of history (or `_since`) has already seen: history shows nothing from
+/// its instant on until it has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_shows_nothing_above_a_write_still_in_flight() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let store = Store::open(&database.url).unwrap();
+    store
+        .write(put(json!({"resourceType": "Patient", "id": "slow"})))
+        .await
+        .unwrap();
+    // Another session holds the row of slow's current state: its next write takes its
+    // instant, then waits for that row.
+    let (blocker, connection) = database
+        .url
+        .parse::<tokio_postgres::Config>()
+        .unwrap()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    blocker.batch_execute("BEGIN").await.unwrap();
+    blocker
+        .query("SELECT 1 FROM resource WHERE id = 'slow' FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let blocker_pid: i32 = blocker
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let slow = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(put(
+                    json!({"resourceType": "Patient", "id": "slow", "active": true}),
+                ))
+                .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting = database.scalar(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE {blocker_pid} = ANY(pg_blocking_pids(pid))"
+        ));
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slow write never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A later write commits while the slow one waits.
+    store
+        .write(put(json!({"resourceType": "Patient", "id": "quick"})))
+        .await
+        .unwrap();
+    let all = || HistoryQuery {
+        scope: HistoryScope::System,
+        since: None,
+        at: None,
+        before: None,
+        count: 100,
+    };
+    let seen = store.history(all()).await.unwrap().versions;
+    let seen_keys: Vec<(String, u64)> = seen.iter().map(|v| (v.id.clone(), v.version)).collect();
+    assert_eq!(
+        seen_keys,
+        [("slow".to_string(), 1)],
+        "above the slow write's instant"
+    );
+
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    slow.await.unwrap().unwrap();
+    let after = store.history(all()).await.unwrap().versions;
+    assert_eq!(after.len(), 3);
+    let newest_seen = seen.iter().map(|v| v.last_updated).max().unwrap();
+    for version in &after {
+        if !seen_keys.contains(&(version.id.clone(), version.version)) {
+            assert!(
+                version.last_updated > newest_seen,
+                "{}/{} slipped in below what was seen",
+                version.id,
+                version.version
+            );
+        }
+    }
 }

@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// for the create figures to mean durable writes.
     #[arg(long, default_value = "target/bench-data")]
     data_dir: PathBuf,
+    /// A PostgreSQL server (postgres://USER@HOST:PORT/DATABASE) to keep the records in
+    /// instead of SQLite, in a fresh schema dropped afterwards.
+    #[arg(long)]
+    database: Option<String>,
 }
 
 /// Upper bound on requests in one run, whatever the duration.
@@ -64,7 +68,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     if args.connections == 0 || args.runs == 0 || args.seconds == 0 {
         return Err("--connections, --runs and --seconds must be at least 1".into());
     }
-    let server = ServerProcess::start(args.port, &args.data_dir, &[])?;
+    let server = ServerProcess::start_on(args.port, &args.data_dir, args.database.as_deref(), &[])?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,6 +1,9 @@
 //! History in PostgreSQL: versions newest first, paged on `last_updated`, which the
 //! writers hand out strictly increasing (see `crate::prepared::Clock`), so it serves
-//! as the change sequence and `_since` is a bound on it directly.
+//! as the change sequence and `_since` is a bound on it directly. Only versions below
+//! the read's horizon show (see `super::horizon`), so that none commits later below a
+//! page already read: the part known before the read bounds the SQL, the rest filters
+//! the page after it.
 
 use tokio_postgres::Client;
 
@@ -9,8 +12,16 @@ use super::{error, version_from_row};
 use crate::query::Sql;
 use crate::{HistoryPage, HistoryQuery, HistoryScope, StoreError};
 
-pub(super) async fn page(client: &Client, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+pub(super) async fn page(
+    client: &Client,
+    query: &HistoryQuery,
+    known_horizon: Option<i64>,
+    horizon: impl FnOnce() -> Option<i64>,
+) -> Result<HistoryPage, StoreError> {
     let mut filters = Sql::new("TRUE");
+    if let Some(known) = known_horizon {
+        filters.push(" AND v.last_updated < ").arg(known);
+    }
     match &query.scope {
         HistoryScope::System => {}
         HistoryScope::Type(resource_type) => {
@@ -65,16 +76,28 @@ pub(super) async fn page(client: &Client, query: &HistoryQuery) -> Result<Histor
         .query_typed(&numbered(&page.text), &typed(&page.args))
         .await
         .map_err(error)?;
+    let horizon = horizon();
     let mut versions = Vec::with_capacity(rows.len().min(query.count));
     let mut next_cursor = None;
     for row in &rows {
+        let version = version_from_row(row)?;
+        if horizon.is_some_and(|horizon| version.last_updated.0 >= horizon) {
+            continue;
+        }
         if versions.len() == query.count {
             next_cursor = versions
                 .last()
                 .map(|version: &crate::Version| version.last_updated.0);
             break;
         }
-        versions.push(version_from_row(row)?);
+        versions.push(version);
+    }
+    // The page was full before the horizon took some: older versions may follow.
+    if next_cursor.is_none() && rows.len() > query.count {
+        next_cursor = versions
+            .last()
+            .map(|version| version.last_updated.0)
+            .or(horizon);
     }
     Ok(HistoryPage {
         versions,

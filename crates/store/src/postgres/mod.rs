@@ -13,6 +13,7 @@
 mod analyze;
 mod auth;
 mod history;
+mod horizon;
 mod reader;
 pub(crate) mod scan;
 mod schema;
@@ -30,7 +31,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use crate::params::ParamIds;
-use crate::prepared::{Clock, Indexed};
+use crate::prepared::Indexed;
 use crate::{
     HistoryPage, HistoryQuery, Instant, Method, SearchPage, SearchRequest, StoreError,
     TransactionError, Version, Write, Written,
@@ -55,7 +56,8 @@ pub(crate) struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
     params: ParamIds,
-    clock: Arc<Mutex<Clock>>,
+    /// The writers' clock and their instants in flight (see `horizon`).
+    times: Arc<Mutex<horizon::Times>>,
     analyzer: analyze::Analyzer,
     data_dir: PathBuf,
 }
@@ -225,7 +227,7 @@ impl PostgresStore {
             pool,
             config,
             params,
-            clock: Arc::new(Mutex::new(Clock { last: newest })),
+            times: Arc::new(Mutex::new(horizon::Times::new(newest))),
             data_dir: PathBuf::from("custodian-data"),
         })
     }
@@ -253,7 +255,7 @@ impl PostgresStore {
         writer::Writer {
             pool: self.pool.clone(),
             params: self.params.clone(),
-            clock: self.clock.clone(),
+            times: self.times.clone(),
             analyzer: self.analyzer.clone(),
         }
     }
@@ -382,9 +384,21 @@ impl PostgresStore {
 
     pub(crate) async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
         let pool = self.pool.clone();
+        // Before the statements' snapshots, and after (see `horizon`).
+        let times = self.times.clone();
+        let start = times
+            .lock()
+            .map_err(|_| StoreError::Backend("the clock lock is poisoned".into()))?
+            .read_start();
         self.spawn(async move {
             let client = pool.get().await.map_err(pool_error)?;
-            history::page(&client, &query).await
+            let horizon = || {
+                times
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .horizon(start)
+            };
+            history::page(&client, &query, start.first_in_flight(), horizon).await
         })
         .await
     }
@@ -419,16 +433,22 @@ impl PostgresStore {
 }
 
 fn version_from_row(row: &Row) -> Result<Version, StoreError> {
-    let version: i64 = row.try_get(2).map_err(error)?;
-    let method: String = row.try_get(4).map_err(error)?;
+    version_at(row, 0)
+}
+
+/// A version from the columns type, id, version, last_updated, method, body and
+/// created, starting at column `offset`.
+fn version_at(row: &Row, offset: usize) -> Result<Version, StoreError> {
+    let version: i64 = row.try_get(offset + 2).map_err(error)?;
+    let method: String = row.try_get(offset + 4).map_err(error)?;
     Ok(Version {
-        resource_type: row.try_get(0).map_err(error)?,
-        id: row.try_get(1).map_err(error)?,
+        resource_type: row.try_get(offset).map_err(error)?,
+        id: row.try_get(offset + 1).map_err(error)?,
         version: u64::try_from(version).unwrap_or(0),
-        last_updated: Instant(row.try_get(3).map_err(error)?),
+        last_updated: Instant(row.try_get(offset + 3).map_err(error)?),
         method: Method::from_verb(&method),
-        body: row.try_get(5).map_err(error)?,
-        created: row.try_get(6).map_err(error)?,
+        body: row.try_get(offset + 5).map_err(error)?,
+        created: row.try_get(offset + 6).map_err(error)?,
     })
 }
 
@@ -466,6 +486,9 @@ fn is_unavailable(error: &tokio_postgres::Error) -> bool {
 pub(crate) fn error(error: tokio_postgres::Error) -> StoreError {
     if is_unavailable(&error) {
         StoreError::Unavailable(format!("PostgreSQL connection lost: {}", detail(&error)))
+    } else if error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+        // A hot standby, or `default_transaction_read_only`: the write never started.
+        StoreError::ReadOnly(detail(&error))
     } else {
         StoreError::Backend(detail(&error))
     }

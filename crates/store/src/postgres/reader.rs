@@ -3,21 +3,29 @@
 //! see one snapshot. The planner is synchronous: it runs on a blocking thread of the
 //! store's runtime and waits for each statement there.
 //!
+//! Round trips are what a search costs here, so the transaction's `BEGIN` goes out
+//! in one pipeline with the first statement, its `ROLLBACK` is sent after the answer
+//! is ready (the connection goes back to the pool when it is done), and a page comes
+//! back with its resources' bodies in one statement ([`Reader::page`]).
+//!
 //! The builder writes `?` placeholders; [`numbered`] turns them into `$1, $2, ...`, and
-//! each statement goes out with its argument types ([`typed`]), unprepared, in one
-//! round trip.
+//! each statement goes out with its argument types ([`typed`]). On a pooled connection
+//! it is prepared once and kept in the connection's statement cache, so that repeated
+//! searches skip parsing and, once PostgreSQL settles on a generic plan, planning; the
+//! cache is emptied when it holds [`STATEMENTS_KEPT`]. Elsewhere (scans) statements go
+//! out unprepared, in one round trip.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use bytes::BytesMut;
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, StatementCache};
 use tokio::runtime::Handle;
-use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-use super::{error, pool_error, version_from_row};
+use super::{error, pool_error, version_at, version_from_row};
 use crate::params::ParamIds;
-use crate::query::{Dialect, PageRow, Reader, Sql, Value};
+use crate::query::{Dialect, Found, PageRow, Reader, Sql, Value};
 use crate::{StoreError, Version};
 
 impl ToSql for Value {
@@ -80,11 +88,20 @@ pub(super) fn numbered(text: &str) -> String {
     out
 }
 
+/// The most statements a pooled connection keeps prepared for searches.
+const STATEMENTS_KEPT: usize = 256;
+
+/// The transaction a search reads in.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
 pub(super) struct PgReader<'t> {
     pub(super) handle: &'t Handle,
-    /// A connection in a read-only transaction.
     pub(super) client: &'t tokio_postgres::Client,
     pub(super) params: &'t ParamIds,
+    /// The pooled connection's statement cache.
+    statements: Option<&'t StatementCache>,
+    /// Whether the read-only transaction has begun (with the first statement).
+    begun: Cell<bool>,
 }
 
 /// Runs `f` with a reader in a read-only snapshot, then ends the snapshot.
@@ -94,36 +111,100 @@ pub(super) fn in_snapshot<T>(
     params: &ParamIds,
     f: impl FnOnce(&PgReader<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let mut client = handle.block_on(pool.get()).map_err(pool_error)?;
-    let transaction = handle
-        .block_on(
-            client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start(),
-        )
-        .map_err(error)?;
+    let client = handle.block_on(pool.get()).map_err(pool_error)?;
+    let statements = client.statement_cache.clone();
+    if statements.size() >= STATEMENTS_KEPT {
+        statements.clear();
+    }
     let reader = PgReader {
         handle,
-        client: transaction.client(),
+        client: &client,
         params,
+        statements: Some(&statements),
+        begun: Cell::new(false),
     };
     let result = f(&reader);
-    // Read only: ending it either way changes nothing.
-    handle.block_on(transaction.rollback()).map_err(error)?;
+    if reader.begun.get() {
+        // Read only: ending it changes nothing, so the answer need not wait for it.
+        // The connection returns to the pool once the transaction has ended; if it
+        // cannot end, the connection is dropped rather than reused mid-transaction.
+        handle.spawn(async move {
+            if let Err(failure) = client.batch_execute("ROLLBACK").await {
+                tracing::debug!(error = %failure, "ending a search's transaction failed");
+                let _ = deadpool_postgres::Object::take(client);
+            }
+        });
+    }
     result
 }
 
-impl PgReader<'_> {
+impl<'t> PgReader<'t> {
+    /// A reader on a connection already in the transaction it is to read in.
+    pub(super) fn in_transaction(
+        handle: &'t Handle,
+        client: &'t tokio_postgres::Client,
+        params: &'t ParamIds,
+    ) -> PgReader<'t> {
+        PgReader {
+            handle,
+            client,
+            params,
+            statements: None,
+            begun: Cell::new(true),
+        }
+    }
+
+    /// Runs one statement, in the search's transaction.
+    fn run(
+        &self,
+        text: &str,
+        args: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client;
+        let statements = self.statements;
+        let rows = if self.begun.get() {
+            self.handle
+                .block_on(execute(client, statements, text, args))
+        } else {
+            // One pipeline: `BEGIN` is sent first (biased polling), then the statement.
+            let (begun, rows) = self.handle.block_on(async {
+                tokio::join!(
+                    biased;
+                    client.batch_execute(BEGIN),
+                    execute(client, statements, text, args),
+                )
+            });
+            begun.map_err(error)?;
+            self.begun.set(true);
+            rows
+        };
+        rows.map_err(|failure| {
+            tracing::debug!(sql = %text, "search statement failed");
+            error(failure)
+        })
+    }
+
     fn query(&self, sql: &Sql) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        let text = numbered(&sql.text);
-        self.handle
-            .block_on(self.client.query_typed(&text, &typed(&sql.args)))
-            .map_err(|failure| {
-                tracing::debug!(sql = %text, "search statement failed");
-                error(failure)
-            })
+        self.run(&numbered(&sql.text), &typed(&sql.args))
+    }
+}
+
+/// Runs one statement: prepared through `statements` when given (and no argument is
+/// NULL, whose type only the server can infer), else unprepared.
+async fn execute(
+    client: &tokio_postgres::Client,
+    statements: Option<&StatementCache>,
+    text: &str,
+    args: &[(&(dyn ToSql + Sync), Type)],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    match statements {
+        Some(statements) if args.iter().all(|(_, ty)| *ty != Type::UNKNOWN) => {
+            let types: Vec<Type> = args.iter().map(|(_, ty)| ty.clone()).collect();
+            let statement = statements.prepare_typed(client, text, &types).await?;
+            let values: Vec<&(dyn ToSql + Sync)> = args.iter().map(|(value, _)| *value).collect();
+            client.query(&statement, &values).await
+        }
+        _ => client.query_typed(text, args).await,
     }
 }
 
@@ -188,6 +269,27 @@ impl Reader for PgReader<'_> {
         row.try_get(0).map_err(error)
     }
 
+    /// Every count in one statement: `SELECT (count), (count), ...`.
+    fn counts(&self, sqls: &[Sql]) -> Result<Vec<i64>, StoreError> {
+        if sqls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut all = Sql::new("SELECT ");
+        for (index, sql) in sqls.iter().enumerate() {
+            if index > 0 {
+                all.push(", ");
+            }
+            all.push("(").append(sql).push(")");
+        }
+        let rows = self.query(&all)?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Backend("the counts returned no row".into()))?;
+        (0..sqls.len())
+            .map(|index| row.try_get(index).map_err(error))
+            .collect()
+    }
+
     fn rows(&self, sql: &Sql, values: usize) -> Result<Vec<PageRow>, StoreError> {
         let mut rows = Vec::new();
         for row in self.query(sql)? {
@@ -199,6 +301,33 @@ impl Reader for PgReader<'_> {
             rows.push((rid, sort));
         }
         Ok(rows)
+    }
+
+    /// The page and its bodies in one statement: the page numbered in its order, joined
+    /// to the current versions.
+    fn page(&self, sql: &Sql, values: usize) -> Result<Vec<Found>, StoreError> {
+        let mut with_bodies = Sql::new(
+            "SELECT p.*, v.type, v.id, v.version, v.last_updated, v.method, v.body, v.created FROM (SELECT q.*, row_number() OVER () AS n FROM (",
+        );
+        with_bodies.append(sql).push(
+            ") q) p LEFT JOIN resource r ON r.rid = p.rid AND r.deleted = 0 \
+             LEFT JOIN resource_version v ON v.type = r.type AND v.id = r.id \
+             AND v.version = r.version AND v.pkey = r.pkey ORDER BY p.n",
+        );
+        let mut found = Vec::new();
+        for row in self.query(&with_bodies)? {
+            let rid: i64 = row.try_get(0).map_err(error)?;
+            let mut sort = Vec::with_capacity(values);
+            for index in 0..values {
+                sort.push(value(&row, index + 1)?);
+            }
+            // After the rid, the sort values and the row number.
+            let offset = values + 2;
+            let present: Option<String> = row.try_get(offset).map_err(error)?;
+            let version = present.map(|_| version_at(&row, offset)).transpose()?;
+            found.push(((rid, sort), version));
+        }
+        Ok(found)
     }
 
     fn typed_rids(&self, sql: &Sql) -> Result<Vec<(i64, String)>, StoreError> {
@@ -217,16 +346,13 @@ impl Reader for PgReader<'_> {
         if rids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = self
-            .handle
-            .block_on(self.client.query_typed(
-                "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.body, v.created, r.rid
-                 FROM resource r JOIN resource_version v ON v.type = r.type AND v.id = r.id
-                   AND v.version = r.version AND v.pkey = r.pkey
-                 WHERE r.rid = ANY($1) AND r.deleted = 0",
-                &[(&rids, Type::INT8_ARRAY)],
-            ))
-            .map_err(error)?;
+        let rows = self.run(
+            "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.body, v.created, r.rid
+             FROM resource r JOIN resource_version v ON v.type = r.type AND v.id = r.id
+               AND v.version = r.version AND v.pkey = r.pkey
+             WHERE r.rid = ANY($1) AND r.deleted = 0",
+            &[(&rids, Type::INT8_ARRAY)],
+        )?;
         let mut found: HashMap<i64, Version> = HashMap::with_capacity(rows.len());
         for row in &rows {
             found.insert(row.try_get(7).map_err(error)?, version_from_row(row)?);

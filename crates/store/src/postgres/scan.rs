@@ -61,11 +61,7 @@ fn open(
     handle
         .block_on(client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         .map_err(error)?;
-    let reader = PgReader {
-        handle,
-        client: &client,
-        params,
-    };
+    let reader = PgReader::in_transaction(handle, &client, params);
     let newest: Option<i64> = handle
         .block_on(client.query_one("SELECT max(last_updated) FROM resource_version", &[]))
         .map_err(error)?

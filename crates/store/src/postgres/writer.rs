@@ -21,6 +21,7 @@ use search::{IndexRow, IndexValue};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use super::horizon::InFlight;
 use super::schema::INDEX_TABLES;
 use super::{error, pool_error};
 use crate::params::ParamIds;
@@ -39,7 +40,7 @@ const MAX_TEXT_BYTES: usize = 256 * 1024;
 pub(super) struct Writer {
     pub(super) pool: Pool,
     pub(super) params: ParamIds,
-    pub(super) clock: Arc<Mutex<Clock>>,
+    pub(super) times: Arc<Mutex<super::horizon::Times>>,
     pub(super) analyzer: super::analyze::Analyzer,
 }
 
@@ -99,8 +100,10 @@ impl Writer {
         for _ in 0..ATTEMPTS {
             let transaction = client.transaction().await.map_err(error)?;
             match self.attempt(&transaction, writes).await {
-                Ok(written) => {
+                Ok((written, in_flight)) => {
                     transaction.commit().await.map_err(error)?;
+                    // Committed: history may show its versions now.
+                    drop(in_flight);
                     let versions = written.iter().filter(|one| one.version.is_some()).count();
                     self.analyzer.wrote(versions as u64);
                     return Ok(written);
@@ -166,7 +169,7 @@ impl Writer {
         &self,
         transaction: &Transaction<'_>,
         writes: &[Indexed],
-    ) -> Result<Vec<Written>, Failed> {
+    ) -> Result<(Vec<Written>, InFlight), Failed> {
         // Lock every resource written, in key order, and read its state.
         let mut types = Vec::new();
         let mut ids = Vec::new();
@@ -204,12 +207,15 @@ impl Writer {
             .await
             .map_err(failed)?;
         let keys: [&(dyn ToSql + Sync); 2] = [&types, &ids];
-        let (_, locked, newest) = tokio::try_join!(
+        // Pipelined; when one fails the later ones fail only because the transaction
+        // has (25P02), so the first failure in statement order is the one to report.
+        let (locking, locked, newest) = tokio::join!(
             transaction.execute(&lock, &keys),
             transaction.query(&state, &keys),
             transaction.query_one(&newest, &[]),
-        )
-        .map_err(failed)?;
+        );
+        locking.map_err(failed)?;
+        let (locked, newest) = (locked.map_err(failed)?, newest.map_err(failed)?);
         let mut found: HashMap<(String, String), Found> = HashMap::with_capacity(locked.len());
         for row in &locked {
             let version: Option<i64> = row.get(4);
@@ -226,23 +232,28 @@ impl Writer {
         }
         let newest: Option<i64> = newest.get(0);
 
-        let applied = {
-            let mut clock = self
-                .clock
+        let (applied, in_flight) = {
+            let mut times = self
+                .times
                 .lock()
                 .map_err(|_| StoreError::Backend("the clock lock is poisoned".into()))?;
             if let Some(newest) = newest {
-                clock.observe(Instant(newest));
+                times.clock.observe(Instant(newest));
             }
-            apply(writes, &found, &mut clock)?
+            let in_flight = InFlight::enter(&self.times, &mut times);
+            let applied = apply(writes, &found, &mut times.clock);
+            // Unlocked before `in_flight` can drop (it takes the same lock).
+            drop(times);
+            (applied, in_flight)
         };
+        let applied = applied?;
 
         // New resources get their keys (and rids) first; a key that exists by now was
         // created by a concurrent writer after our lock query: start again.
         let rids = self.insert_keys(transaction, &applied).await?;
         let rows = Rows::of(&applied, writes, &rids, &self.params)?;
         rows.write(transaction).await?;
-        Ok(applied.written)
+        Ok((applied.written, in_flight))
     }
 
     /// Inserts the keys of new resources; returns every written resource's rid.

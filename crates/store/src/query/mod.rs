@@ -42,8 +42,28 @@ pub(crate) trait Reader {
     fn pids_of_any_type(&self, key: &str) -> Result<Vec<i64>, StoreError>;
     /// The single integer a `SELECT count(*) ...` returns.
     fn count(&self, sql: &Sql) -> Result<i64, StoreError>;
+    /// The integers of several counts, in order: one by one, or in one statement where
+    /// that saves round trips.
+    fn counts(&self, sqls: &[Sql]) -> Result<Vec<i64>, StoreError> {
+        sqls.iter().map(|sql| self.count(sql)).collect()
+    }
     /// Rows of a rid and then `values` sort values.
     fn rows(&self, sql: &Sql, values: usize) -> Result<Vec<PageRow>, StoreError>;
+    /// The rows of a page, each with the current version of its resource (`None` if it
+    /// is gone): `rows` then `fetch`, or one statement where that saves a round trip.
+    fn page(&self, sql: &Sql, values: usize) -> Result<Vec<Found>, StoreError> {
+        let rows = self.rows(sql, values)?;
+        let rids: Vec<i64> = rows.iter().map(|(rid, _)| *rid).collect();
+        let mut versions: std::collections::HashMap<i64, Version> =
+            self.fetch(&rids)?.into_iter().collect();
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let version = versions.remove(&row.0);
+                (row, version)
+            })
+            .collect())
+    }
     /// Rows of a rid and a resource type.
     fn typed_rids(&self, sql: &Sql) -> Result<Vec<(i64, String)>, StoreError>;
     /// The current versions of the live resources among `rids`, in the order given.
@@ -57,6 +77,8 @@ pub(crate) trait Reader {
 const SELECTIVE: i64 = 100_000;
 /// A row of a page: the rid and its sort values.
 pub(crate) type PageRow = (i64, Vec<Value>);
+/// A row of a page with the current version of its resource.
+pub(crate) type Found = (PageRow, Option<Version>);
 
 /// How many candidates a walk along an ordered set probes before giving up (see
 /// `walk_first`).
@@ -100,7 +122,13 @@ pub(crate) fn explain(reader: &dyn Reader, request: &SearchRequest) -> Result<St
             .filter(|_| clause.ordered)
             .map(|set| (index, set))
     }) {
-        queries.insert(0, ("walk", plan.walk_sql(index, set, None, request.count)));
+        queries.insert(
+            0,
+            (
+                "walk",
+                plan.walk_sql(index, set, None, request.count, false),
+            ),
+        );
     }
     for (name, sql) in queries {
         out.push_str(&format!("-- {name}\n{}\n", sql.text));
@@ -149,9 +177,11 @@ pub(crate) fn search(
     } else {
         None
     };
-    // Estimates choose the plan; a walk that answered needs them only for a count.
-    let estimates = if walked.is_none() || matches!(query.total, Total::Accurate | Total::Estimate)
-    {
+    // Estimates choose the plan; a walk that answered needs them only for a count,
+    // and a count only to choose among several sets.
+    let sets = clauses.iter().filter(|clause| clause.set.is_some()).count();
+    let counted = matches!(query.total, Total::Accurate | Total::Estimate);
+    let estimates = if walked.is_none() || (counted && sets > 1) {
         estimate(reader, &clauses)?
     } else {
         vec![i64::MAX; clauses.len()]
@@ -186,9 +216,9 @@ pub(crate) fn search(
     if side == Some(Side::Before) {
         rows.reverse();
     }
-    let boundary = |side: Side, row: Option<&PageRow>, shift: i64| {
+    let boundary = |side: Side, row: Option<&Found>, shift: i64| {
         let (rid, values) = match (row, &cursor) {
-            (Some((rid, values)), _) => (*rid, values.clone()),
+            (Some(((rid, values), _)), _) => (*rid, values.clone()),
             // An empty page: the cursor's own boundary, moved by one rid so that the
             // boundary row itself is on the other page.
             (None, Some(cursor)) => (cursor.rid.saturating_add(shift), cursor.values.clone()),
@@ -229,12 +259,13 @@ pub(crate) fn search(
         Total::Unspecified => (side.is_none() && !more).then_some(rows.len() as u64),
     };
 
-    let rids: Vec<i64> = rows.iter().map(|(rid, _)| *rid).collect();
     let mut matches = Vec::with_capacity(rows.len());
     let mut keys = Vec::with_capacity(rows.len());
-    for (rid, version) in reader.fetch(&rids)? {
-        keys.push((rid, version.resource_type.clone()));
-        matches.push(version);
+    for ((rid, _), version) in rows {
+        if let Some(version) = version {
+            keys.push((rid, version.resource_type.clone()));
+            matches.push(version);
+        }
     }
     let included_rids: Vec<i64> = include::included(reader, &builder, query, &keys)?
         .into_iter()
@@ -266,7 +297,7 @@ fn walk_first(
     clauses: &[Compiled],
     cursor: Option<&Cursor>,
     count: usize,
-) -> Result<Option<Vec<PageRow>>, StoreError> {
+) -> Result<Option<Vec<Found>>, StoreError> {
     let chained = query.clauses.iter().any(|clause| {
         clause
             .any_of
@@ -276,19 +307,48 @@ fn walk_first(
     if chained {
         return Ok(None);
     }
-    let mut best: Option<(usize, i64)> = None;
-    for (index, clause) in clauses.iter().enumerate() {
-        let (true, Some(set)) = (clause.ordered, &clause.set) else {
-            continue;
+    let ordered: Vec<usize> = (0..clauses.len())
+        .filter(|&index| clauses[index].ordered && clauses[index].set.is_some())
+        .collect();
+    let plan = Plan {
+        clauses,
+        estimates: &[],
+        types: &query.types,
+        dialect: reader.dialect(),
+    };
+    if let [index] = ordered[..] {
+        // One ordered set: no choice to make, and its size (up to the bound) comes
+        // back with the walk itself, as each row's one value.
+        let Some(set) = clauses[index].set.as_ref() else {
+            return Ok(None);
         };
-        let mut sql = Sql::new("SELECT count(*) FROM (SELECT 1 FROM (");
-        sql.append(set)
-            .push(") AS s LIMIT ")
-            .arg(STREAM_BOUND)
-            .push(") AS c");
-        let size = reader.count(&sql)?;
+        let rows = reader.page(&plan.walk_sql(index, set, cursor, count, true), 1)?;
+        let size = match rows.first() {
+            Some(((_, values), _)) => match values.first() {
+                Some(Value::Integer(size)) => *size,
+                _ => STREAM_BOUND,
+            },
+            None => reader.count(&capped_count(set, STREAM_BOUND))?,
+        };
+        let rows = rows
+            .into_iter()
+            .map(|((rid, _), version)| ((rid, Vec::new()), version))
+            .collect::<Vec<_>>();
+        return Ok((size < STREAM_BOUND || rows.len() > count).then_some(rows));
+    }
+    let counted: Vec<(usize, Sql)> = ordered
+        .iter()
+        .filter_map(|&index| {
+            let set = clauses[index].set.as_ref()?;
+            Some((index, capped_count(set, STREAM_BOUND)))
+        })
+        .collect();
+    let sqls: Vec<Sql> = counted.iter().map(|(_, sql)| sql.clone()).collect();
+    let sizes = reader.counts(&sqls)?;
+    let mut best: Option<(usize, i64)> = None;
+    for ((index, _), size) in counted.iter().zip(sizes) {
         if best.is_none_or(|(_, smallest)| size < smallest) {
-            best = Some((index, size));
+            best = Some((*index, size));
         }
     }
     let Some((index, size)) = best else {
@@ -297,15 +357,19 @@ fn walk_first(
     let Some(set) = clauses[index].set.as_ref() else {
         return Ok(None);
     };
-    let plan = Plan {
-        clauses,
-        estimates: &[],
-        types: &query.types,
-        dialect: reader.dialect(),
-    };
-    let sql = plan.walk_sql(index, set, cursor, count);
-    let rows = reader.rows(&sql, 0)?;
+    let sql = plan.walk_sql(index, set, cursor, count, false);
+    let rows = reader.page(&sql, 0)?;
     Ok((size < STREAM_BOUND || rows.len() > count).then_some(rows))
+}
+
+/// `SELECT count(*)` of `set`'s rows, counting at most `cap`.
+fn capped_count(set: &Sql, cap: i64) -> Sql {
+    let mut sql = Sql::new("SELECT count(*) FROM (SELECT 1 FROM (");
+    sql.append(set)
+        .push(") AS s LIMIT ")
+        .arg(cap)
+        .push(") AS c");
+    sql
 }
 
 /// Each clause's set size, counted up to [`SELECTIVE`] and never past the smallest
@@ -320,12 +384,7 @@ fn estimate(reader: &dyn Reader, clauses: &[Compiled]) -> Result<Vec<i64>, Store
         let Some(set) = &clauses[index].set else {
             continue;
         };
-        let mut sql = Sql::new("SELECT count(*) FROM (SELECT 1 FROM (");
-        sql.append(set)
-            .push(") AS s LIMIT ")
-            .arg(best)
-            .push(") AS c");
-        let count = reader.count(&sql)?;
+        let count = reader.count(&capped_count(set, best))?;
         // Stopped at the cap: more than the best so far (or than SELECTIVE).
         estimates[index] = if count >= best {
             best.saturating_add(1)
@@ -435,15 +494,29 @@ impl Plan<'_> {
         sort: &[(Sql, bool)],
         cursor: Option<&Cursor>,
         count: usize,
-    ) -> Result<Vec<PageRow>, StoreError> {
-        reader.rows(&self.page_sql(driver, sort, cursor, count), sort.len())
+    ) -> Result<Vec<Found>, StoreError> {
+        reader.page(&self.page_sql(driver, sort, cursor, count), sort.len())
     }
 
-    /// A page along `set` in rid order, probing at most [`STREAM_BOUND`] candidates.
-    fn walk_sql(&self, index: usize, set: &Sql, cursor: Option<&Cursor>, count: usize) -> Sql {
+    /// A page along `set` in rid order, probing at most [`STREAM_BOUND`] candidates;
+    /// `with_size`: each row also carries the set's size, counted up to the bound.
+    fn walk_sql(
+        &self,
+        index: usize,
+        set: &Sql,
+        cursor: Option<&Cursor>,
+        count: usize,
+        with_size: bool,
+    ) -> Sql {
         let backward = cursor.is_some_and(|cursor| cursor.side == Side::Before);
         let limit = i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1);
-        let mut sql = Sql::new("SELECT d.rid FROM (SELECT c.rid FROM (");
+        let mut sql = Sql::new("SELECT d.rid");
+        if with_size {
+            sql.push(", (")
+                .append(&capped_count(set, STREAM_BOUND))
+                .push(") AS size");
+        }
+        sql.push(" FROM (SELECT c.rid FROM (");
         sql.append(set).push(") c WHERE TRUE");
         if let Some(cursor) = cursor {
             sql.push(if backward {
