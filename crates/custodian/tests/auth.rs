@@ -1338,3 +1338,45 @@ fn a_patient_tokens_history_and_everything_keep_to_its_compartment() {
         assert_eq!(reply.status, 403, "{path}");
     }
 }
+
+#[test]
+fn merges_are_for_him_and_their_records_name_who_asked() {
+    let secure = Secure::start(&[]);
+    secure.client("admin", &["admin"], "system/*.cruds", &[]);
+    secure.client("him", &["him_manager"], "system/*.cruds", &[]);
+    secure.client("doctor", &["clinician"], "system/*.cruds", &[]);
+    let admin = secure.token("admin", None);
+    for id in ["a", "b"] {
+        secure
+            .call(
+                &admin,
+                "PUT",
+                &format!("Patient/{id}"),
+                Some(&json!({"resourceType": "Patient", "id": id,
+                    "name": [{"family": "Lovelace", "given": ["Ada"]}], "birthDate": "1815-12-10"})),
+            )
+            .ok(201);
+    }
+    let merge = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "source-patient", "valueReference": {"reference": "Patient/a"}},
+        {"name": "target-patient", "valueReference": {"reference": "Patient/b"}},
+    ]});
+    let doctor = secure.token("doctor", None);
+    let refused = secure.call(&doctor, "POST", "Patient/$merge", Some(&merge));
+    assert_eq!(refused.status, 403);
+    let him = secure.token("him", None);
+    secure
+        .call(&him, "POST", "Patient/$merge", Some(&merge))
+        .ok(200);
+    let events = secure
+        .call(&admin, "GET", "AuditEvent?entity=Patient/a", None)
+        .ok(200);
+    let agents: Vec<&str> = events["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|entry| entry["resource"]["agent"].as_array().into_iter().flatten())
+        .filter_map(|agent| agent["who"]["display"].as_str())
+        .collect();
+    assert!(agents.contains(&"him"), "{agents:?}");
+}

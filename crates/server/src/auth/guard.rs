@@ -72,6 +72,10 @@ enum Check<'a> {
     AllTypes(Interaction),
     /// Following up a bulk release (export status, files).
     Release,
+    /// A patient merge, unmerge or worklist decision: it repoints references in every
+    /// type of record, so it needs update on every type but AuditEvent (which the server
+    /// alone writes).
+    RecordWide,
     /// The handler checks (system search, bundles, export kick-offs), or there is
     /// nothing to check (metadata).
     Handler,
@@ -128,7 +132,7 @@ fn classify<'a>(method: &Method, template: &str, path: &'a str) -> Check<'a> {
         // an unmerge or a decision (which may merge) repoints references in every type.
         ("/Patient/$match" | "/Patient/$duplicates", _) => Check::On(&[Search], "Patient"),
         ("/Patient/$merge" | "/Patient/$unmerge" | "/Patient/$duplicate-decision", _) => {
-            Check::AllTypes(Update)
+            Check::RecordWide
         }
         // Any other route under `{type}` (none today) is refused rather than let through.
         (template, _) if template.starts_with("/{type}") => Check::On(&[Delete, Create], ""),
@@ -172,6 +176,17 @@ pub(crate) async fn guard(request: Request, next: Next) -> Response {
             .chain(conditional.then_some(&Interaction::Search))
             .try_for_each(|interaction| authorize(principal, *interaction, resource_type)),
         Check::AllTypes(interaction) => authorize_types(principal, interaction, &[]),
+        Check::RecordWide => fhir::definitions()
+            .resource_types()
+            .iter()
+            .filter(|resource_type| *resource_type != "AuditEvent")
+            .try_for_each(|resource_type| {
+                authorize(principal, Interaction::Update, resource_type).map_err(|_| {
+                    forbidden(format!(
+                        "a patient merge repoints references in every type of record, and the update of {resource_type} is not allowed"
+                    ))
+                })
+            }),
         Check::Release => match privacy::access::may_release(principal) {
             Decision::Allow(_) => Ok(()),
             Decision::Deny(reason) => Err(forbidden(reason)),
@@ -209,7 +224,7 @@ mod tests {
         );
         assert_eq!(
             check(Method::POST, "/Patient/$merge", "Patient/$merge"),
-            Check::AllTypes(Update)
+            Check::RecordWide
         );
         assert_eq!(
             check(Method::POST, "/{type}/$unknown-op", "Patient/$unknown-op"),

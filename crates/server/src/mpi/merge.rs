@@ -120,6 +120,7 @@ pub async fn prepare(
 /// Merges `source` into `target`; the output Parameters.
 pub async fn run(
     state: &AppState,
+    requester: &str,
     source: &str,
     target: &str,
     result: Option<&Map<String, Value>>,
@@ -134,7 +135,7 @@ pub async fn run(
         .iter()
         .map(|(v, _)| at(v, v.version + 1))
         .collect();
-    let provenance = provenance("merge", &targets, &entities, "source");
+    let provenance = provenance("merge", &targets, &entities, "source", requester);
     let audit = audit_event(
         "merge",
         &[
@@ -142,6 +143,7 @@ pub async fn run(
             format!("Patient/{}", plan.target),
             format!("Provenance/{provenance_id}"),
         ],
+        requester,
     );
     let mut writes: Vec<Write> = plan
         .changes
@@ -223,6 +225,7 @@ fn provenance(
     targets: &[String],
     entities: &[String],
     first_role: &str,
+    requester: &str,
 ) -> Map<String, Value> {
     let entity: Vec<Value> = entities
         .iter()
@@ -242,6 +245,12 @@ fn provenance(
         "recorded": store::Instant::now().to_fhir(),
         "activity": {"coding": [{"system": LIFECYCLE, "code": activity}]},
         "agent": [{
+            "type": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                "code": "author"
+            }]},
+            "who": {"display": requester}
+        }, {
             "type": {"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
                 "code": "performer"
@@ -362,7 +371,16 @@ pub(crate) async fn merge(
             parameter("result", "resource", target_content),
         ]})
     } else {
-        run(&state, &source, &target, result, Some(params.to_value())).await?
+        let requester = super::audit::requester(&request.principal);
+        run(
+            &state,
+            &requester,
+            &source,
+            &target,
+            result,
+            Some(params.to_value()),
+        )
+        .await?
     };
     Ok(json_response(
         StatusCode::OK,
@@ -490,12 +508,14 @@ pub(crate) async fn unmerge(
     }
     let merge_record = format!("Provenance/{}", provenance_version.id);
     let provenance_id = store::new_id();
+    let requester = super::audit::requester(&request.principal);
     writes.push(Write::Create {
         resource: provenance(
             "unmerge",
             &restored,
             std::slice::from_ref(&merge_record),
             "source",
+            &requester,
         ),
         id: Some(provenance_id.clone()),
     });
@@ -508,6 +528,7 @@ pub(crate) async fn unmerge(
                 merge_record,
                 format!("Provenance/{provenance_id}"),
             ],
+            &requester,
         ),
         id: None,
     });
@@ -578,12 +599,14 @@ mod tests {
         };
         // The ISO 21089 lifecycle codes are outside R4's extensible activity value set
         // (a warning); R5 uses them.
-        let record = Value::Object(provenance("merge", &targets, &entities, "source"));
+        let record = Value::Object(provenance(
+            "merge", &targets, &entities, "source", "a coder",
+        ));
         let issues = errors(&record);
         assert!(issues.is_empty(), "{issues:?}");
         assert_eq!(record["entity"][0]["role"], "source");
         assert_eq!(record["entity"][1]["role"], "revision");
-        let event = Value::Object(audit_event("merge", &targets));
+        let event = Value::Object(audit_event("merge", &targets, "a coder"));
         let issues = errors(&event);
         assert!(issues.is_empty(), "{issues:?}");
         assert_eq!(

@@ -366,7 +366,8 @@ pub(crate) async fn decide(
         output.insert(0, parameter("item", "resource", task));
     }
     if merge_too {
-        let merged = merge::run(&state, &a, &b, None, None).await?;
+        let requester = super::audit::requester(&request.principal);
+        let merged = merge::run(&state, &requester, &a, &b, None, None).await?;
         output.push(parameter("merge", "resource", merged));
     }
     let body = json!({"resourceType": "Parameters", "parameter": output});
