@@ -619,6 +619,16 @@ fn merge_repoints_every_reference_and_unmerge_restores_everything() {
         .to_string();
     // The duplicate check of the new record has run (it queued a worklist item).
     assert_eq!(worklist(&fhir).len(), 1);
+    // A resource that refers to the source only from an element no search parameter
+    // covers (an extension).
+    fhir.post(
+        "Basic",
+        &json!({"resourceType": "Basic", "code": {"text": "note"}, "extension": [{
+            "url": "http://example.org/fhir/StructureDefinition/about",
+            "valueReference": {"reference": format!("Patient/{source}")}
+        }]}),
+    )
+    .ok(201);
     let before = read_all(&fhir);
     let referring = before
         .iter()

@@ -6,8 +6,10 @@
 //! Patient is rewritten, wherever it is (contained resources and elements no parameter
 //! covers included).
 //!
-//! NOTE: a resource that refers to the Patient only from elements no search parameter
-//! covers is not found.
+//! A resource that refers to the Patient only from elements no search parameter covers
+//! (an extension, a questionnaire answer) is found by reading the whole store once: its
+//! stored text is searched for the reference before it is parsed. That read costs about
+//! a second per few hundred thousand resources, a price a merge pays for completeness.
 
 use search::{ParamType, ParseOptions, Total};
 use serde_json::Value;
@@ -120,7 +122,72 @@ pub async fn referring(
             seen.insert(key, (version, resource));
         }
     }
+    for (resource_type, id) in unindexed(state, id, &seen).await? {
+        if resource_type == "Patient" && skip.contains(&id.as_str()) {
+            continue;
+        }
+        let Some(version) = state.store.read(&resource_type, &id).await? else {
+            continue;
+        };
+        let Some(Ok(resource)) = version.body.as_deref().map(serde_json::from_str::<Value>) else {
+            continue;
+        };
+        if is_merge_record(&resource) {
+            continue;
+        }
+        seen.insert((resource_type, id), (version, resource));
+    }
     Ok(seen.into_values().collect())
+}
+
+/// The current resources, other than those in `found`, that refer to `Patient/{id}` from
+/// elements no search parameter covers: the whole store read once, each stored text
+/// searched for the reference before it is parsed.
+async fn unindexed(
+    state: &AppState,
+    id: &str,
+    found: &std::collections::BTreeMap<(String, String), (Version, Value)>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let store = state.store.clone();
+    let base = state.config.base_url.clone();
+    let id = id.to_string();
+    let known: std::collections::BTreeSet<(String, String)> = found.keys().cloned().collect();
+    let scanned = tokio::task::spawn_blocking(move || {
+        let needle = format!("Patient/{id}");
+        let mut hits = Vec::new();
+        let mut scan = store.scan(&store::ScanRequest {
+            types: Vec::new(),
+            since: None,
+            patients: None,
+            filters: Vec::new(),
+        })?;
+        while let Some(page) = scan.next_page()? {
+            for one in page {
+                if !one.body.contains(&needle) {
+                    continue;
+                }
+                let key = (one.resource_type, one.id);
+                if known.contains(&key) {
+                    continue;
+                }
+                let Ok(mut resource) = serde_json::from_str::<Value>(&one.body) else {
+                    continue;
+                };
+                // Only a real reference counts, not the text elsewhere.
+                if repoint(&mut resource, &id, &id, &base) {
+                    hits.push(key);
+                }
+            }
+        }
+        Ok::<_, store::StoreError>(hits)
+    })
+    .await
+    .map_err(|error| {
+        ApiError::from(store::StoreError::Backend(format!(
+            "the reference scan stopped: {error}"
+        )))
+    })?;
+    Ok(scanned?)
 }
 
 /// Rewrites every `reference` in `value` that points to `Patient/{from}` (any version,
