@@ -14,10 +14,8 @@ use fhir::IssueType;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::extract::FhirRequest;
-use crate::format::require_json_body;
 use crate::mpi::params::{Params, unprocessable};
 use crate::response::json_response;
 
@@ -29,9 +27,7 @@ pub(crate) async fn post(
     request: FhirRequest,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_json_body(&request.headers)?;
-    let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
-    let params = Params::parse(&bytes, "$match")?;
+    let params = Params::read(&state, &request, body, "$match").await?;
     let Some(patient) = params.resource("resource")? else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

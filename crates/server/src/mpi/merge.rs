@@ -29,10 +29,8 @@ use serde_json::{Map, Value, json};
 use store::{Method, StoreError, Version, Write};
 
 use crate::AppState;
-use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::extract::FhirRequest;
-use crate::format::require_json_body;
 use crate::mpi::audit::audit_event;
 use crate::mpi::enterprise::current_patient;
 use crate::mpi::params::{Params, parameter, unprocessable};
@@ -341,9 +339,7 @@ pub(crate) async fn merge(
     request: FhirRequest,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_json_body(&request.headers)?;
-    let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
-    let params = Params::parse(&bytes, "$merge")?;
+    let params = Params::read(&state, &request, body, "$merge").await?;
     if params.boolean("delete-source")? == Some(true) {
         return Err(ApiError::not_supported(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -395,9 +391,7 @@ pub(crate) async fn unmerge(
     request: FhirRequest,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_json_body(&request.headers)?;
-    let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
-    let params = Params::parse(&bytes, "$unmerge")?;
+    let params = Params::read(&state, &request, body, "$unmerge").await?;
     let base = state.config.base_url.clone();
     let source = params
         .patient_reference("source-patient", &base)?

@@ -5,8 +5,13 @@ use axum::http::StatusCode;
 use fhir::IssueType;
 use serde_json::{Map, Value, json};
 
-use crate::body::parse_object;
+use axum::body::Body;
+
+use crate::AppState;
+use crate::body::{parse_object, read_limited};
 use crate::error::ApiError;
+use crate::extract::FhirRequest;
+use crate::format::require_json_body;
 
 /// A Parameters body.
 pub struct Params {
@@ -14,6 +19,18 @@ pub struct Params {
 }
 
 impl Params {
+    /// The request's JSON body, within the size limit, as a Parameters resource.
+    pub async fn read(
+        state: &AppState,
+        request: &FhirRequest,
+        body: Body,
+        operation: &str,
+    ) -> Result<Params, ApiError> {
+        require_json_body(&request.headers)?;
+        let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
+        Params::parse(&bytes, operation)
+    }
+
     /// `bytes` as a Parameters resource; 400 for anything else.
     pub fn parse(bytes: &[u8], operation: &str) -> Result<Params, ApiError> {
         let body = parse_object(bytes)?;

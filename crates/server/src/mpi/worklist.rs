@@ -25,10 +25,8 @@ use serde_json::{Map, Value, json};
 use store::{Method, Version, Write};
 
 use crate::AppState;
-use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::extract::FhirRequest;
-use crate::format::require_json_body;
 use crate::mpi::enterprise::{current_patient, enterprise_id, link};
 use crate::mpi::matching::{grade, score};
 use crate::mpi::params::{Params, parameter, unprocessable};
@@ -251,9 +249,7 @@ pub(crate) async fn decide(
     request: FhirRequest,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_json_body(&request.headers)?;
-    let bytes = read_limited(&request.headers, body, state.config.limits.body_bytes).await?;
-    let params = Params::parse(&bytes, "$duplicate-decision")?;
+    let params = Params::read(&state, &request, body, "$duplicate-decision").await?;
     let task_id = params
         .value("item", "valueReference")?
         .and_then(|reference| reference.get("reference"))
