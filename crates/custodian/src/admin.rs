@@ -148,9 +148,14 @@ pub struct ExternalArgs {
     /// Its issuer (`iss`).
     #[arg(long, env = "CUSTODIAN_EXTERNAL_ISSUER", requires = "external_jwks")]
     pub external_issuer: Option<String>,
-    /// Its public keys: a JWK set file, or an http:// URL (fetched at start).
+    /// Its public keys: a JWK set file, or an http:// URL (read at start, and again
+    /// every --external-jwks-refresh-s).
     #[arg(long, env = "CUSTODIAN_EXTERNAL_JWKS", requires = "external_issuer")]
     pub external_jwks: Option<String>,
+    /// How often to read the external JWK set again, in seconds, so a key the
+    /// provider rotates in is trusted without a restart (0: only at start).
+    #[arg(long, env = "CUSTODIAN_EXTERNAL_JWKS_REFRESH_S", default_value_t = 300)]
+    pub external_jwks_refresh_s: u64,
     /// The claim of its tokens that names the role(s).
     #[arg(long, env = "CUSTODIAN_EXTERNAL_ROLE_CLAIM", default_value = "roles")]
     pub external_role_claim: String,
@@ -341,24 +346,53 @@ pub async fn verifier(
     let own = issuer(store, base_url, issuer_args).await?;
     let mut externals = Vec::new();
     if let (Some(issuer), Some(source)) = (&external.external_issuer, &external.external_jwks) {
-        let text = if source.starts_with("http://") {
-            fetch(source).await?
-        } else {
-            std::fs::read_to_string(source)
-                .map_err(|error| format!("cannot read {source}: {error}"))?
-        };
-        let jwks = privacy::token::parse_jwks(&text).map_err(|error| error.to_string())?;
-        externals.push(ExternalIssuer::new(
+        let jwks = read_jwks(source).await?;
+        let trusted = ExternalIssuer::new(
             issuer.clone(),
             base_url.trim_end_matches('/').to_string(),
             external.external_role_claim.clone(),
             &jwks,
-        ));
+        );
+        if external.external_jwks_refresh_s > 0 {
+            let every = std::time::Duration::from_secs(external.external_jwks_refresh_s);
+            tokio::spawn(refresh_keys(trusted.clone(), source.clone(), every));
+        }
+        externals.push(trusted);
     }
     Ok(Arc::new(Verifier {
         own,
         external: externals,
     }))
+}
+
+/// An identity provider's JWK set, from a file or an http:// URL.
+async fn read_jwks(source: &str) -> Result<privacy::token::JwkSet, String> {
+    let text = if source.starts_with("http://") {
+        fetch(source).await?
+    } else {
+        std::fs::read_to_string(source).map_err(|error| format!("cannot read {source}: {error}"))?
+    };
+    privacy::token::parse_jwks(&text).map_err(|error| format!("{source}: {error}"))
+}
+
+/// Reads the provider's JWK set again every `every` and trusts its keys from then on;
+/// when the set cannot be read or has no usable key, the keys stay as they were.
+async fn refresh_keys(trusted: ExternalIssuer, source: String, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match read_jwks(&source).await {
+            Ok(jwks) => {
+                let keys = trusted.replace_keys(&jwks);
+                tracing::debug!(issuer = %trusted.issuer, keys, "external JWK set read again");
+            }
+            Err(error) => tracing::warn!(
+                issuer = %trusted.issuer,
+                "cannot read the external JWK set again, keeping its keys: {error}"
+            ),
+        }
+    }
 }
 
 /// GET an http:// URL's body (the identity provider's JWK set).
