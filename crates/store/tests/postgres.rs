@@ -412,7 +412,10 @@ async fn history_shows_nothing_above_a_write_still_in_flight() {
             );
         }
     }
-    let late = after.iter().find(|v| v.id == "slow" && v.version == 2).unwrap();
+    let late = after
+        .iter()
+        .find(|v| v.id == "slow" && v.version == 2)
+        .unwrap();
     assert!(
         late.last_updated > export_time,
         "an export _since the first one's transaction time would miss the late write"
