@@ -130,10 +130,11 @@ mod tests {
                     .await
                     .unwrap();
                 tokio::spawn(connection);
-                client
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(|error| error.to_string())
+                client.batch_execute(&sql).await.map_err(|error| {
+                    error
+                        .as_db_error()
+                        .map_or_else(|| error.to_string(), |db| db.message().to_string())
+                })
             })
         })
         .join()
@@ -152,7 +153,8 @@ mod tests {
                 "UPDATE disclosure SET recipient = 'someone else'",
                 "DELETE FROM disclosure",
             ] {
-                assert!(try_execute(&db, statement).is_err(), "{statement} was allowed");
+                let refused = try_execute(&db, statement).unwrap_err();
+                assert!(refused.contains("append-only"), "{statement}: {refused}");
             }
             let found = store
                 .disclosures("p1", Instant(0), Instant(10_000), 10)

@@ -17,10 +17,15 @@ const KEEP: Duration = Duration::from_secs(60);
 /// Most principals kept; the cache starts over when full.
 const MAX_ENTRIES: usize = 10_000;
 
+/// A principal's client and user.
+type Key = (Option<String>, Option<String>);
+/// Its recipient, if any, and when it was read.
+type Known = HashMap<Key, (Option<Recipient>, Instant)>;
+
 /// The recipients of clients and users, by (client, user).
 #[derive(Default)]
 pub(crate) struct Recipients {
-    known: Mutex<HashMap<(Option<String>, Option<String>), (Option<Recipient>, Instant)>>,
+    known: Mutex<Known>,
 }
 
 impl Recipients {
@@ -51,12 +56,7 @@ impl Recipients {
         Ok(recipient)
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        HashMap<(Option<String>, Option<String>), (Option<Recipient>, Instant)>,
-    > {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
         self.known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
