@@ -347,6 +347,22 @@ fn releases_of_information_are_accounted_without_tpo_or_the_patients_own() {
 
     let accounting = secure.accounting(&roi, "p1", "").ok(200);
     assert_eq!(total(&accounting), 1, "{accounting}");
+    // The CapabilityStatement lists the operation on Patient.
+    let metadata = secure.fhir.get("metadata").ok(200);
+    let patient = metadata["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|resource| resource["type"] == "Patient")
+        .unwrap()
+        .clone();
+    assert!(
+        patient["operation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|operation| operation["name"] == "accounting-of-disclosures")
+    );
     let entries = entries(&accounting);
     let entry = &entries[0];
     assert_eq!(entry["recipient"], "Smith & Jones LLP");
@@ -529,6 +545,28 @@ fn an_outside_recipients_reads_break_the_glass_and_exports_are_disclosures() {
     secure
         .call(&partner, "GET", "Practitioner/dr1", &[])
         .ok(200);
+    // Reads in a batch are reads too, at the base with or without its slash.
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Condition/c1"}},
+        {"request": {"method": "GET", "url": "Practitioner/dr1"}},
+    ]});
+    let bearer = format!("Bearer {partner}");
+    for base in [
+        secure.fhir.base().to_string(),
+        format!("{}/", secure.fhir.base()),
+    ] {
+        let reply = secure.fhir.request(
+            "POST",
+            &base,
+            &[
+                ("authorization", bearer.as_str()),
+                ("content-type", "application/fhir+json"),
+                ("x-purpose-of-use", "PUBHLTH"),
+            ],
+            Some(&batch.to_string()),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
 
     secure.client(
         "university",
@@ -577,6 +615,16 @@ fn an_outside_recipients_reads_break_the_glass_and_exports_are_disclosures() {
                 "County Emergency Services".to_string(),
                 purpose("BTG"),
                 "Observation (1)".to_string()
+            ),
+            (
+                "County Emergency Services".to_string(),
+                purpose("PUBHLTH"),
+                "Condition (1)".to_string()
+            ),
+            (
+                "County Emergency Services".to_string(),
+                purpose("PUBHLTH"),
+                "Condition (1)".to_string()
             ),
             (
                 "State University".to_string(),

@@ -281,7 +281,12 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
         )
         .route(auth::smart::JWKS_PATH, get(auth::smart::jwks))
         // The base with a trailing slash (`[base]/?_type=...`, `POST [base]/`) is the base.
-        .route("/fhir/", get(search::system_get).post(bundle::base_post))
+        .route(
+            "/fhir/",
+            get(search::system_get).post(bundle::base_post).route_layer(
+                axum::middleware::from_fn_with_state(state.clone(), disclosure::record::record),
+            ),
+        )
         .nest("/fhir", fhir)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -131,7 +131,13 @@ pub(crate) async fn release_of(
             "X-Disclosure-Address needs X-Disclosure-Recipient",
         ));
     }
-    if principal.unchecked {
+    // Only the server's own tokens speak for its accounts (an external provider's
+    // subject may share a local user's name).
+    let own = match &state.config.auth {
+        crate::auth::Auth::Tokens(verifier) => principal.issuer == verifier.own.issuer,
+        crate::auth::Auth::Open => false,
+    };
+    if principal.unchecked || !own {
         return Ok(None);
     }
     let Some(recipient) = state.recipients.of(&state.store, principal).await? else {
@@ -148,9 +154,12 @@ pub(crate) async fn release_of(
 }
 
 /// Whether a request to `template` reads data out: reads, searches, history,
-/// `$everything` (export files are recorded by their job).
+/// `$everything`, and batches and transactions (whose reads come back in the response
+/// Bundle; so do the resources their writes return). Export files are recorded by their
+/// job.
 fn reads_out(method: &Method, template: &str) -> bool {
-    let searching_post = template.ends_with("/_search") || template.ends_with("/$everything");
+    let searching_post =
+        template.ends_with("/_search") || template.ends_with("/$everything") || template == "/";
     let out = *method == Method::GET || (*method == Method::POST && searching_post);
     out && template != "/metadata" && !template.contains("$export")
 }
@@ -244,6 +253,14 @@ pub(crate) async fn record(
                 .unwrap_or(path.as_str())
                 .to_string()
         })
+        .map(|template| {
+            // The base itself, with or without its trailing slash.
+            if template.is_empty() {
+                "/".to_string()
+            } else {
+                template
+            }
+        })
         .unwrap_or_default();
     let Some(principal) = request.extensions().get::<Arc<Principal>>().cloned() else {
         return next.run(request).await;
@@ -319,6 +336,7 @@ mod tests {
         assert!(reads_out(&Method::GET, "/{type}/{id}"));
         assert!(reads_out(&Method::POST, "/{type}/_search"));
         assert!(reads_out(&Method::POST, "/{type}/{id}/$everything"));
+        assert!(reads_out(&Method::POST, "/"));
         assert!(!reads_out(&Method::POST, "/{type}"));
         assert!(!reads_out(&Method::GET, "/$export-file/{job}/{file}"));
         assert!(!reads_out(&Method::GET, "/{type}/$export"));
