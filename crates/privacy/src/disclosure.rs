@@ -339,6 +339,39 @@ mod tests {
         assert!(period(Some("yesterday"), None, now).is_err());
     }
 
+    fn principal(roles: &[Role], patient: Option<&str>) -> Principal {
+        let mut principal = Principal::anonymous();
+        principal.roles = roles.to_vec();
+        principal.patient = patient.map(str::to_string);
+        principal
+    }
+
+    #[test]
+    fn staff_and_the_patient_may_ask_for_an_accounting() {
+        for role in [
+            Role::RoiSpecialist,
+            Role::HimManager,
+            Role::Admin,
+            Role::Auditor,
+        ] {
+            let asked = may_account(&principal(&[role], None), "p1");
+            assert!(
+                asked.is_some_and(|decision| decision.is_allowed()),
+                "{role:?}"
+            );
+        }
+        for role in [Role::Clinician, Role::Coder, Role::Patient] {
+            let asked = may_account(&principal(&[role], None), "p1");
+            assert!(
+                asked.is_some_and(|decision| !decision.is_allowed()),
+                "{role:?}"
+            );
+        }
+        let own = principal(&[Role::Patient], Some("p1"));
+        assert!(may_account(&own, "p1").is_some_and(|decision| decision.is_allowed()));
+        assert_eq!(may_account(&own, "p2"), None);
+    }
+
     #[test]
     fn recipients_are_checked() {
         assert!(Recipient::new("  ", "x").is_err());
