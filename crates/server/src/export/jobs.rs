@@ -81,6 +81,14 @@ pub(crate) struct Jobs {
     jobs: Mutex<HashMap<String, Arc<Job>>>,
 }
 
+/// Who asks for a job.
+pub(crate) struct Requester {
+    /// Who will own it (`export::owner`).
+    pub owner: String,
+    /// The release it makes outside the organisation, if any.
+    pub release: Option<Release>,
+}
+
 /// Why a job cannot start.
 pub(crate) enum StartError {
     NoDirectory,
@@ -141,11 +149,10 @@ impl Jobs {
         store: Store,
         scan: ScanRequest,
         request: String,
-        limits: (u64, usize),
-        owner: String,
-        release: Option<Release>,
+        max_file_bytes: u64,
+        max_running: usize,
+        requester: Requester,
     ) -> Result<Arc<Job>, StartError> {
-        let (max_file_bytes, max_running) = limits;
         let Some(root) = &self.dir else {
             return Err(StartError::NoDirectory);
         };
@@ -155,8 +162,8 @@ impl Jobs {
             id: id.clone(),
             dir: root.join(&id),
             request,
-            owner: Some(owner),
-            release,
+            owner: Some(requester.owner),
+            release: requester.release,
             cancelled: AtomicBool::new(false),
             done: AtomicU64::new(0),
             estimate: AtomicU64::new(0),

@@ -176,9 +176,12 @@ async fn kick_off(
             state.store.clone(),
             scan,
             url,
-            (limits.export_file_bytes, limits.export_jobs),
-            owner(principal),
-            release,
+            limits.export_file_bytes,
+            limits.export_jobs,
+            jobs::Requester {
+                owner: owner(principal),
+                release,
+            },
         )
         .map_err(|error| match error {
             jobs::StartError::NoDirectory => ApiError::not_supported(
