@@ -1,4 +1,5 @@
-//! The accounting of disclosures on PostgreSQL (see `crate::disclosure`).
+//! The accounting of disclosures on PostgreSQL (see `crate::disclosure`); the patient
+//! is the column `pkey`, the distribution key of docs/scaling.md.
 
 use super::{PostgresStore, error, pool_error};
 use crate::{Disclosure, Instant, StoreError};
@@ -15,7 +16,7 @@ impl PostgresStore {
             let statement = transaction
                 .prepare(
                     "INSERT INTO disclosure
-                     (patient, at, recipient, address, purpose, description, principal, request)
+                     (pkey, at, recipient, address, purpose, description, principal, request)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .await
@@ -56,8 +57,8 @@ impl PostgresStore {
             let client = pool.get().await.map_err(pool_error)?;
             let rows = client
                 .query(
-                    "SELECT patient, at, recipient, address, purpose, description, principal, request
-                     FROM disclosure WHERE patient = $1 AND at >= $2 AND at < $3
+                    "SELECT pkey, at, recipient, address, purpose, description, principal, request
+                     FROM disclosure WHERE pkey = $1 AND at >= $2 AND at < $3
                      ORDER BY at, seq LIMIT $4",
                     &[&patient, &from.0, &to.0, &limit],
                 )
