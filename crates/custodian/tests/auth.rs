@@ -434,7 +434,10 @@ fn client_secret_flows_issue_tokens_for_the_allowed_scopes() {
     );
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert_eq!(reply.json()["error"], "invalid_scope");
-    let reply = secure.token_request(&[("grant_type", "password")], Some(("app", &secret)));
+    let reply = secure.token_request(
+        &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code")],
+        Some(("app", &secret)),
+    );
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"], "unsupported_grant_type");
 }

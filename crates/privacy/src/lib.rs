@@ -1,12 +1,14 @@
 //! Who may see what: identities, credentials, tokens, SMART scopes and HIM roles, and
 //! the one decision of whether a principal may do an interaction on a resource type.
-//! Later: consent, security labels and the audit trail.
+//! The accounting of disclosures (`disclosure`). Later: consent, security labels and
+//! the audit trail.
 //!
 //! It knows nothing about HTTP: the server turns requests into `Principal`s and
 //! `Interaction`s and asks `access::decide`.
 
 pub mod access;
 pub mod account;
+pub mod disclosure;
 mod error;
 pub mod keys;
 pub mod password;

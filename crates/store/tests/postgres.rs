@@ -246,6 +246,7 @@ async fn compartment_rows_carry_their_patient() {
     assert_eq!(
         tables,
         [
+            "disclosure",
             "resource",
             "resource_key",
             "resource_version",

@@ -12,6 +12,7 @@
 
 mod analyze;
 mod auth;
+mod disclosure;
 mod history;
 mod horizon;
 mod reader;
