@@ -85,7 +85,13 @@ fn location_id_version(response: &ureq::http::Response<ureq::Body>) -> Option<(S
     Some((id.to_string(), version.parse().ok()?))
 }
 
-fn write_loop(base: String, writer: usize, round: usize, killed: Arc<AtomicBool>) -> WriterReport {
+fn write_loop(
+    base: String,
+    writer: usize,
+    round: usize,
+    killed: Arc<AtomicBool>,
+    acknowledged: Arc<AtomicUsize>,
+) -> WriterReport {
     let http = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
@@ -123,12 +129,15 @@ fn write_loop(base: String, writer: usize, round: usize, killed: Arc<AtomicBool>
                     None => location_id_version(&response),
                 };
                 match ack {
-                    Some((id, version)) => report.acks.push(Ack {
-                        id,
-                        version,
-                        marker,
-                        update,
-                    }),
+                    Some((id, version)) => {
+                        acknowledged.fetch_add(1, Ordering::SeqCst);
+                        report.acks.push(Ack {
+                            id,
+                            version,
+                            marker,
+                            update,
+                        });
+                    }
                     None => report.unexpected.push(format!(
                         "{marker}: {} without ETag/Location: {:?}",
                         response.status(),
@@ -307,13 +316,21 @@ fn acknowledged_writes_survive_sigkill() {
     for round in 0..ROUNDS {
         let server = TestServer::start_in(dir.path(), &[]);
         let killed = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(AtomicUsize::new(0));
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| {
                 let base = server.base.clone();
                 let killed = Arc::clone(&killed);
-                thread::spawn(move || write_loop(base, writer, round, killed))
+                let acknowledged = Arc::clone(&acknowledged);
+                thread::spawn(move || write_loop(base, writer, round, killed, acknowledged))
             })
             .collect();
+        // The kill comes a random while after the first acknowledgement, however long
+        // a busy machine takes to give it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while acknowledged.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
         let delay_ms = 150 + pseudo_random(0xC0FFEE + round as u64) % 251;
         thread::sleep(Duration::from_millis(delay_ms));
         killed.store(true, Ordering::SeqCst);
@@ -331,7 +348,7 @@ fn acknowledged_writes_survive_sigkill() {
         }
         assert!(
             round_acks > 0,
-            "round {round}: no write was acknowledged in {delay_ms} ms"
+            "round {round}: no write was acknowledged within 30 s of the start"
         );
 
         let restarted = TestServer::start_in(dir.path(), &[]);
