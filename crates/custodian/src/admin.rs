@@ -29,6 +29,11 @@ pub enum AdminCommand {
     Revoke(GrantArgs),
     /// Print an access token for a client (its allowed scopes, narrowed by --scope).
     Token(TokenArgs),
+    /// Write a new random master key (for encryption at rest) to a file.
+    NewMasterKey(crate::crypt::NewMasterKeyArgs),
+    /// Rotate the keys of encryption at rest: rewrap the data keys with a new master
+    /// key (--new-key-file), add a data key for new writes (--new-data-key), or both.
+    RotateKey(crate::crypt::RotateKeyArgs),
 }
 
 #[derive(Args)]
@@ -39,7 +44,9 @@ pub struct DatabaseArg {
         env = "CUSTODIAN_DATABASE",
         default_value = "sqlite:custodian-data"
     )]
-    database: String,
+    pub database: String,
+    #[command(flatten)]
+    pub keys: crate::crypt::MasterKeyArgs,
 }
 
 #[derive(Args)]
@@ -164,12 +171,14 @@ pub fn run(command: AdminCommand) -> Result<(), String> {
             AdminCommand::Grant(args) => change(args, true).await,
             AdminCommand::Revoke(args) => change(args, false).await,
             AdminCommand::Token(args) => token(args).await,
+            AdminCommand::NewMasterKey(args) => crate::crypt::new_master_key(&args),
+            AdminCommand::RotateKey(args) => crate::crypt::rotate_key(args).await,
         }
     })
 }
 
 async fn open(database: &DatabaseArg) -> Result<store::Store, String> {
-    store::Store::connect(&database.database)
+    store::Store::connect_with(&database.database, &database.keys.options()?)
         .await
         .map_err(|error| error.to_string())
 }

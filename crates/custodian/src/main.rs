@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod client;
 mod coding;
+mod crypt;
 mod dataset;
 mod export;
 mod import;
@@ -63,6 +64,8 @@ struct MigrateArgs {
         default_value = "sqlite:custodian-data"
     )]
     database: String,
+    #[command(flatten)]
+    keys: crypt::MasterKeyArgs,
 }
 
 #[derive(clap::Args)]
@@ -78,6 +81,8 @@ struct ServeArgs {
         default_value = "sqlite:custodian-data"
     )]
     database: String,
+    #[command(flatten)]
+    keys: crypt::MasterKeyArgs,
     /// Where files that belong with a PostgreSQL store go (export jobs); a SQLite store
     /// keeps them beside its database file. Defaults to ./custodian-data.
     #[arg(long, env = "CUSTODIAN_DATA_DIR")]
@@ -167,7 +172,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn migrate(args: &MigrateArgs) -> Result<(), String> {
-    let (before, after) = store::migrate(&args.database).map_err(|error| error.to_string())?;
+    let (before, after) =
+        store::migrate(&args.database, &args.keys.options()?).map_err(|error| error.to_string())?;
     if before == after {
         println!("the database schema is up to date (version {after})");
     } else {
@@ -183,9 +189,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             args.listen
         ));
     }
-    let mut store = store::Store::open(&args.database).map_err(|error| error.to_string())?;
+    let mut store = store::Store::open_with(&args.database, &args.keys.options()?)
+        .map_err(|error| error.to_string())?;
     if let Some(dir) = &args.data_dir {
         store = store.with_data_dir(dir);
+    }
+    match store.encryption().sealing_key {
+        Some(id) => tracing::info!("resource bodies are sealed at rest (data key {id})"),
+        None => tracing::warn!(
+            "resource bodies are stored as plain text: give a master key (CUSTODIAN_MASTER_KEY or --master-key-file) to encrypt them at rest"
+        ),
     }
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
