@@ -73,6 +73,13 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CUSTODIAN_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first);
+    /// needs --tls-key.
+    #[arg(long, env = "CUSTODIAN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CUSTODIAN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Where records are kept: sqlite:PATH (a file, or a directory for custodian.db), or
     /// postgres://USER@HOST:PORT/DATABASE.
     #[arg(
@@ -189,6 +196,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             args.listen
         ));
     }
+    // Bad certificate or key files stop the start before anything else happens.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together: give both, or neither".into()),
+    };
     let mut store = store::Store::open_with(&args.database, &args.keys.options()?)
         .map_err(|error| error.to_string())?;
     if let Some(dir) = &args.data_dir {
@@ -207,9 +220,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let local = listener
             .local_addr()
             .map_err(|error| format!("cannot read the listening address: {error}"))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let base_url = args
             .base_url
-            .unwrap_or_else(|| format!("http://{local}/fhir"))
+            .unwrap_or_else(|| format!("{scheme}://{local}/fhir"))
             .trim_end_matches('/')
             .to_string();
         let auth = if args.insecure_no_auth {
@@ -255,11 +269,22 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let app = server::router(store, config)
             .await
             .map_err(|error| format!("cannot start: {error}"))?;
-        tracing::info!("listening on http://{local}, FHIR base {base_url}");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|error| format!("server failed: {error}"))
+        tracing::info!("listening on {scheme}://{local}, FHIR base {base_url}");
+        let served = match tls {
+            Some(tls) => {
+                let listener = server::tls::TlsListener::new(listener, tls)
+                    .map_err(|error| format!("cannot listen on {local}: {error}"))?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }
+        };
+        served.map_err(|error| format!("server failed: {error}"))
     })
 }
 

@@ -47,40 +47,9 @@ async fn create(store: &Store, write: Write) -> Version {
     store.write(write).await.unwrap().version.unwrap()
 }
 
-/// The stored body of every version, as raw bytes, straight from the database.
-fn raw_bodies(db: &TestDatabase) -> Vec<Vec<u8>> {
-    if db.is_postgres() {
-        // No client here: count in SQL instead (see `sealed_count`).
-        return Vec::new();
-    }
-    let connection = rusqlite::Connection::open(db.sqlite_file()).unwrap();
-    let mut statement = connection
-        .prepare("SELECT body FROM resource_version WHERE body IS NOT NULL")
-        .unwrap();
-    statement
-        .query_map([], |row| {
-            Ok(match row.get_ref(0)? {
-                rusqlite::types::ValueRef::Text(bytes) | rusqlite::types::ValueRef::Blob(bytes) => {
-                    bytes.to_vec()
-                }
-                _ => Vec::new(),
-            })
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
 /// How many stored bodies hold `text` in plain, and how many are sealed.
-fn plain_and_sealed(db: &TestDatabase, text: &str) -> (i64, i64) {
-    if db.is_postgres() {
-        let plain = db.scalar(&format!(
-            "SELECT count(*) FROM resource_version WHERE position(convert_to('{text}', 'UTF8') in body) > 0"
-        ));
-        let sealed = db.scalar("SELECT count(*) FROM resource_version WHERE get_byte(body, 0) = 1");
-        return (plain, sealed);
-    }
-    let bodies = raw_bodies(db);
+fn plain_and_sealed(db: &TestDatabase, text: &str) -> (usize, usize) {
+    let bodies = store::testing::stored_bodies(&db.url);
     let plain = bodies
         .iter()
         .filter(|body| {
@@ -92,7 +61,7 @@ fn plain_and_sealed(db: &TestDatabase, text: &str) -> (i64, i64) {
         .iter()
         .filter(|body| body.first() == Some(&1))
         .count();
-    (plain as i64, sealed as i64)
+    (plain, sealed)
 }
 
 fn by_family(family: &str) -> SearchRequest {
@@ -294,16 +263,12 @@ store::each_backend! {
         );
         assert_eq!(plain_and_sealed(&db, NAME), (0, 2));
         // The header names the data key: 1 for the first body, 2 for the second.
-        if db.is_postgres() {
-            assert_eq!(
-                db.scalar("SELECT count(*) FROM resource_version WHERE substring(body from 2 for 4) = '\\x00000002'::bytea"),
-                1
-            );
-        } else {
-            let mut key_ids: Vec<u8> = raw_bodies(&db).iter().map(|body| body[4]).collect();
-            key_ids.sort();
-            assert_eq!(key_ids, [1, 2]);
-        }
+        let mut key_ids: Vec<u8> = store::testing::stored_bodies(&db.url)
+            .iter()
+            .map(|body| body[4])
+            .collect();
+        key_ids.sort();
+        assert_eq!(key_ids, [1, 2]);
     }
 }
 
