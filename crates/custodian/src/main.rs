@@ -202,6 +202,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together: give both, or neither".into()),
     };
+    if tls.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            "serving plain HTTP on {}: tokens and patient data cross the network unencrypted; give --tls-cert and --tls-key, or put a TLS-terminating proxy in front",
+            args.listen
+        );
+    }
     let mut store = store::Store::open_with(&args.database, &args.keys.options()?)
         .map_err(|error| error.to_string())?;
     if let Some(dir) = &args.data_dir {
