@@ -65,7 +65,14 @@ fn request(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
 }
 
 fn patient(family: &str) -> Value {
-    json!({"resourceType": "Patient", "name": [{"family": family, "given": ["Zebediah"]}]})
+    json!({
+        "resourceType": "Patient",
+        "name": [{"family": family, "given": ["Zebediah"]}],
+        "gender": "male",
+        "birthDate": "1961-02-03",
+        "telecom": [{"system": "phone", "value": "555-867-5309"}],
+        "address": [{"line": ["12 Lantern Row"], "city": "Wexford", "state": "PA", "postalCode": "15090"}]
+    })
 }
 
 /// Bodies stored holding `text` in plain, and the data key id of each sealed one.
@@ -221,6 +228,22 @@ fn bodies_sent_over_http_are_sealed_at_rest_and_rotate_key_rewraps_their_keys() 
     let (status, read) = request("GET", &format!("{}/Patient/{id}", server.base), None);
     assert_eq!(status, 200);
     assert_eq!(read, created);
+    let (status, everything) = request(
+        "GET",
+        &format!("{}/Patient/{id}/$everything", server.base),
+        None,
+    );
+    assert_eq!(status, 200, "{everything}");
+    assert_eq!(everything["entry"][0]["resource"], created);
+    // The patient index, built from a scan of the store at start, read the sealed body.
+    let input = json!({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": patient(NAME)}]});
+    let (status, matches) = request(
+        "POST",
+        &format!("{}/Patient/$match", server.base),
+        Some(&input),
+    );
+    assert_eq!(status, 200, "{matches}");
+    assert_eq!(matches["entry"][0]["resource"]["id"], id, "{matches}");
     let (status, _) = request(
         "POST",
         &format!("{}/Patient", server.base),
