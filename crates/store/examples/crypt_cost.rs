@@ -21,7 +21,7 @@ fn patient(n: usize) -> Map<String, Value> {
         "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">Generated patient {n}</div>")},
         "name": [{"use": "official", "family": format!("Family{n}"), "given": [format!("Given{n}"), "Middle"], "prefix": ["Mr."]}],
         "telecom": [{"system": "phone", "value": format!("555-{:03}-{:04}", n % 1000, n % 10000), "use": "home"}],
-        "gender": if n % 2 == 0 { "male" } else { "female" },
+        "gender": if n.is_multiple_of(2) { "male" } else { "female" },
         "birthDate": format!("19{:02}-0{}-1{}", n % 100, 1 + n % 9, n % 10),
         "address": [{"line": [format!("{n} Main Street")], "city": "Boston", "state": "MA", "postalCode": "02110", "country": "US",
                      "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/geolocation",
