@@ -287,3 +287,53 @@ store::each_backend! {
         assert_eq!(found.matches[0].id, id);
     }
 }
+
+/// Flips one bit of every stored body's ciphertext, straight in the database.
+fn tamper(db: &TestDatabase) {
+    if db.is_postgres() {
+        let changed = db.scalar(
+            "WITH u AS (UPDATE resource_version SET body = set_byte(body, 30, get_byte(body, 30) # 1)
+             WHERE body IS NOT NULL RETURNING 1) SELECT count(*) FROM u",
+        );
+        assert!(changed > 0);
+        return;
+    }
+    let connection = rusqlite::Connection::open(db.sqlite_file()).unwrap();
+    let rows: Vec<(i64, Vec<u8>)> = connection
+        .prepare("SELECT seq, body FROM resource_version WHERE body IS NOT NULL")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!rows.is_empty());
+    for (seq, mut body) in rows {
+        body[30] ^= 1;
+        connection
+            .execute(
+                "UPDATE resource_version SET body = ?2 WHERE seq = ?1",
+                (seq, body),
+            )
+            .unwrap();
+    }
+}
+
+store::each_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_changed_sealed_body_is_refused_not_served(db) {
+        let key = key();
+        let id = {
+            let store = Store::open_with(&db.url, &with_key(&key)).unwrap();
+            create(&store, patient(NAME)).await.id
+        };
+        tamper(&db);
+        let store = Store::open_with(&db.url, &with_key(&key)).unwrap();
+        let error = store.read("Patient", &id).await.unwrap_err();
+        assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+        assert!(error.to_string().contains("does not authenticate"), "{error}");
+        let error = store.search(by_family(NAME)).await.unwrap_err();
+        assert!(error.to_string().contains("does not authenticate"), "{error}");
+        let mut scan = store.scan(&ScanRequest::default()).unwrap();
+        assert!(scan.next_page().is_err());
+    }
+}
