@@ -33,6 +33,11 @@ pub enum AdminCommand {
     /// Print a patient's accounting of disclosures (HIPAA 164.528), one JSON line per
     /// disclosure.
     Disclosures(DisclosuresArgs),
+    /// Write a new random master key (for encryption at rest) to a file.
+    NewMasterKey(crate::crypt::NewMasterKeyArgs),
+    /// Rotate the keys of encryption at rest: rewrap the data keys with a new master
+    /// key (--new-key-file), add a data key for new writes (--new-data-key), or both.
+    RotateKey(crate::crypt::RotateKeyArgs),
 }
 
 #[derive(Args)]
@@ -43,7 +48,9 @@ pub struct DatabaseArg {
         env = "CUSTODIAN_DATABASE",
         default_value = "sqlite:custodian-data"
     )]
-    database: String,
+    pub database: String,
+    #[command(flatten)]
+    pub keys: crate::crypt::MasterKeyArgs,
 }
 
 #[derive(Args)]
@@ -220,12 +227,14 @@ pub fn run(command: AdminCommand) -> Result<(), String> {
             AdminCommand::Revoke(args) => change(args, false).await,
             AdminCommand::Token(args) => token(args).await,
             AdminCommand::Disclosures(args) => disclosures(args).await,
+            AdminCommand::NewMasterKey(args) => crate::crypt::new_master_key(&args),
+            AdminCommand::RotateKey(args) => crate::crypt::rotate_key(args).await,
         }
     })
 }
 
 async fn open(database: &DatabaseArg) -> Result<store::Store, String> {
-    store::Store::connect(&database.database)
+    store::Store::connect_with(&database.database, &database.keys.options()?)
         .await
         .map_err(|error| error.to_string())
 }

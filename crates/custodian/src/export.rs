@@ -27,6 +27,8 @@ pub struct ExportArgs {
         default_value = "sqlite:custodian-data"
     )]
     database: String,
+    #[command(flatten)]
+    keys: crate::crypt::MasterKeyArgs,
     /// Export from a running server instead, e.g. http://127.0.0.1:8080/fhir.
     #[arg(long, conflicts_with = "database")]
     server: Option<String>,
@@ -120,7 +122,8 @@ pub fn run(args: ExportArgs) -> Result<(), String> {
     let written = match &args.server {
         Some(url) => from_server(&args, url, &params, level, &progress)?,
         None => {
-            let store = store::Store::open(&args.database).map_err(|error| error.to_string())?;
+            let store = store::Store::open_with(&args.database, &args.keys.options()?)
+                .map_err(|error| error.to_string())?;
             let members = match &args.group {
                 Some(id) => Some(
                     current_thread()?

@@ -43,6 +43,8 @@ pub struct ImportArgs {
         default_value = "sqlite:custodian-data"
     )]
     database: String,
+    #[command(flatten)]
+    keys: crate::crypt::MasterKeyArgs,
     /// Load through a running server instead, e.g. http://127.0.0.1:8080/fhir.
     #[arg(long, conflicts_with = "database")]
     server: Option<String>,
@@ -525,7 +527,8 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
                 (address, base_path, None, None)
             }
             None => {
-                let (address, loader, token) = in_process_server(&args.database, bulk).await?;
+                let (address, loader, token) =
+                    in_process_server(&args.database, &args.keys.options()?, bulk).await?;
                 (address, "/fhir".to_string(), Some(loader), Some(token))
             }
         };
@@ -542,7 +545,8 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
         // A bulk load skipped the search value indexes; opening the store builds them.
         let started = Instant::now();
         println!("building the search indexes...");
-        store::Store::open(&args.database).map_err(|error| error.to_string())?;
+        store::Store::open_with(&args.database, &args.keys.options()?)
+            .map_err(|error| error.to_string())?;
         println!(
             "search indexes built in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -565,14 +569,15 @@ struct Target {
 /// import gets the one token.
 async fn in_process_server(
     database: &str,
+    options: &store::Options,
     bulk: bool,
 ) -> Result<(String, Arc<Loader>, String), String> {
     let open = if bulk {
         store::Store::open_bulk
     } else {
-        store::Store::open
+        store::Store::open_with
     };
-    let store = open(database).map_err(|error| error.to_string())?;
+    let store = open(database, options).map_err(|error| error.to_string())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|error| format!("cannot open a loopback port: {error}"))?;

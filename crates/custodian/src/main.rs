@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod client;
 mod coding;
+mod crypt;
 mod dataset;
 mod export;
 mod import;
@@ -63,6 +64,8 @@ struct MigrateArgs {
         default_value = "sqlite:custodian-data"
     )]
     database: String,
+    #[command(flatten)]
+    keys: crypt::MasterKeyArgs,
 }
 
 #[derive(clap::Args)]
@@ -70,6 +73,13 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CUSTODIAN_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first);
+    /// needs --tls-key.
+    #[arg(long, env = "CUSTODIAN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CUSTODIAN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Where records are kept: sqlite:PATH (a file, or a directory for custodian.db), or
     /// postgres://USER@HOST:PORT/DATABASE.
     #[arg(
@@ -78,6 +88,8 @@ struct ServeArgs {
         default_value = "sqlite:custodian-data"
     )]
     database: String,
+    #[command(flatten)]
+    keys: crypt::MasterKeyArgs,
     /// Where files that belong with a PostgreSQL store go (export jobs); a SQLite store
     /// keeps them beside its database file. Defaults to ./custodian-data.
     #[arg(long, env = "CUSTODIAN_DATA_DIR")]
@@ -173,7 +185,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn migrate(args: &MigrateArgs) -> Result<(), String> {
-    let (before, after) = store::migrate(&args.database).map_err(|error| error.to_string())?;
+    let (before, after) =
+        store::migrate(&args.database, &args.keys.options()?).map_err(|error| error.to_string())?;
     if before == after {
         println!("the database schema is up to date (version {after})");
     } else {
@@ -189,9 +202,28 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             args.listen
         ));
     }
-    let mut store = store::Store::open(&args.database).map_err(|error| error.to_string())?;
+    // Bad certificate or key files stop the start before anything else happens.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together: give both, or neither".into()),
+    };
+    if tls.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            "serving plain HTTP on {}: tokens and patient data cross the network unencrypted; give --tls-cert and --tls-key, or put a TLS-terminating proxy in front",
+            args.listen
+        );
+    }
+    let mut store = store::Store::open_with(&args.database, &args.keys.options()?)
+        .map_err(|error| error.to_string())?;
     if let Some(dir) = &args.data_dir {
         store = store.with_data_dir(dir);
+    }
+    match store.encryption().sealing_key {
+        Some(id) => tracing::info!("resource bodies are sealed at rest (data key {id})"),
+        None => tracing::warn!(
+            "resource bodies are stored as plain text: give a master key (CUSTODIAN_MASTER_KEY or --master-key-file) to encrypt them at rest"
+        ),
     }
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -200,9 +232,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let local = listener
             .local_addr()
             .map_err(|error| format!("cannot read the listening address: {error}"))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let base_url = args
             .base_url
-            .unwrap_or_else(|| format!("http://{local}/fhir"))
+            .unwrap_or_else(|| format!("{scheme}://{local}/fhir"))
             .trim_end_matches('/')
             .to_string();
         let auth = if args.insecure_no_auth {
@@ -250,11 +283,22 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let app = server::router(store, config)
             .await
             .map_err(|error| format!("cannot start: {error}"))?;
-        tracing::info!("listening on http://{local}, FHIR base {base_url}");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|error| format!("server failed: {error}"))
+        tracing::info!("listening on {scheme}://{local}, FHIR base {base_url}");
+        let served = match tls {
+            Some(tls) => {
+                let listener = server::tls::TlsListener::new(listener, tls)
+                    .map_err(|error| format!("cannot listen on {local}: {error}"))?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }
+        };
+        served.map_err(|error| format!("server failed: {error}"))
     })
 }
 

@@ -1,4 +1,4 @@
-//! The HTTP suites of storage, search, bundles and export again, from the same test
+//! The HTTP suites of storage, search, bundles, export and encryption at rest again, from the same test
 //! code, with the server keeping its records in PostgreSQL (`CUSTODIAN_TEST_POSTGRES`,
 //! default `postgres://postgres@127.0.0.1:5432/postgres`; each server gets a schema of
 //! its own). The harness (`common::on_postgres`) knows this binary by its name.
@@ -19,6 +19,8 @@ mod bundles;
 mod conditional;
 #[path = "disclosure.rs"]
 mod disclosure;
+#[path = "crypt.rs"]
+mod crypt;
 #[path = "everything.rs"]
 mod everything;
 #[path = "export.rs"]

@@ -30,6 +30,7 @@ mod search;
 mod searchset;
 mod subset;
 mod terminology;
+pub mod tls;
 mod validate;
 mod write;
 

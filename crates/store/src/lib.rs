@@ -14,6 +14,7 @@
 mod auth;
 mod body;
 mod disclosure;
+mod crypt;
 mod error;
 mod history;
 mod instant;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 
 pub use auth::AuthKind;
 pub use disclosure::Disclosure;
+pub use crypt::{Encryption, MasterKey};
 pub use error::{StoreError, TransactionError};
 pub use history::{HistoryPage, HistoryQuery, HistoryScope};
 pub use instant::{Instant, Period};
@@ -62,6 +64,14 @@ enum Backend {
     Postgres(Box<PostgresStore>),
 }
 
+/// How to open a store.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Seals new resource bodies at rest (see docs/security.md); a store that holds
+    /// data keys opens only with it.
+    pub master_key: Option<MasterKey>,
+}
+
 /// What a database URL names.
 enum Url<'a> {
     Sqlite(&'a str),
@@ -84,9 +94,9 @@ fn parse_url(url: &str) -> Result<Url<'_>, StoreError> {
 
 /// Brings the schema of the database `url` names up to date without serving it;
 /// returns its version before and after.
-pub fn migrate(url: &str) -> Result<(u32, u32), StoreError> {
+pub fn migrate(url: &str, options: &Options) -> Result<(u32, u32), StoreError> {
     match parse_url(url)? {
-        Url::Sqlite(path) => sqlite::migrate(std::path::Path::new(path)),
+        Url::Sqlite(path) => sqlite::migrate(std::path::Path::new(path), options),
         Url::Postgres => postgres::migrate(url),
     }
 }
@@ -101,13 +111,23 @@ impl Store {
     /// `./custodian-data` unless [`Store::with_data_dir`] says otherwise. Blocking (it
     /// works from any thread, async or not, but holds it while it connects).
     pub fn open(url: &str) -> Result<Store, StoreError> {
-        Store::open_as(url, false)
+        Store::open_with(url, &Options::default())
+    }
+
+    /// [`Store::open`] with options: the master key.
+    pub fn open_with(url: &str, options: &Options) -> Result<Store, StoreError> {
+        Store::open_as(url, false, options)
     }
 
     /// [`Store::open`] on a blocking thread, for async callers.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let url = url.to_string();
-        tokio::task::spawn_blocking(move || Store::open(&url))
+        Store::connect_with(url, &Options::default()).await
+    }
+
+    /// [`Store::open_with`] on a blocking thread, for async callers.
+    pub async fn connect_with(url: &str, options: &Options) -> Result<Store, StoreError> {
+        let (url, options) = (url.to_string(), options.clone());
+        tokio::task::spawn_blocking(move || Store::open_with(&url, &options))
             .await
             .map_err(|error| StoreError::Backend(format!("opening task failed: {error}")))?
     }
@@ -133,16 +153,17 @@ impl Store {
     /// search value indexes (searches stay correct but scan), and the next [`Store::open`]
     /// builds them in one sorted pass; a store that already holds data opens as usual.
     /// PostgreSQL opens as usual: its bulk writes are multi-row inserts already.
-    pub fn open_bulk(url: &str) -> Result<Store, StoreError> {
-        Store::open_as(url, true)
+    pub fn open_bulk(url: &str, options: &Options) -> Result<Store, StoreError> {
+        Store::open_as(url, true, options)
     }
 
-    fn open_as(url: &str, bulk: bool) -> Result<Store, StoreError> {
+    fn open_as(url: &str, bulk: bool, options: &Options) -> Result<Store, StoreError> {
+        let master = options.master_key.as_ref();
         let backend = match parse_url(url)? {
             Url::Sqlite(path) => {
-                Backend::Sqlite(SqliteStore::open(std::path::Path::new(path), bulk)?)
+                Backend::Sqlite(SqliteStore::open(std::path::Path::new(path), bulk, master)?)
             }
-            Url::Postgres => Backend::Postgres(Box::new(PostgresStore::open(url)?)),
+            Url::Postgres => Backend::Postgres(Box::new(PostgresStore::open(url, master)?)),
         };
         Ok(Store {
             backend: Arc::new(backend),
@@ -222,6 +243,34 @@ impl Store {
         match &*self.backend {
             Backend::Sqlite(sqlite) => sqlite.data_dir(),
             Backend::Postgres(postgres) => postgres.data_dir(),
+        }
+    }
+
+    /// Whether new bodies are sealed, and with which data key.
+    pub fn encryption(&self) -> Encryption {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.encryption(),
+            Backend::Postgres(postgres) => postgres.encryption(),
+        }
+    }
+
+    /// Rotates the master key: wraps every data key with `new` instead of the key the
+    /// store was opened with, in one transaction; bodies are not rewritten. Returns how
+    /// many data keys were rewrapped. From then on the store opens with `new` only.
+    pub async fn rotate_master_key(&self, new: &MasterKey) -> Result<usize, StoreError> {
+        match &*self.backend {
+            // Rare and short: done on the calling task.
+            Backend::Sqlite(sqlite) => sqlite.rewrap_keys(new),
+            Backend::Postgres(postgres) => postgres.rewrap_keys(new).await,
+        }
+    }
+
+    /// Adds a data key that seals the bodies written from the next start of the store
+    /// on (older keys keep opening older bodies); returns its id.
+    pub async fn add_data_key(&self) -> Result<u32, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.add_data_key(),
+            Backend::Postgres(postgres) => postgres.add_data_key().await,
         }
     }
 

@@ -291,6 +291,54 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Every stored body of the database `url` names (sqlite:DIR or a postgres:// URL),
+/// as the raw bytes the database holds: for checking what is kept at rest.
+pub fn stored_bodies(url: &str) -> Vec<Vec<u8>> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = Path::new(path);
+        let file = if path.is_dir() {
+            path.join("custodian.db")
+        } else {
+            path.to_path_buf()
+        };
+        let connection = rusqlite::Connection::open(file).expect("open the database");
+        let mut statement = connection
+            .prepare("SELECT body FROM resource_version WHERE body IS NOT NULL")
+            .expect("prepare");
+        let rows = statement
+            .query_map([], |row| {
+                Ok(match row.get_ref(0)? {
+                    rusqlite::types::ValueRef::Text(bytes)
+                    | rusqlite::types::ValueRef::Blob(bytes) => bytes.to_vec(),
+                    _ => Vec::new(),
+                })
+            })
+            .expect("query");
+        return rows.collect::<Result<_, _>>().expect("read the bodies");
+    }
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let into = bodies.clone();
+    with_client(url, |client| async move {
+        let rows = client
+            .query(
+                "SELECT body FROM resource_version WHERE body IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(|error| error.to_string())?;
+        let mut into = into.lock().map_err(|_| "poisoned".to_string())?;
+        for row in rows {
+            into.push(
+                row.try_get::<_, Vec<u8>>(0)
+                    .map_err(|error| error.to_string())?,
+            );
+        }
+        Ok(())
+    })
+    .expect("read the bodies");
+    bodies.lock().expect("bodies").clone()
+}
+
 /// Drops the test schemas whose test directory is gone (tests that never dropped
 /// theirs: killed, or holding it until the process ended).
 fn sweep_orphans(server: &str) -> Result<(), String> {

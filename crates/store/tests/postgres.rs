@@ -276,6 +276,7 @@ async fn compartment_rows_carry_their_patient() {
             "auth_record",
             "auth_used_once",
             "custodian_schema",
+            "data_key",
             "resource_key",
             "search_param"
         ]

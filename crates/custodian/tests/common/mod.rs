@@ -139,7 +139,8 @@ impl TestServer {
                 if std::env::var_os("CUSTODIAN_TEST_SERVER_LOG").is_some() {
                     eprintln!("SERVER: {line}");
                 }
-                if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
+                if !sent && let Some(rest) = line.split("listening on ").nth(1) {
+                    // `http://ADDRESS` or `https://ADDRESS`, as the server says.
                     let origin = rest.split([',', ' ']).next().unwrap_or("").to_string();
                     let _ = found.send(origin);
                     sent = true;
@@ -151,8 +152,8 @@ impl TestServer {
             .expect("custodian did not start listening within 30 s");
         TestServer {
             child,
-            origin: format!("http://{origin}"),
-            base: format!("http://{origin}/fhir"),
+            base: format!("{origin}/fhir"),
+            origin,
             data_dir: data_dir.to_path_buf(),
         }
     }

@@ -9,11 +9,13 @@ use tokio_postgres::Client;
 
 use super::reader::{numbered, typed};
 use super::{error, version_from_row};
+use crate::crypt::Keyring;
 use crate::query::Sql;
 use crate::{HistoryPage, HistoryQuery, HistoryScope, StoreError};
 
 pub(super) async fn page(
     client: &Client,
+    keys: &Keyring,
     query: &HistoryQuery,
     known_horizon: Option<i64>,
     horizon: impl FnOnce() -> Option<i64>,
@@ -80,7 +82,7 @@ pub(super) async fn page(
     let mut versions = Vec::with_capacity(rows.len().min(query.count));
     let mut next_cursor = None;
     for row in &rows {
-        let version = version_from_row(row)?;
+        let version = version_from_row(row, keys)?;
         if horizon.is_some_and(|horizon| version.last_updated.0 >= horizon) {
             continue;
         }

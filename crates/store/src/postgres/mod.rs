@@ -15,6 +15,7 @@ mod auth;
 mod disclosure;
 mod history;
 mod horizon;
+mod keys;
 mod reader;
 pub(crate) mod scan;
 mod schema;
@@ -31,6 +32,7 @@ use tokio::runtime::{Handle, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
+use crate::crypt::{Encryption, Keyring, MasterKey};
 use crate::params::ParamIds;
 use crate::prepared::Indexed;
 use crate::{
@@ -61,6 +63,8 @@ pub(crate) struct PostgresStore {
     times: Arc<Mutex<horizon::Times>>,
     analyzer: analyze::Analyzer,
     data_dir: PathBuf,
+    /// Opens stored bodies and seals new ones.
+    keys: Arc<Keyring>,
 }
 
 impl Drop for PostgresStore {
@@ -202,7 +206,7 @@ pub(crate) fn migrate(url: &str) -> Result<(u32, u32), StoreError> {
 }
 
 impl PostgresStore {
-    pub(crate) fn open(url: &str) -> Result<PostgresStore, StoreError> {
+    pub(crate) fn open(url: &str, master: Option<&MasterKey>) -> Result<PostgresStore, StoreError> {
         let config = config(url)?;
         let runtime = runtime()?;
         let handle = runtime.handle().clone();
@@ -210,9 +214,11 @@ impl PostgresStore {
         let opened = {
             let config = config.clone();
             let params = params.clone();
+            let master = master.cloned();
             block_on(&handle, async move {
                 let mut client = connect(&config).await?;
                 schema::migrate(&mut client).await?;
+                let keys = keys::keyring(&client, master.as_ref()).await?;
                 for row in client
                     .query("SELECT pid, type, key FROM search_param", &[])
                     .await
@@ -233,10 +239,10 @@ impl PostgresStore {
                     .await
                     .map_err(error)?
                     .get(0);
-                Ok::<_, StoreError>((Instant(newest.unwrap_or(0)), resources))
+                Ok::<_, StoreError>((Instant(newest.unwrap_or(0)), resources, keys))
             })
         };
-        let (newest, resources) = match opened.and_then(|opened| opened) {
+        let (newest, resources, keys) = match opened.and_then(|opened| opened) {
             Ok(opened) => opened,
             Err(error) => {
                 runtime.shutdown_background();
@@ -275,6 +281,7 @@ impl PostgresStore {
             params,
             times: Arc::new(Mutex::new(horizon::Times::new(newest))),
             data_dir: PathBuf::from("custodian-data"),
+            keys: Arc::new(keys),
         })
     }
 
@@ -303,6 +310,7 @@ impl PostgresStore {
             params: self.params.clone(),
             times: self.times.clone(),
             analyzer: self.analyzer.clone(),
+            keys: self.keys.clone(),
         }
     }
 
@@ -363,7 +371,9 @@ impl PostgresStore {
             .query_opt(&statement, &[&resource_type, &id])
             .await
             .map_err(error)?;
-        row.as_ref().map(version_from_row).transpose()
+        row.as_ref()
+            .map(|row| version_from_row(row, &self.keys))
+            .transpose()
     }
 
     pub(crate) async fn vread(
@@ -387,7 +397,9 @@ impl PostgresStore {
             .query_opt(&statement, &[&resource_type, &id, &version])
             .await
             .map_err(error)?;
-        row.as_ref().map(version_from_row).transpose()
+        row.as_ref()
+            .map(|row| version_from_row(row, &self.keys))
+            .transpose()
     }
 
     pub(crate) async fn current_of_type(
@@ -398,6 +410,7 @@ impl PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let pool = self.pool.clone();
         let resource_type = resource_type.to_string();
+        let keys = self.keys.clone();
         self.spawn(async move {
             let client = pool.get().await.map_err(pool_error)?;
             let statement = client
@@ -414,7 +427,7 @@ impl PostgresStore {
                 .await
                 .map_err(error)?
                 .iter()
-                .map(version_from_row)
+                .map(|row| version_from_row(row, &keys))
                 .collect()
         })
         .await
@@ -428,6 +441,7 @@ impl PostgresStore {
             .lock()
             .map_err(|_| StoreError::Backend("the clock lock is poisoned".into()))?
             .read_start();
+        let keys = self.keys.clone();
         self.spawn(async move {
             let client = pool.get().await.map_err(pool_error)?;
             let horizon = || {
@@ -436,7 +450,7 @@ impl PostgresStore {
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .horizon(start)
             };
-            history::page(&client, &query, start.first_in_flight(), horizon).await
+            history::page(&client, &keys, &query, start.first_in_flight(), horizon).await
         })
         .await
     }
@@ -450,8 +464,9 @@ impl PostgresStore {
         let pool = self.pool.clone();
         let params = self.params.clone();
         let handle = self.handle.clone();
+        let keys = self.keys.clone();
         self.handle
-            .spawn_blocking(move || reader::in_snapshot(&handle, &pool, &params, f))
+            .spawn_blocking(move || reader::in_snapshot(&handle, &pool, &params, &keys, f))
             .await
             .map_err(|error| StoreError::Backend(format!("search task failed: {error}")))?
     }
@@ -470,13 +485,13 @@ impl PostgresStore {
     }
 }
 
-fn version_from_row(row: &Row) -> Result<Version, StoreError> {
-    version_at(row, 0)
+fn version_from_row(row: &Row, keys: &Keyring) -> Result<Version, StoreError> {
+    version_at(row, 0, keys)
 }
 
 /// A version from the columns type, id, version, last_updated, method, body and
 /// created, starting at column `offset`.
-fn version_at(row: &Row, offset: usize) -> Result<Version, StoreError> {
+fn version_at(row: &Row, offset: usize, keys: &Keyring) -> Result<Version, StoreError> {
     let version: i64 = row.try_get(offset + 2).map_err(error)?;
     let method: String = row.try_get(offset + 4).map_err(error)?;
     Ok(Version {
@@ -485,9 +500,50 @@ fn version_at(row: &Row, offset: usize) -> Result<Version, StoreError> {
         version: u64::try_from(version).unwrap_or(0),
         last_updated: Instant(row.try_get(offset + 3).map_err(error)?),
         method: Method::from_verb(&method),
-        body: row.try_get(offset + 5).map_err(error)?,
+        body: body_at(row, offset + 5, keys)?,
         created: row.try_get(offset + 6).map_err(error)?,
     })
+}
+
+/// A body column (bytea) as text: plain JSON as it is, a sealed body opened where it
+/// lies.
+fn body_at(row: &Row, index: usize, keys: &Keyring) -> Result<Option<String>, StoreError> {
+    row.try_get::<_, Option<Vec<u8>>>(index)
+        .map_err(error)?
+        .map(|stored| keys.open_owned(stored))
+        .transpose()
+}
+
+impl PostgresStore {
+    pub(crate) fn encryption(&self) -> Encryption {
+        self.keys.encryption()
+    }
+
+    /// Wraps every data key with `new` instead, in one transaction.
+    pub(crate) async fn rewrap_keys(&self, new: &MasterKey) -> Result<usize, StoreError> {
+        let rows = self.keys.rewrap(new)?;
+        let pool = self.pool.clone();
+        self.spawn(async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            keys::replace(&mut client, &rows).await
+        })
+        .await
+    }
+
+    /// Adds a data key, which seals new bodies from the next start on; returns its id.
+    pub(crate) async fn add_data_key(&self) -> Result<u32, StoreError> {
+        let master = self
+            .keys
+            .master()
+            .cloned()
+            .ok_or_else(|| StoreError::Config("a data key needs the master key".into()))?;
+        let pool = self.pool.clone();
+        self.spawn(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            keys::add(&client, &master).await
+        })
+        .await
+    }
 }
 
 /// The message of a PostgreSQL error, with the server's detail when it sent one.

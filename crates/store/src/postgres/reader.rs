@@ -24,6 +24,7 @@ use tokio::runtime::Handle;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::{error, pool_error, version_at, version_from_row};
+use crate::crypt::Keyring;
 use crate::params::ParamIds;
 use crate::query::{Dialect, Found, PageRow, Reader, Sql, Value};
 use crate::{StoreError, Version};
@@ -98,6 +99,7 @@ pub(super) struct PgReader<'t> {
     pub(super) handle: &'t Handle,
     pub(super) client: &'t tokio_postgres::Client,
     pub(super) params: &'t ParamIds,
+    keys: &'t Keyring,
     /// The pooled connection's statement cache.
     statements: Option<&'t StatementCache>,
     /// Whether the read-only transaction has begun (with the first statement).
@@ -109,6 +111,7 @@ pub(super) fn in_snapshot<T>(
     handle: &Handle,
     pool: &Pool,
     params: &ParamIds,
+    keys: &Keyring,
     f: impl FnOnce(&PgReader<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let client = handle.block_on(pool.get()).map_err(pool_error)?;
@@ -120,6 +123,7 @@ pub(super) fn in_snapshot<T>(
         handle,
         client: &client,
         params,
+        keys,
         statements: Some(&statements),
         begun: Cell::new(false),
     };
@@ -144,11 +148,13 @@ impl<'t> PgReader<'t> {
         handle: &'t Handle,
         client: &'t tokio_postgres::Client,
         params: &'t ParamIds,
+        keys: &'t Keyring,
     ) -> PgReader<'t> {
         PgReader {
             handle,
             client,
             params,
+            keys,
             statements: None,
             begun: Cell::new(true),
         }
@@ -324,7 +330,9 @@ impl Reader for PgReader<'_> {
             // After the rid, the sort values and the row number.
             let offset = values + 2;
             let present: Option<String> = row.try_get(offset).map_err(error)?;
-            let version = present.map(|_| version_at(&row, offset)).transpose()?;
+            let version = present
+                .map(|_| version_at(&row, offset, self.keys))
+                .transpose()?;
             found.push(((rid, sort), version));
         }
         Ok(found)
@@ -355,7 +363,10 @@ impl Reader for PgReader<'_> {
         )?;
         let mut found: HashMap<i64, Version> = HashMap::with_capacity(rows.len());
         for row in &rows {
-            found.insert(row.try_get(7).map_err(error)?, version_from_row(row)?);
+            found.insert(
+                row.try_get(7).map_err(error)?,
+                version_from_row(row, self.keys)?,
+            );
         }
         Ok(rids
             .iter()

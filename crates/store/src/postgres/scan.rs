@@ -10,6 +10,7 @@ use tokio::runtime::Handle;
 use super::horizon::Times;
 use super::reader::{PgReader, numbered, typed};
 use super::{PostgresStore, block_on, connect, error};
+use crate::crypt::Keyring;
 use crate::params::ParamIds;
 use crate::query::{Sql, Value};
 use crate::{Instant, Patients, ScanRequest, Scanned, StoreError, query};
@@ -33,6 +34,7 @@ pub(crate) struct PostgresScan {
     current: usize,
     after_rid: i64,
     transaction_time: Instant,
+    keys: Arc<Keyring>,
 }
 
 impl PostgresStore {
@@ -40,13 +42,14 @@ impl PostgresStore {
         let handle = self.handle.clone();
         let config = self.config.clone();
         let params = self.params.clone();
+        let keys = self.keys.clone();
         let request = request.clone();
         let times = self.times.clone();
         // Planning looks up pids synchronously, as a search does: on a blocking thread.
         let opened = block_on(&self.handle, async move {
             let blocking = handle.clone();
             blocking
-                .spawn_blocking(move || open(&handle, &config, &params, &request, &times))
+                .spawn_blocking(move || open(&handle, &config, &params, keys, &request, &times))
                 .await
         })?;
         opened.map_err(|failure| StoreError::Backend(format!("scan task failed: {failure}")))?
@@ -57,6 +60,7 @@ fn open(
     handle: &Handle,
     config: &tokio_postgres::Config,
     params: &ParamIds,
+    keys: Arc<Keyring>,
     request: &ScanRequest,
     times: &Mutex<Times>,
 ) -> Result<PostgresScan, StoreError> {
@@ -69,7 +73,7 @@ fn open(
     handle
         .block_on(client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         .map_err(error)?;
-    let reader = PgReader::in_transaction(handle, &client, params);
+    let reader = PgReader::in_transaction(handle, &client, params, &keys);
     let newest: Option<i64> = handle
         .block_on(client.query_one("SELECT max(last_updated) FROM resource_version", &[]))
         .map_err(error)?
@@ -102,6 +106,7 @@ fn open(
         current: 0,
         after_rid: i64::MIN,
         transaction_time,
+        keys,
     })
 }
 
@@ -154,7 +159,7 @@ impl PostgresScan {
                 page.push(Scanned {
                     resource_type: resource_type.clone(),
                     id: row.try_get(1).map_err(error)?,
-                    body: row.try_get(2).map_err(error)?,
+                    body: self.keys.open_owned(row.try_get(2).map_err(error)?)?,
                 });
             }
             match last_rid {

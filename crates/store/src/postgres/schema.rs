@@ -176,6 +176,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER disclosure_no_truncate BEFORE TRUNCATE ON disclosure
         FOR EACH STATEMENT EXECUTE FUNCTION disclosure_append_only();
     "#,
+    // 4: encryption at rest (`crate::crypt`): the data keys, each wrapped by the master
+    // key, which is never stored; and bodies as bytes, since a sealed body is binary
+    // (plain JSON bodies stay their UTF-8 bytes).
+    r#"
+    CREATE TABLE data_key (
+        id integer PRIMARY KEY,
+        wrapped bytea NOT NULL,              -- nonce, the key encrypted by the master key, tag
+        created bigint NOT NULL              -- microseconds since the Unix epoch, UTC
+    );
+    ALTER TABLE resource_version ALTER COLUMN body TYPE bytea USING convert_to(body, 'UTF8');
+    "#,
 ];
 
 /// The index tables, for removing a resource's rows.

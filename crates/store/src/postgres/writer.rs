@@ -24,6 +24,7 @@ use tokio_postgres::types::ToSql;
 use super::horizon::InFlight;
 use super::schema::INDEX_TABLES;
 use super::{error, pool_error};
+use crate::crypt::Keyring;
 use crate::params::ParamIds;
 use crate::prepared::{Clock, Current, Indexed, Prepared, check_if_match, indexable};
 use crate::query::dialect::tsvector_text;
@@ -42,6 +43,8 @@ pub(super) struct Writer {
     pub(super) params: ParamIds,
     pub(super) times: Arc<Mutex<super::horizon::Times>>,
     pub(super) analyzer: super::analyze::Analyzer,
+    /// Seals bodies before they are stored.
+    pub(super) keys: Arc<Keyring>,
 }
 
 /// Why an attempt did not commit.
@@ -247,11 +250,13 @@ impl Writer {
             (applied, in_flight)
         };
         let applied = applied?;
+        // Outside the clock's lock: sealing takes a few microseconds per body.
+        let sealed = seal(&self.keys, &applied)?;
 
         // New resources get their keys (and rids) first; a key that exists by now was
         // created by a concurrent writer after our lock query: start again.
         let rids = self.insert_keys(transaction, &applied).await?;
-        let rows = Rows::of(&applied, writes, &rids, &self.params)?;
+        let rows = Rows::of(&applied, &sealed, writes, &rids, &self.params)?;
         rows.write(transaction).await?;
         Ok((applied.written, in_flight))
     }
@@ -358,6 +363,26 @@ impl Prepared {
             } => (resource_type, id),
         }
     }
+}
+
+/// The sealed body of each version to insert, in the order of `applied.versions`
+/// (`None` for a deletion, or when the store writes bodies plain).
+fn seal(keys: &Keyring, applied: &Applied<'_>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    applied
+        .versions
+        .iter()
+        .map(|&(_, at)| {
+            match applied
+                .written
+                .get(at)
+                .and_then(|written| written.version.as_ref())
+                .and_then(|version| version.body.as_deref())
+            {
+                Some(body) => keys.seal(body),
+                None => Ok(None),
+            }
+        })
+        .collect()
 }
 
 /// Applies `writes` in order against what was `found`, as SQLite's writer does one by
@@ -518,7 +543,8 @@ struct Rows<'a> {
     v_version: Vec<i64>,
     v_last_updated: Vec<i64>,
     v_method: Vec<&'static str>,
-    v_body: Vec<Option<&'a str>>,
+    /// Sealed, or the plain JSON's bytes.
+    v_body: Vec<Option<&'a [u8]>>,
     v_created: Vec<bool>,
     // resource rows to insert (new, or moved to another pkey)
     n_rid: Vec<i64>,
@@ -625,6 +651,7 @@ struct RowKey<'a> {
 impl<'a> Rows<'a> {
     fn of(
         applied: &'a Applied<'a>,
+        sealed: &'a [Option<Vec<u8>>],
         writes: &'a [Indexed],
         rids: &HashMap<(String, String), i64>,
         params: &ParamIds,
@@ -637,7 +664,7 @@ impl<'a> Rows<'a> {
                     StoreError::Backend(format!("no rid for {}/{}", state.resource_type, state.id))
                 })
         };
-        for &(slot, at) in &applied.versions {
+        for (&(slot, at), sealed) in applied.versions.iter().zip(sealed) {
             let state = &applied.states[slot];
             let Some(version) = applied.written.get(at).and_then(|w| w.version.as_ref()) else {
                 continue;
@@ -650,7 +677,11 @@ impl<'a> Rows<'a> {
                 .push(i64::try_from(version.version).unwrap_or(i64::MAX));
             rows.v_last_updated.push(version.last_updated.0);
             rows.v_method.push(version.method.verb());
-            rows.v_body.push(version.body.as_deref());
+            rows.v_body.push(
+                sealed
+                    .as_deref()
+                    .or_else(|| version.body.as_deref().map(str::as_bytes)),
+            );
             rows.v_created.push(version.created);
         }
         for state in applied.states.iter().filter(|state| state.changed()) {
@@ -702,7 +733,7 @@ impl<'a> Rows<'a> {
     async fn write(&self, transaction: &Transaction<'_>) -> Result<(), Failed> {
         let statements = [
             "INSERT INTO resource_version (pkey, type, id, version, last_updated, method, body, created)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[], $8::bool[])",
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::bytea[], $8::bool[])",
             "DELETE FROM resource r USING unnest($1::int8[], $2::text[], $3::int8[]) AS u(rid, pkey, old)
              WHERE r.rid = u.rid AND r.pkey = u.pkey AND r.version = u.old",
             "INSERT INTO resource (rid, pkey, type, id, version, deleted, last_updated)

@@ -7,6 +7,7 @@ use search::{IndexRow, IndexValue};
 use super::params::ParamIds;
 use super::schema::INDEX_TABLES;
 use crate::StoreError;
+use crate::crypt::Keyring;
 use crate::prepared::{indexable, key_pairs};
 
 /// Resources reindexed per transaction when the store opens.
@@ -187,6 +188,7 @@ struct Reindexed<'a> {
 pub(super) fn reindex_pending(
     connection: &Connection,
     params: &ParamIds,
+    keys: &Keyring,
 ) -> Result<(), StoreError> {
     loop {
         let batch: Vec<(i64, String, Option<String>)> = {
@@ -200,7 +202,7 @@ pub(super) fn reindex_pending(
                 Ok((
                     row.get(0)?,
                     row.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                    row.get(2)?,
+                    super::body_at(row, 2, keys)?,
                 ))
             })?;
             rows.collect::<Result<_, _>>()?

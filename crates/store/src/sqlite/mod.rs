@@ -6,6 +6,7 @@
 mod auth;
 mod disclosure;
 mod index;
+mod keys;
 mod params;
 mod reader;
 pub(crate) mod scan;
@@ -13,13 +14,15 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value as SqlValue};
+use rusqlite::types::{Type, Value as SqlValue, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use tokio::sync::oneshot;
 
 use self::reader::SqliteReader;
+use crate::crypt::{Keyring, MasterKey};
 use crate::prepared::Indexed;
 use crate::{
     HistoryPage, HistoryQuery, HistoryScope, Instant, Method, StoreError, TransactionError,
@@ -36,29 +39,37 @@ pub(crate) struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     jobs: SyncSender<writer::Job>,
     params: params::ParamIds,
+    /// Opens stored bodies (and, in the writer, seals new ones).
+    keys: Arc<Keyring>,
 }
 
 impl SqliteStore {
     /// Opens the store at `path`; `bulk` asks for a bulk load (see
     /// [`crate::Store::open_bulk`]).
-    pub(crate) fn open(path: &Path, bulk: bool) -> Result<SqliteStore, StoreError> {
+    pub(crate) fn open(
+        path: &Path,
+        bulk: bool,
+        master: Option<&MasterKey>,
+    ) -> Result<SqliteStore, StoreError> {
         let path = resolve_path(path)?;
         let connection = Connection::open(&path).map_err(|error| {
             StoreError::Config(format!("cannot open {}: {error}", path.display()))
         })?;
         schema::prepare_writer(&connection)?;
         schema::migrate(&connection)?;
+        let keys = Arc::new(keys::keyring(&connection, master)?);
         let params = params::ParamIds::default();
-        index::reindex_pending(&connection, &params)?;
+        index::reindex_pending(&connection, &params, &keys)?;
         if !(bulk && schema::drop_value_indexes_if_empty(&connection)?) {
             schema::ensure_value_indexes(&connection)?;
         }
-        let jobs = writer::start(connection, params.clone())?;
+        let jobs = writer::start(connection, params.clone(), keys.clone())?;
         Ok(SqliteStore {
             path,
             readers: Mutex::new(Vec::new()),
             jobs,
             params,
+            keys,
         })
     }
 
@@ -129,7 +140,12 @@ impl SqliteStore {
         let result = connection
             .execute_batch("BEGIN")
             .map_err(StoreError::from)
-            .and_then(|()| query::search(&SqliteReader::new(&connection, &self.params), request));
+            .and_then(|()| {
+                query::search(
+                    &SqliteReader::new(&connection, &self.params, &self.keys),
+                    request,
+                )
+            });
         let ended = connection.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
         if ended.is_ok() {
             self.give_back(connection);
@@ -152,7 +168,10 @@ impl SqliteStore {
         request: &crate::SearchRequest,
     ) -> Result<String, StoreError> {
         let connection = schema::open_reader(&self.path)?;
-        query::explain(&SqliteReader::new(&connection, &self.params), request)
+        query::explain(
+            &SqliteReader::new(&connection, &self.params, &self.keys),
+            request,
+        )
     }
 
     fn with_reader<T>(
@@ -182,7 +201,7 @@ impl SqliteStore {
                     "SELECT type, id, version, last_updated, method, body, created FROM resource_version
                      WHERE seq = (SELECT seq FROM resource WHERE type = ?1 AND id = ?2)",
                 )?
-                .query_row((resource_type, id), version_from_row)
+                .query_row((resource_type, id), |row| version_from_row(row, &self.keys))
                 .optional()
         })
     }
@@ -202,7 +221,9 @@ impl SqliteStore {
                     "SELECT type, id, version, last_updated, method, body, created
                      FROM resource_version WHERE type = ?1 AND id = ?2 AND version = ?3",
                 )?
-                .query_row((resource_type, id, version), version_from_row)
+                .query_row((resource_type, id, version), |row| {
+                    version_from_row(row, &self.keys)
+                })
                 .optional()
         })
     }
@@ -220,7 +241,9 @@ impl SqliteStore {
                  WHERE r.type = ?1 AND r.deleted = 0 AND v.seq = r.seq
                  ORDER BY r.id LIMIT ?2",
             )?;
-            let rows = statement.query_map((resource_type, limit), version_from_row)?;
+            let rows = statement.query_map((resource_type, limit), |row| {
+                version_from_row(row, &self.keys)
+            })?;
             rows.collect()
         })
     }
@@ -300,7 +323,7 @@ impl SqliteStore {
                     next_cursor = versions.last().map(|(seq, _)| *seq);
                     break;
                 }
-                versions.push((row.get::<_, i64>(7)?, version_from_row(row)?));
+                versions.push((row.get::<_, i64>(7)?, version_from_row(row, &self.keys)?));
             }
             Ok(HistoryPage {
                 versions: versions.into_iter().map(|(_, version)| version).collect(),
@@ -311,7 +334,7 @@ impl SqliteStore {
     }
 }
 
-fn version_from_row(row: &Row<'_>) -> Result<Version, rusqlite::Error> {
+fn version_from_row(row: &Row<'_>, keys: &Keyring) -> Result<Version, rusqlite::Error> {
     let version: i64 = row.get(2)?;
     let method: String = row.get(4)?;
     Ok(Version {
@@ -320,14 +343,32 @@ fn version_from_row(row: &Row<'_>) -> Result<Version, rusqlite::Error> {
         version: u64::try_from(version).unwrap_or(0),
         last_updated: Instant(row.get(3)?),
         method: Method::from_verb(&method),
-        body: row.get(5)?,
+        body: body_at(row, 5, keys)?,
         created: row.get(6)?,
+    })
+}
+
+/// A body column as text: plain JSON (TEXT) as it is, a sealed body (BLOB) opened.
+fn body_at(row: &Row<'_>, index: usize, keys: &Keyring) -> Result<Option<String>, rusqlite::Error> {
+    let stored = match row.get_ref(index)? {
+        ValueRef::Null => return Ok(None),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes,
+        other => {
+            return Err(rusqlite::Error::InvalidColumnType(
+                index,
+                "body".into(),
+                other.data_type(),
+            ));
+        }
+    };
+    keys.open_body(stored).map(Some).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(index, Type::Blob, Box::new(error))
     })
 }
 
 /// Applies pending migrations (and the index work they queue); returns the schema
 /// version before and after.
-pub(crate) fn migrate(path: &Path) -> Result<(u32, u32), StoreError> {
+pub(crate) fn migrate(path: &Path, options: &crate::Options) -> Result<(u32, u32), StoreError> {
     let file = resolve_path(path)?;
     let version = || -> Result<u32, StoreError> {
         let version: i64 =
@@ -335,7 +376,7 @@ pub(crate) fn migrate(path: &Path) -> Result<(u32, u32), StoreError> {
         Ok(u32::try_from(version).unwrap_or(0))
     };
     let before = version()?;
-    drop(SqliteStore::open(path, false)?);
+    drop(SqliteStore::open(path, false, options.master_key.as_ref())?);
     Ok((before, version()?))
 }
 

@@ -5,17 +5,27 @@ use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::params::ParamIds;
 use super::version_from_row;
+use crate::crypt::Keyring;
 use crate::query::{Dialect, PageRow, Reader, Sql, Value};
 use crate::{StoreError, Version};
 
 pub(super) struct SqliteReader<'c> {
     connection: &'c Connection,
     params: &'c ParamIds,
+    keys: &'c Keyring,
 }
 
 impl<'c> SqliteReader<'c> {
-    pub(super) fn new(connection: &'c Connection, params: &'c ParamIds) -> SqliteReader<'c> {
-        SqliteReader { connection, params }
+    pub(super) fn new(
+        connection: &'c Connection,
+        params: &'c ParamIds,
+        keys: &'c Keyring,
+    ) -> SqliteReader<'c> {
+        SqliteReader {
+            connection,
+            params,
+            keys,
+        }
     }
 }
 
@@ -99,7 +109,10 @@ impl Reader for SqliteReader<'_> {
         )?;
         let mut versions = Vec::with_capacity(rids.len());
         for &rid in rids {
-            if let Some(version) = statement.query_row([rid], version_from_row).optional()? {
+            if let Some(version) = statement
+                .query_row([rid], |row| version_from_row(row, self.keys))
+                .optional()?
+            {
                 versions.push((rid, version));
             }
         }

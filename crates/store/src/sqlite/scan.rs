@@ -6,11 +6,14 @@
 //! the body, and the patient and `_typeFilter` conditions are probed per row through the
 //! rid-first keys of the index tables, so nothing is read whole or sorted.
 
+use std::sync::Arc;
+
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::reader::{SqliteReader, sqlite_value};
-use super::{SqliteStore, params::ParamIds, schema};
+use super::{SqliteStore, body_at, params::ParamIds, schema};
+use crate::crypt::Keyring;
 use crate::{Instant, Patients, ScanRequest, Scanned, StoreError, query};
 
 /// Resources per page.
@@ -33,6 +36,7 @@ pub(crate) struct SqliteScan {
     current: usize,
     after_rid: i64,
     transaction_time: Instant,
+    keys: Arc<Keyring>,
 }
 
 impl SqliteStore {
@@ -59,7 +63,13 @@ impl SqliteStore {
         types.dedup();
         let mut plans = Vec::with_capacity(types.len());
         for resource_type in types {
-            if let Some(plan) = plan(&connection, &self.params, request, resource_type)? {
+            if let Some(plan) = plan(
+                &connection,
+                &self.params,
+                &self.keys,
+                request,
+                resource_type,
+            )? {
                 plans.push(plan);
             }
         }
@@ -69,6 +79,7 @@ impl SqliteStore {
             current: 0,
             after_rid: i64::MIN,
             transaction_time,
+            keys: self.keys.clone(),
         })
     }
 }
@@ -99,7 +110,7 @@ impl SqliteScan {
                     page.push(Scanned {
                         resource_type: plan.resource_type.clone(),
                         id: row.get(1)?,
-                        body: row.get(2)?,
+                        body: body_at(row, 2, &self.keys)?.unwrap_or_default(),
                     });
                 }
             }
@@ -137,6 +148,7 @@ fn stored_types(connection: &Connection) -> Result<Vec<String>, StoreError> {
 fn plan(
     connection: &Connection,
     params: &ParamIds,
+    keys: &Keyring,
     request: &ScanRequest,
     resource_type: String,
 ) -> Result<Option<TypePlan>, StoreError> {
@@ -169,7 +181,7 @@ fn plan(
         sql.push_str(" AND (0");
         for filter in filters {
             let condition =
-                query::condition(&SqliteReader::new(connection, params), &filter.query)?;
+                query::condition(&SqliteReader::new(connection, params, keys), &filter.query)?;
             sql.push_str(" OR ");
             sql.push_str(&condition.text);
             args.extend(condition.args.into_iter().map(sqlite_value));

@@ -172,6 +172,14 @@ const MIGRATIONS: &[&str] = &[
     BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;
     CREATE TRIGGER disclosure_no_delete BEFORE DELETE ON disclosure
     BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;",
+    // 6: the data keys of encryption at rest (`crate::crypt`), each wrapped by the
+    // master key, which is never stored. Sealed bodies are BLOBs in `body`, plain ones
+    // stay TEXT.
+    "CREATE TABLE data_key (
+        id INTEGER PRIMARY KEY,
+        wrapped BLOB NOT NULL,            -- nonce, the key encrypted by the master key, tag
+        created INTEGER NOT NULL          -- microseconds since the Unix epoch, UTC
+    );",
 ];
 
 /// The value indexes of the index tables (name, then table and columns): searches find

@@ -4,14 +4,17 @@
 //! its own savepoint (a failed write rolls back alone), commits once, syncs once, and
 //! only then answers each caller. Writers that arrive during a sync share the next one.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::index;
 use super::params::ParamIds;
 use crate::body::Template;
+use crate::crypt::Keyring;
 use crate::prepared::{Clock, Current, Indexed, Prepared, check_if_match};
 use crate::{Instant, Method, StoreError, TransactionError, Version, Written};
 
@@ -39,6 +42,8 @@ struct Writer {
     connection: Connection,
     clock: Clock,
     params: ParamIds,
+    /// Seals bodies before they are stored.
+    keys: Arc<Keyring>,
 }
 
 enum Outcome {
@@ -66,12 +71,13 @@ impl Job {
             connection,
             clock,
             params,
+            keys,
         } = writer;
         let connection = &*connection;
         match self {
             Job::One { write, reply } => {
                 let result = in_savepoint(connection, |connection| {
-                    apply(connection, clock, params, write)
+                    apply(connection, clock, params, keys, write)
                 });
                 (Reply::One(reply), Outcome::One(result))
             }
@@ -79,7 +85,7 @@ impl Job {
                 let result = in_savepoint(connection, |connection| {
                     let mut written = Vec::with_capacity(writes.len());
                     for (index, write) in writes.into_iter().enumerate() {
-                        match apply(connection, clock, params, write) {
+                        match apply(connection, clock, params, keys, write) {
                             Ok(one) => written.push(one),
                             Err(error) => return Err(TransactionError { index, error }),
                         }
@@ -134,6 +140,7 @@ impl Reply {
 pub(super) fn start(
     connection: Connection,
     params: ParamIds,
+    keys: Arc<Keyring>,
 ) -> Result<SyncSender<Job>, StoreError> {
     let last: Option<i64> = connection.query_row(
         "SELECT max(last_updated) FROM resource_version",
@@ -152,6 +159,7 @@ pub(super) fn start(
                     connection,
                     clock,
                     params,
+                    keys,
                 },
                 queue,
             )
@@ -255,6 +263,7 @@ fn apply(
     connection: &Connection,
     clock: &mut Clock,
     params: &ParamIds,
+    keys: &Keyring,
     indexed: Indexed,
 ) -> Result<Written, StoreError> {
     let Indexed {
@@ -277,6 +286,7 @@ fn apply(
             let (version, rid) = insert(
                 connection,
                 clock,
+                keys,
                 NewVersion {
                     resource_type: resource_type.as_str(),
                     id: id.as_str(),
@@ -312,6 +322,7 @@ fn apply(
             let (version, rid) = insert(
                 connection,
                 clock,
+                keys,
                 NewVersion {
                     resource_type: resource_type.as_str(),
                     id: id.as_str(),
@@ -346,6 +357,7 @@ fn apply(
             let (version, _) = insert(
                 connection,
                 clock,
+                keys,
                 NewVersion {
                     resource_type: resource_type.as_str(),
                     id: id.as_str(),
@@ -381,6 +393,7 @@ struct NewVersion<'a> {
 fn insert(
     connection: &Connection,
     clock: &mut Clock,
+    keys: &Keyring,
     new: NewVersion<'_>,
 ) -> Result<(Version, i64), StoreError> {
     let NewVersion {
@@ -394,6 +407,16 @@ fn insert(
     } = new;
     let last_updated = clock.tick();
     let body = body.map(|template| template.render(version, last_updated));
+    // Sealed bodies are BLOBs; plain ones stay TEXT.
+    let sealed = match &body {
+        Some(body) => keys.seal(body)?,
+        None => None,
+    };
+    let stored = match (&sealed, &body) {
+        (Some(sealed), _) => ValueRef::Blob(sealed),
+        (None, Some(body)) => ValueRef::Text(body.as_bytes()),
+        (None, None) => ValueRef::Null,
+    };
     let version_number = i64::try_from(version)
         .map_err(|_| StoreError::Invalid(format!("version {version} is out of range")))?;
     connection
@@ -407,7 +430,7 @@ fn insert(
             version_number,
             last_updated.0,
             method.verb(),
-            body.as_deref(),
+            ToSqlOutput::Borrowed(stored),
             created,
         ))?;
     let seq = connection.last_insert_rowid();

@@ -1,0 +1,100 @@
+//! The data keys of encryption at rest in SQLite (see `crate::crypt`). Key changes are
+//! rare, so each opens a connection of its own rather than queueing behind the writer.
+
+use rusqlite::Connection;
+
+use super::SqliteStore;
+use crate::crypt::{Encryption, Keyring, MasterKey, WrappedKey};
+use crate::{Instant, StoreError};
+
+/// The store's keyring. With a master key and no data key yet, the first one is made
+/// (another process opening at once may make it first: its key is the one kept).
+pub(super) fn keyring(
+    connection: &Connection,
+    master: Option<&MasterKey>,
+) -> Result<Keyring, StoreError> {
+    let mut rows = data_keys(connection)?;
+    if let Some(master) = master
+        && rows.is_empty()
+    {
+        insert_data_key(connection, &Keyring::new_key(master, &rows)?)?;
+        rows = data_keys(connection)?;
+    }
+    Keyring::open(master, &rows)
+}
+
+fn data_keys(connection: &Connection) -> Result<Vec<WrappedKey>, StoreError> {
+    let mut statement = connection.prepare("SELECT id, wrapped FROM data_key ORDER BY id")?;
+    let rows = statement.query_map([], |row| {
+        Ok(WrappedKey {
+            id: row.get(0)?,
+            wrapped: row.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Adds a data key unless one with its id exists; says whether it did.
+fn insert_data_key(connection: &Connection, key: &WrappedKey) -> Result<bool, StoreError> {
+    Ok(connection.execute(
+        "INSERT INTO data_key (id, wrapped, created) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO NOTHING",
+        (key.id, &key.wrapped, Instant::now().0),
+    )? == 1)
+}
+
+impl SqliteStore {
+    pub(crate) fn encryption(&self) -> Encryption {
+        self.keys.encryption()
+    }
+
+    /// Wraps every data key with `new` instead, in one transaction.
+    pub(crate) fn rewrap_keys(&self, new: &MasterKey) -> Result<usize, StoreError> {
+        let rows = self.keys.rewrap(new)?;
+        let mut connection = self.key_connection()?;
+        let transaction = connection.transaction()?;
+        for row in &rows {
+            let changed = transaction.execute(
+                "UPDATE data_key SET wrapped = ?2 WHERE id = ?1",
+                (row.id, &row.wrapped),
+            )?;
+            if changed != 1 {
+                return Err(StoreError::Backend(format!(
+                    "data key {} changed while it was rewrapped",
+                    row.id
+                )));
+            }
+        }
+        let stored: i64 =
+            transaction.query_row("SELECT count(*) FROM data_key", [], |row| row.get(0))?;
+        if usize::try_from(stored).ok() != Some(rows.len()) {
+            return Err(StoreError::Backend(
+                "a data key was added while the keys were rewrapped: run the rotation again".into(),
+            ));
+        }
+        transaction.commit()?;
+        Ok(rows.len())
+    }
+
+    /// Adds a data key, which seals new bodies from the next start on; returns its id.
+    pub(crate) fn add_data_key(&self) -> Result<u32, StoreError> {
+        let master = self
+            .keys
+            .master()
+            .ok_or_else(|| StoreError::Config("a data key needs the master key".into()))?;
+        let connection = self.key_connection()?;
+        let key = Keyring::new_key(master, &data_keys(&connection)?)?;
+        if !insert_data_key(&connection, &key)? {
+            return Err(StoreError::Backend(
+                "another data key was added at the same time: run it again".into(),
+            ));
+        }
+        Ok(key.id)
+    }
+
+    fn key_connection(&self) -> Result<Connection, StoreError> {
+        let connection = Connection::open(&self.path)?;
+        connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(connection)
+    }
+}
