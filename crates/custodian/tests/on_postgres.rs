@@ -17,10 +17,10 @@ mod bundle_patch;
 mod bundles;
 #[path = "conditional.rs"]
 mod conditional;
-#[path = "disclosure.rs"]
-mod disclosure;
 #[path = "crypt.rs"]
 mod crypt;
+#[path = "disclosure.rs"]
+mod disclosure;
 #[path = "everything.rs"]
 mod everything;
 #[path = "export.rs"]

@@ -13,8 +13,8 @@
 
 mod auth;
 mod body;
-mod disclosure;
 mod crypt;
+mod disclosure;
 mod error;
 mod history;
 mod instant;
@@ -36,8 +36,8 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use auth::AuthKind;
-pub use disclosure::Disclosure;
 pub use crypt::{Encryption, MasterKey};
+pub use disclosure::Disclosure;
 pub use error::{StoreError, TransactionError};
 pub use history::{HistoryPage, HistoryQuery, HistoryScope};
 pub use instant::{Instant, Period};
