@@ -11,6 +11,7 @@ mod bundle;
 mod capability;
 mod conditional;
 mod disclosure;
+mod drain;
 mod drg;
 mod duplicates;
 mod error;
@@ -297,6 +298,8 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
             auth::authenticate,
         ))
         .with_state(state)
+        // A body left unread by an early answer is read, so the connection stays usable.
+        .layer(axum::middleware::from_fn(drain::drain_unread))
         // A bug in one request must not take the server down: answer 500 with an OperationOutcome.
         .layer(CatchPanicLayer::custom(panic_response));
     Ok(app)
