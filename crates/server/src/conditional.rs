@@ -165,6 +165,7 @@ pub(crate) async fn update(
     let resource = parse_resource(&bytes, &resource_type)?;
     let fetched = referenced(&state, &resource).await?;
     let mut resource = check_on_write(&state, resource, fetched.as_ref())?;
+    crate::write_limit::check_resource(&request.principal, &resource_type, &resource)?;
     let body_id = resource
         .get("id")
         .and_then(Value::as_str)
@@ -186,6 +187,7 @@ pub(crate) async fn update(
             )));
         }
         (Some(existing), _) => {
+            crate::write_limit::check_found(&request.principal, &existing)?;
             resource.insert("id".into(), Value::String(existing.id.clone()));
             update_write(&resource_type, existing.id, resource, request.if_match)
         }
@@ -246,6 +248,9 @@ pub(crate) async fn delete(
         return Err(ApiError::multiple_matches(format!(
             "conditional delete: the criteria match more than {MAX_CONDITIONAL_DELETE} {resource_type} resources; narrow them"
         )));
+    }
+    for version in &found {
+        crate::write_limit::check_found(&request.principal, version)?;
     }
     if found.len() > 1 && request.if_match.is_some() {
         return Err(ApiError::multiple_matches(format!(

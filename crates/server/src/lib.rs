@@ -10,6 +10,7 @@ mod body;
 mod bundle;
 mod capability;
 mod conditional;
+mod consents;
 mod drg;
 mod duplicates;
 mod error;
@@ -17,6 +18,7 @@ mod everything;
 pub mod export;
 mod extract;
 mod format;
+pub mod glass;
 mod history;
 mod instance;
 pub mod load;
@@ -25,12 +27,14 @@ mod patch;
 mod profiles;
 mod references;
 mod response;
+mod restrict;
 mod search;
 mod searchset;
 mod subset;
 mod terminology;
 mod validate;
 mod write;
+mod write_limit;
 
 use std::sync::Arc;
 
@@ -57,6 +61,8 @@ pub struct Config {
     pub auth: Auth,
     /// The master patient index.
     pub mpi: MpiConfig,
+    /// How long a break-the-glass grant lasts, in minutes.
+    pub break_glass_minutes: u64,
 }
 
 impl Default for Config {
@@ -67,6 +73,7 @@ impl Default for Config {
             validation: ValidationMode::Strict,
             auth: Auth::Open,
             mpi: MpiConfig::default(),
+            break_glass_minutes: 60,
         }
     }
 }
@@ -120,6 +127,10 @@ pub(crate) struct AppState {
     pub tokens: Arc<auth::cache::TokenCache>,
     /// The index of every current Patient, and its duplicate checks.
     pub mpi: Arc<crate::mpi::Mpi>,
+    /// The active patient-privacy Consents.
+    pub consents: Arc<consents::Consents>,
+    /// Break-the-glass grants in force.
+    pub grants: Arc<glass::Grants>,
 }
 
 impl AppState {
@@ -132,6 +143,7 @@ impl AppState {
         let exports = Arc::new(export::Jobs::open(export_dir));
         let (index, jobs) = crate::mpi::Mpi::load(&store, &config.mpi).await?;
         let enabled = config.mpi.enabled;
+        let grants = Arc::new(glass::Grants::load(&store).await?);
         let state = AppState {
             store,
             config: Arc::new(config),
@@ -141,6 +153,8 @@ impl AppState {
             exports,
             tokens: Arc::default(),
             mpi: Arc::new(index),
+            consents: Arc::default(),
+            grants,
         };
         if enabled {
             crate::mpi::spawn_worker(jobs, state.clone());
@@ -245,6 +259,11 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
             "/.well-known/smart-configuration",
             get(auth::smart::smart_configuration),
         )
+        // Break-the-glass after the guard: only what the principal may do anyway.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            glass::layer,
+        ))
         .route_layer(axum::middleware::from_fn(auth::guard::guard))
         .route_layer(axum::middleware::from_fn(log_request));
     let app = Router::new()

@@ -128,9 +128,12 @@ pub fn check_on_write(
 }
 
 /// Keeps the profile registry in step with a StructureDefinition that was just written,
-/// and the patient index with a Patient.
+/// the patient index with a Patient, and the consents with a Consent.
 pub fn after_write(state: &AppState, version: &Version) {
     state.mpi.observe(version);
+    if version.resource_type == "Consent" {
+        state.consents.forget();
+    }
     if version.resource_type != "StructureDefinition" {
         return;
     }

@@ -130,6 +130,7 @@ fn query(resource_type: &str, clauses: Vec<Vec<Criterion>>) -> Query {
         includes: Vec::new(),
         revincludes: Vec::new(),
         total: Total::Unspecified,
+        reached: Vec::new(),
     }
 }
 

@@ -155,7 +155,11 @@ async fn kick_off(
         Some(id) => Some(group_patients(&state.store, id, Some(base)).await?),
         None => None,
     };
-    let scan = scan_request(params, level, members);
+    let mut scan = scan_request(params, level, members);
+    // Labelled data the principal may not see, and what consents deny it, stay out.
+    crate::restrict::View::of(state, principal)
+        .await?
+        .narrow_scan(&mut scan);
     let url = format!(
         "{base}{}",
         uri.path_and_query().map_or("", |path| path.as_str())

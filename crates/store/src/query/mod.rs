@@ -91,7 +91,7 @@ const ESTIMATE_CAP: i64 = 10_000;
 /// (for tuning; the arguments are left out).
 pub(crate) fn explain(reader: &dyn Reader, request: &SearchRequest) -> Result<String, StoreError> {
     let query = &request.query;
-    let mut builder = Builder::new(reader);
+    let mut builder = Builder::for_query(reader, query);
     let mut clauses = Vec::with_capacity(query.clauses.len());
     for clause in &query.clauses {
         clauses.push(builder.clause(&clause.any_of, &query.types)?);
@@ -140,7 +140,7 @@ pub(crate) fn explain(reader: &dyn Reader, request: &SearchRequest) -> Result<St
 /// The boolean on `r.rid` "the resource matches every clause of `query`", with its
 /// arguments in order: a membership test row by row (bulk export's `_typeFilter`).
 pub(crate) fn condition(reader: &dyn Reader, query: &search::Query) -> Result<Sql, StoreError> {
-    let mut builder = Builder::new(reader);
+    let mut builder = Builder::for_query(reader, query);
     let mut sql = Sql::new("(TRUE");
     for clause in &query.clauses {
         let compiled = builder.clause(&clause.any_of, &query.types)?;
@@ -156,7 +156,7 @@ pub(crate) fn search(
 ) -> Result<SearchPage, StoreError> {
     let query = &request.query;
     let types = &query.types;
-    let mut builder = Builder::new(reader);
+    let mut builder = Builder::for_query(reader, query);
     let mut clauses = Vec::with_capacity(query.clauses.len());
     for clause in &query.clauses {
         clauses.push(builder.clause(&clause.any_of, types)?);

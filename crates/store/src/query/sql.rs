@@ -150,6 +150,8 @@ pub(super) struct Builder<'a> {
     reader: &'a dyn Reader,
     dialect: Dialect,
     aliases: usize,
+    /// What a resource reached through a chain or `_has` must also satisfy, by type.
+    reached: Vec<search::Reached>,
 }
 
 impl<'a> Builder<'a> {
@@ -158,7 +160,45 @@ impl<'a> Builder<'a> {
             reader,
             dialect: reader.dialect(),
             aliases: 0,
+            reached: Vec::new(),
         }
+    }
+
+    /// The builder of `query`: chains and `_has` keep to `query.reached`.
+    pub(super) fn for_query(reader: &'a dyn Reader, query: &search::Query) -> Builder<'a> {
+        let mut builder = Builder::new(reader);
+        builder.reached = query.reached.clone();
+        builder
+    }
+
+    /// `AND` the conditions a resource of `resource_type` at `rid` must satisfy when a
+    /// path reaches it (nothing when it has none).
+    fn reached_condition(&mut self, resource_type: &str, rid: &str) -> Result<Sql, StoreError> {
+        let Some(position) = self
+            .reached
+            .iter()
+            .position(|reached| reached.resource_type == resource_type)
+        else {
+            return Ok(Sql::default());
+        };
+        let clauses = self.reached[position].clauses.clone();
+        let types = [resource_type.to_string()];
+        let mut sql = Sql::default();
+        for clause in &clauses {
+            sql.push(" AND (");
+            if clause.any_of.is_empty() {
+                sql.push("FALSE");
+            }
+            for (index, criterion) in clause.any_of.iter().enumerate() {
+                if index > 0 {
+                    sql.push(" OR ");
+                }
+                let one = self.path_exists(&criterion.path, criterion, &types, rid)?;
+                sql.append(&one);
+            }
+            sql.push(")");
+        }
+        Ok(sql)
     }
 
     fn alias(&mut self, prefix: &str) -> String {
@@ -307,6 +347,7 @@ impl<'a> Builder<'a> {
                     std::slice::from_ref(target_type),
                     &format!("{t}.rid"),
                 )?;
+                let reached = self.reached_condition(target_type, &format!("{t}.rid"))?;
                 let join = self.dialect.join();
                 sql.push(&format!(
                     "EXISTS (SELECT 1 FROM sp_reference {f} {join} resource {t} \
@@ -318,12 +359,14 @@ impl<'a> Builder<'a> {
                 .arg(target_type.clone())
                 .push(&format!(" AND {t}.deleted = 0 AND "))
                 .append(&inner)
+                .append(&reached)
                 .push(")");
             }
             Step::Reverse { source_type, param } => {
                 let source = std::slice::from_ref(source_type);
                 let pids = self.pid_condition(&f, source, param)?;
                 let inner = self.path_exists(rest, criterion, source, &format!("{f}.rid"))?;
+                let reached = self.reached_condition(source_type, &format!("{f}.rid"))?;
                 let join = self.dialect.join();
                 sql.push(&format!(
                     "EXISTS (SELECT 1 FROM resource {t} {join} sp_reference {f} \
@@ -333,6 +376,7 @@ impl<'a> Builder<'a> {
                 .append(&pids)
                 .push(" AND ")
                 .append(&inner)
+                .append(&reached)
                 .push(")");
             }
         }
@@ -365,6 +409,7 @@ impl<'a> Builder<'a> {
                     return Ok(None);
                 };
                 let pids = self.pid_condition(&f, types, param)?;
+                let reached = self.reached_condition(target_type, &format!("{t}.rid"))?;
                 let join = self.dialect.join();
                 sql.push(&format!(
                     "SELECT {f}.rid FROM resource {t} {join} sp_reference {f} \
@@ -375,7 +420,8 @@ impl<'a> Builder<'a> {
                 .push(&format!(") AND {t}.deleted = 0 AND {t}.type = "))
                 .arg(target_type.clone())
                 .push(&format!(" AND {f}.grp = 0 AND "))
-                .append(&pids);
+                .append(&pids)
+                .append(&reached);
             }
             Step::Reverse { source_type, param } => {
                 let source = std::slice::from_ref(source_type);
@@ -383,6 +429,7 @@ impl<'a> Builder<'a> {
                     return Ok(None);
                 };
                 let pids = self.pid_condition(&f, source, param)?;
+                let reached = self.reached_condition(source_type, &format!("{f}.rid"))?;
                 let join = self.dialect.join();
                 sql.push(&format!(
                     "SELECT {t}.rid FROM sp_reference {f} {join} resource {t} \
@@ -392,6 +439,7 @@ impl<'a> Builder<'a> {
                 .append(&inner)
                 .push(&format!(") AND {f}.grp = 0 AND "))
                 .append(&pids)
+                .append(&reached)
                 .push(&format!(" AND {t}.deleted = 0"));
                 if !types.is_empty() {
                     sql.push(&format!(" AND {t}.type IN ")).list(types);
