@@ -32,6 +32,8 @@ fn now() -> u64 {
 struct Secure {
     fhir: Fhir,
     signing_key: EncodingKey,
+    data: std::path::PathBuf,
+    key_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -52,7 +54,30 @@ impl Secure {
         Secure {
             fhir: Fhir::on(server),
             signing_key: EncodingKey::from_ec_der(der.as_bytes()),
+            data,
+            key_path: path,
             _dir: dir,
+        }
+    }
+
+    /// The same server, stopped and started again on its database.
+    fn restarted(self) -> Secure {
+        let Secure {
+            fhir,
+            signing_key,
+            data,
+            key_path,
+            _dir,
+        } = self;
+        drop(fhir);
+        let server =
+            TestServer::start_secure_in(&data, &["--signing-key", key_path.to_str().unwrap()]);
+        Secure {
+            fhir: Fhir::on(server),
+            signing_key,
+            data,
+            key_path,
+            _dir,
         }
     }
 
@@ -501,6 +526,28 @@ fn break_the_glass_opens_one_patient_for_a_clinician_with_a_reason() {
         .ok(200);
     let everything = secure.get(&doctor, "Patient/p2/$everything").ok(200);
     assert!(typed(&everything, "match").contains(&"Observation/o-p2".to_string()));
+}
+
+#[test]
+fn a_break_the_glass_grant_survives_a_restart() {
+    let secure = Secure::start();
+    let admin = admin(&secure);
+    load(&secure, &admin);
+    let doctor = clinician(&secure, "d1");
+    let with_reason = [
+        ("x-purpose-of-use", "BTG"),
+        ("x-break-glass-reason", "cardiac arrest"),
+    ];
+    secure
+        .call(&doctor, "GET", "Patient/p3", &with_reason, None)
+        .ok(200);
+    let secure = secure.restarted();
+    let doctor = clinician(&secure, "d1");
+    secure.get(&doctor, "Patient/p3").ok(200);
+    secure.get(&doctor, "Observation/o-r").outcome(404);
+    secure
+        .get(&clinician(&secure, "d2"), "Patient/p3")
+        .outcome(404);
 }
 
 #[test]
