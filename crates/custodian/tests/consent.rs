@@ -529,6 +529,76 @@ fn break_the_glass_opens_one_patient_for_a_clinician_with_a_reason() {
 }
 
 #[test]
+fn hidden_resources_are_neither_changed_nor_matched_by_conditional_writes() {
+    let secure = Secure::start();
+    let admin = admin(&secure);
+    load(&secure, &admin);
+    let doctor = clinician(&secure, "d1");
+    let him = secure.token("h1", &["him_manager"], "user/*.cruds", None);
+    let json_patch = [("content-type", "application/json-patch+json")];
+    let patch = json!([{"op": "replace", "path": "/status", "value": "cancelled"}]);
+
+    // Update, patch and delete: not known.
+    let body = labelled("o-r", "p1", "c-r", None);
+    secure
+        .call(&doctor, "PUT", "Observation/o-r", &[], Some(&body))
+        .outcome(404);
+    secure
+        .call(
+            &doctor,
+            "PATCH",
+            "Observation/o-r",
+            &json_patch,
+            Some(&patch),
+        )
+        .outcome(404);
+    secure
+        .call(&him, "DELETE", "Observation/o-hiv", &[], None)
+        .outcome(404);
+
+    // Conditional interactions do not match them.
+    secure
+        .call(
+            &doctor,
+            "PATCH",
+            "Observation?code=c-hiv",
+            &json_patch,
+            Some(&patch),
+        )
+        .outcome(404);
+    let deleted = secure.call(&him, "DELETE", "Observation?code=c-hiv", &[], None);
+    assert!(matches!(deleted.status, 200 | 204), "{}", deleted.text);
+    let fresh = json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://example.org/codes", "code": "c-r"}]},
+        "subject": {"reference": "Patient/p1"}});
+    let created = secure.call(
+        &doctor,
+        "POST",
+        "Observation",
+        &[("if-none-exist", "code=c-r")],
+        Some(&fresh),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_ne!(created.json()["id"], "o-r");
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": fresh, "request": {"method": "POST", "url": "Observation",
+            "ifNoneExist": "code=c-hiv"}},
+    ]});
+    let answer = secure.call(&doctor, "POST", "", &[], Some(&batch)).ok(200);
+    let status = entries(&answer)[0]["response"]["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(status.starts_with("201"), "{answer}");
+
+    // All of them unchanged.
+    let stored = secure.get(&admin, "Observation/o-r").ok(200);
+    assert_eq!(stored["status"], "amended");
+    let stored = secure.get(&admin, "Observation/o-hiv").ok(200);
+    assert_eq!(stored["status"], "final");
+}
+
+#[test]
 fn a_break_the_glass_grant_survives_a_restart() {
     let secure = Secure::start();
     let admin = admin(&secure);

@@ -31,6 +31,7 @@ use crate::format::require_json_body;
 use crate::patch::{patch_instance, read_patch};
 use crate::references::referenced;
 use crate::response::{Return, json_response, write_response};
+use crate::restrict::View;
 use crate::validate::{after_write, check_on_write};
 use crate::write::written_response;
 
@@ -98,6 +99,7 @@ pub fn criteria(text: &str) -> Vec<(String, String)> {
 /// The current resources of `resource_type` that `params` match, at most `limit`.
 pub async fn find(
     state: &AppState,
+    view: &View,
     resource_type: &str,
     params: &[(String, String)],
     limit: usize,
@@ -118,6 +120,8 @@ pub async fn find(
             "a conditional interaction needs search criteria for {resource_type} (e.g. identifier=system|value)"
         )));
     }
+    // What the principal may not see does not match: for it, it is not there.
+    view.narrow(&mut query);
     query.includes.clear();
     query.revincludes.clear();
     query.sort.clear();
@@ -140,11 +144,12 @@ pub async fn find(
 /// The one resource `params` match, if any; 412 when several do.
 pub async fn find_one(
     state: &AppState,
+    view: &View,
     resource_type: &str,
     params: &[(String, String)],
     what: &str,
 ) -> Result<Option<Version>, ApiError> {
-    let mut found = find(state, resource_type, params, 2).await?;
+    let mut found = find(state, view, resource_type, params, 2).await?;
     if found.len() > 1 {
         return Err(ApiError::multiple_matches(format!(
             "{what}: the criteria match more than one {resource_type}"
@@ -171,9 +176,11 @@ pub(crate) async fn update(
         .and_then(Value::as_str)
         .map(str::to_owned);
 
+    let view = View::of(&state, &request.principal).await?;
     let _guard = state.locks.lock(&resource_type).await;
     let found = find_one(
         &state,
+        &view,
         &resource_type,
         &request.params,
         "conditional update",
@@ -187,7 +194,7 @@ pub(crate) async fn update(
             )));
         }
         (Some(existing), _) => {
-            crate::write_limit::check_found(&request.principal, &existing)?;
+            crate::write_limit::check_found(&state, &request.principal, &existing).await?;
             resource.insert("id".into(), Value::String(existing.id.clone()));
             update_write(&resource_type, existing.id, resource, request.if_match)
         }
@@ -236,9 +243,11 @@ pub(crate) async fn delete(
     request: FhirRequest,
     TypePath(resource_type): TypePath,
 ) -> Result<Response, ApiError> {
+    let view = View::of(&state, &request.principal).await?;
     let _guard = state.locks.lock(&resource_type).await;
     let found = find(
         &state,
+        &view,
         &resource_type,
         &request.params,
         MAX_CONDITIONAL_DELETE + 1,
@@ -250,7 +259,7 @@ pub(crate) async fn delete(
         )));
     }
     for version in &found {
-        crate::write_limit::check_found(&request.principal, version)?;
+        crate::write_limit::check_found(&state, &request.principal, version).await?;
     }
     if found.len() > 1 && request.if_match.is_some() {
         return Err(ApiError::multiple_matches(format!(
@@ -326,7 +335,15 @@ pub(crate) async fn patch(
 ) -> Result<Response, ApiError> {
     let patch = read_patch(&state, &request, body).await?;
     let _guard = state.locks.lock(&resource_type).await;
-    let found = find_one(&state, &resource_type, &request.params, "conditional patch").await?;
+    let view = View::of(&state, &request.principal).await?;
+    let found = find_one(
+        &state,
+        &view,
+        &resource_type,
+        &request.params,
+        "conditional patch",
+    )
+    .await?;
     let Some(target) = found else {
         return Err(ApiError::not_found(format!(
             "conditional patch: no {resource_type} matches the criteria"

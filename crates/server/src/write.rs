@@ -53,8 +53,9 @@ pub(crate) async fn create(
         None => Vec::new(),
         Some(criteria) => {
             let guard = state.locks.lock(&resource_type).await;
+            let view = crate::restrict::View::of(&state, &request.principal).await?;
             if let Some(existing) =
-                find_one(&state, &resource_type, criteria, "If-None-Exist").await?
+                find_one(&state, &view, &resource_type, criteria, "If-None-Exist").await?
             {
                 // A match: nothing is created, and the answer is the existing resource.
                 return Ok(write_response(

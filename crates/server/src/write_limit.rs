@@ -1,7 +1,8 @@
 //! Writes by a principal limited to one patient (a `patient/` token) keep to that
 //! patient's compartment: a resource outside it cannot be changed or deleted (404: for
 //! that principal it does not exist), and nothing can be created or changed so that it
-//! lies outside it (403).
+//! lies outside it (403). Likewise nobody changes or deletes a resource hidden from it
+//! by a label or a consent (404).
 
 use privacy::Principal;
 use serde_json::{Map, Value};
@@ -9,40 +10,48 @@ use store::Version;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::restrict::View;
 
 fn limited(principal: &Principal) -> Option<&str> {
     principal.patient().filter(|_| !principal.unchecked)
 }
 
-/// 404 when `resource_type/id` exists outside the compartment of the patient
-/// `principal` is limited to.
+/// 404 when `resource_type/id` exists but is not there for `principal`: outside the
+/// compartment of the patient it is limited to, or hidden from it (`restrict`).
 pub(crate) async fn check_target(
     state: &AppState,
     principal: &Principal,
     resource_type: &str,
     id: &str,
 ) -> Result<(), ApiError> {
-    if limited(principal).is_none() {
+    if principal.unchecked {
         return Ok(());
     }
     match state.store.read(resource_type, id).await? {
-        Some(existing) => check_found(principal, &existing),
+        Some(existing) => check_found(state, principal, &existing).await,
         None => Ok(()),
     }
 }
 
-/// 404 when `existing` lies outside the compartment of the patient `principal` is
-/// limited to.
-pub(crate) fn check_found(principal: &Principal, existing: &Version) -> Result<(), ApiError> {
-    match limited(principal) {
-        Some(patient) if !existing.is_deleted() && !crate::access::visible(patient, existing) => {
-            Err(ApiError::not_found(format!(
-                "{}/{} is not known",
-                existing.resource_type, existing.id
-            )))
-        }
-        _ => Ok(()),
+/// 404 when `existing` is not there for `principal`: outside the compartment of the
+/// patient it is limited to, or hidden from it.
+pub(crate) async fn check_found(
+    state: &AppState,
+    principal: &Principal,
+    existing: &Version,
+) -> Result<(), ApiError> {
+    if principal.unchecked || existing.is_deleted() {
+        return Ok(());
     }
+    let outside =
+        limited(principal).is_some_and(|patient| !crate::access::visible(patient, existing));
+    if outside || !View::of(state, principal).await?.sees(existing) {
+        return Err(ApiError::not_found(format!(
+            "{}/{} is not known",
+            existing.resource_type, existing.id
+        )));
+    }
+    Ok(())
 }
 
 /// 403 when `resource` (to be stored as `resource_type`) lies outside the compartment

@@ -629,9 +629,10 @@ async fn transaction(
         .locks
         .lock_all(conditional_types.iter().map(String::as_str))
         .await;
+    let view = crate::restrict::View::of(state, &request.principal).await?;
     for entry in &mut entries {
         let index = entry.index;
-        resolve::conditional(state, entry)
+        resolve::conditional(state, &view, entry)
             .await
             .map_err(|error| entry_error(index, error))?;
         keep_to_compartment(state, &request.principal, entry)
@@ -868,7 +869,8 @@ async fn batch_entry(
     } else {
         Vec::new()
     };
-    resolve::conditional(state, &mut entry).await?;
+    let view = crate::restrict::View::of(state, principal).await?;
+    resolve::conditional(state, &view, &mut entry).await?;
     keep_to_compartment(state, principal, &entry).await?;
     let action = std::mem::replace(&mut entry.action, Action::placeholder());
     let write = match action {
