@@ -1082,6 +1082,78 @@ crate::each_backend! {
     }
 }
 
+crate::each_backend! {
+    #[tokio::test]
+    async fn what_chains_and_has_reach_keeps_to_the_reached_clauses(db) {
+        let store = db.open();
+        let label = |code: &str| token("_security", Some("conf"), code);
+        put(&store, "Patient", "p1", vec![string("family", "Open")]).await;
+        put(&store, "Patient", "p2", vec![string("family", "Open")]).await;
+        put(&store, "Patient", "p3", vec![string("family", "Hidden"), label("R")]).await;
+        let observation = |patient: &str, extra: Vec<IndexRow>| {
+            let mut rows = vec![reference("subject", "Patient", patient), token("code", None, "x")];
+            rows.extend(extra);
+            rows
+        };
+        put(&store, "Observation", "o1", observation("p1", vec![])).await;
+        put(&store, "Observation", "o2", observation("p2", vec![label("R")])).await;
+        put(&store, "Observation", "o3", observation("p3", vec![])).await;
+        let unlabelled = |resource_type: &str| search::Reached {
+            resource_type: resource_type.into(),
+            clauses: vec![Clause {
+                any_of: vec![criterion(
+                    resource_type,
+                    "_security",
+                    ParamType::Token,
+                    Test::Not(Box::new(code(SystemMatch::Is("conf".into()), Some("R")))),
+                )],
+            }],
+        };
+
+        // Patient?_has:Observation:subject:code=x
+        let has = Criterion {
+            path: vec![Step::Reverse {
+                source_type: "Observation".into(),
+                param: "subject".into(),
+            }],
+            resource_type: Some("Observation".into()),
+            param: "code".into(),
+            param_type: ParamType::Token,
+            test: code(SystemMatch::Any, Some("x")),
+        };
+        let mut reverse = query("Patient", vec![vec![has.clone()]]);
+        assert_eq!(set(&store, &reverse).await, names(&["p1", "p2", "p3"]));
+        reverse.reached = vec![unlabelled("Observation")];
+        assert_eq!(set(&store, &reverse).await, names(&["p1", "p3"]));
+        // The probe form (not a driving set), and under a negation.
+        let family = criterion("Patient", "family", ParamType::String, text("", StringMatch::StartsWith));
+        let mut probed = query("Patient", vec![vec![family], vec![has.clone()]]);
+        probed.reached = vec![unlabelled("Observation")];
+        assert_eq!(set(&store, &probed).await, names(&["p1", "p3"]));
+
+        // Observation?subject:Patient.family=Hidden
+        let chain = Criterion {
+            path: vec![Step::Forward {
+                param: "subject".into(),
+                target_type: "Patient".into(),
+            }],
+            resource_type: Some("Patient".into()),
+            param: "family".into(),
+            param_type: ParamType::String,
+            test: text("hidden", StringMatch::StartsWith),
+        };
+        let mut forward = query("Observation", vec![vec![chain.clone()]]);
+        assert_eq!(set(&store, &forward).await, names(&["o3"]));
+        forward.reached = vec![unlabelled("Patient")];
+        assert_eq!(set(&store, &forward).await, names(&[]));
+        let mut negated = chain;
+        negated.test = Test::Not(Box::new(text("hidden", StringMatch::StartsWith)));
+        let mut forward = query("Observation", vec![vec![negated]]);
+        forward.reached = vec![unlabelled("Patient")];
+        assert_eq!(set(&store, &forward).await, names(&["o1", "o2"]));
+    }
+}
+
 async fn sorted_store(db: &TestDatabase) -> Store {
     let store = db.open();
     // (id, family, birthdate day) — some missing.
