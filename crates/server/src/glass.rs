@@ -40,6 +40,14 @@ pub struct BreakGlass {
     pub until: i64,
 }
 
+/// A request that runs under earlier break-the-glass grants, in its extensions: the
+/// patients whose restricted data it may see because of them (the audit trail records
+/// such access too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnderGrant {
+    pub patients: Vec<String>,
+}
+
 /// The grants in force, by (subject, patient), with their end.
 #[derive(Default)]
 pub(crate) struct Grants {
@@ -108,8 +116,9 @@ fn refused(reason: &str) -> ApiError {
     crate::auth::forbidden(reason.to_string())
 }
 
-/// The route layer: lets a request through unchanged unless it asks to break the glass;
-/// then refuses it (403, saying why) or grants it and marks it with [`BreakGlass`].
+/// The route layer: lets a request through unless it asks to break the glass (marking it
+/// with [`UnderGrant`] when earlier grants are in force); then refuses it (403, saying
+/// why) or grants it and marks it with [`BreakGlass`].
 pub(crate) async fn layer(
     State(state): State<AppState>,
     mut request: Request,
@@ -118,7 +127,16 @@ pub(crate) async fn layer(
     let Some(principal) = request.extensions().get::<Arc<Principal>>().cloned() else {
         return next.run(request).await;
     };
-    if principal.unchecked || !privacy::glass::asks(&principal) {
+    if principal.unchecked {
+        return next.run(request).await;
+    }
+    if !privacy::glass::asks(&principal) {
+        let patients = state
+            .grants
+            .patients(&principal.subject, crate::restrict::now());
+        if !patients.is_empty() {
+            request.extensions_mut().insert(UnderGrant { patients });
+        }
         return next.run(request).await;
     }
     let asked = Asked {
