@@ -387,6 +387,15 @@ fn permissions_open_labels_by_role_and_scope() {
     for token in [&him, &roi, &scoped, &admin] {
         secure.get(token, "Observation/o-p2").outcome(404);
     }
+    // A Consent that denies everything hides the patient, but not the Consent itself.
+    let mut everything = deny_observations("c9", "p1", "active");
+    everything["provision"] = json!({"type": "deny"});
+    secure.put(&admin, everything);
+    secure.get(&him, "Patient/p1").outcome(404);
+    secure.get(&him, "Observation/o-plain").outcome(404);
+    secure.get(&him, "Consent/c9").ok(200);
+    let consents = secure.get(&him, "Consent?patient=p1").ok(200);
+    assert_eq!(ids(&consents), vec!["c9".to_string()]);
 }
 
 #[test]

@@ -19,6 +19,10 @@ use store::Version;
 use crate::AppState;
 use crate::error::ApiError;
 
+/// Types no consent hides: the consents themselves (they must stay manageable) and the
+/// audit trail (it must stay reviewable). Labels still hide them.
+const NOT_CONSENTED: [&str; 2] = ["Consent", "AuditEvent"];
+
 /// Most clauses one consent denial becomes for one type; beyond it the denial hides
 /// the patient's resources of that type whole (hiding more, never less).
 const MAX_CLAUSES_PER_DENIAL: usize = 64;
@@ -206,6 +210,9 @@ impl View {
     /// and choice of one label of each `within` part.
     fn consent_clauses(&self, resource_type: &str) -> Vec<Clause> {
         let mut clauses = Vec::new();
+        if NOT_CONSENTED.contains(&resource_type) {
+            return clauses;
+        }
         for (patient, denials) in &self.denials {
             let Some(in_compartment) = search::compartment("Patient", patient, resource_type)
             else {
@@ -292,6 +299,9 @@ impl View {
         }
         if privacy::labels::carries_any(resource, &self.hidden) {
             return false;
+        }
+        if NOT_CONSENTED.contains(&resource_type) {
+            return true;
         }
         let labels = privacy::labels::labels_of(resource);
         !self.denials.iter().any(|(patient, denials)| {
