@@ -608,6 +608,34 @@ fn hidden_resources_are_neither_changed_nor_matched_by_conditional_writes() {
 }
 
 #[test]
+fn patient_matching_offers_no_hidden_patient() {
+    let secure = Secure::start();
+    let admin = admin(&secure);
+    let person = |id: &str| {
+        json!({"resourceType": "Patient", "id": id,
+            "meta": {"security": [{"system": CONFIDENTIALITY, "code": "R"}]},
+            "name": [{"family": "Castellanos", "given": ["Marisol"]}],
+            "gender": "female", "birthDate": "1961-04-17",
+            "address": [{"line": ["12 Harbour Road"], "city": "Springfield", "postalCode": "01105"}],
+            "telecom": [{"system": "phone", "value": "555-0142"}]})
+    };
+    secure.put(&admin, person("pm"));
+    let mut probe = person("probe");
+    probe.as_object_mut().unwrap().remove("id");
+    probe.as_object_mut().unwrap().remove("meta");
+    let input = json!({"resourceType": "Parameters",
+        "parameter": [{"name": "resource", "resource": probe}]});
+    let matched = |token: &str| {
+        let bundle = secure
+            .call(token, "POST", "Patient/$match", &[], Some(&input))
+            .ok(200);
+        ids(&bundle)
+    };
+    assert_eq!(matched(&admin), vec!["pm".to_string()]);
+    assert!(matched(&clinician(&secure, "d1")).is_empty());
+}
+
+#[test]
 fn a_break_the_glass_grant_survives_a_restart() {
     let secure = Secure::start();
     let admin = admin(&secure);
