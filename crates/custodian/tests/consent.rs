@@ -633,6 +633,22 @@ fn patient_matching_offers_no_hidden_patient() {
     };
     assert_eq!(matched(&admin), vec!["pm".to_string()]);
     assert!(matched(&clinician(&secure, "d1")).is_empty());
+
+    // A likely duplicate of the hidden patient: on the worklist, but not for those who
+    // may not see it.
+    let mut twin = person("pm2");
+    twin.as_object_mut().unwrap().remove("meta");
+    secure.put(&admin, twin);
+    let items = |token: &str| {
+        let list = secure.get(token, "Patient/$duplicates").ok(200);
+        list["parameter"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .len()
+    };
+    assert_eq!(items(&admin), 1);
+    assert_eq!(items(&clinician(&secure, "d1")), 0);
 }
 
 #[test]
