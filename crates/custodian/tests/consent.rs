@@ -652,6 +652,43 @@ fn patient_matching_offers_no_hidden_patient() {
 }
 
 #[test]
+fn drg_grouping_reads_no_hidden_diagnosis() {
+    const CM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
+    let secure = Secure::start();
+    let admin = admin(&secure);
+    secure.put(
+        &admin,
+        json!({"resourceType": "Patient", "id": "pd", "gender": "male", "birthDate": "1950-07-14"}),
+    );
+    let condition = |id: &str, code: &str| {
+        json!({"resourceType": "Condition", "id": id, "subject": {"reference": "Patient/pd"},
+               "code": {"coding": [{"system": CM, "code": code}]}})
+    };
+    secure.put(&admin, condition("nstemi", "I21.4"));
+    let mut hidden = condition("secret", "B20");
+    hidden["meta"] = json!({"security": [{"system": ACT_CODE, "code": "HIV"}]});
+    secure.put(&admin, hidden);
+    let diagnosis = |condition: &str, rank: u32| {
+        json!({"condition": {"reference": format!("Condition/{condition}")}, "rank": rank,
+               "use": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/diagnosis-role", "code": "billing"}]}})
+    };
+    secure.put(
+        &admin,
+        json!({"resourceType": "Encounter", "id": "stay", "status": "finished",
+            "class": {"system": ACT_CODE, "code": "IMP"},
+            "subject": {"reference": "Patient/pd"},
+            "period": {"start": "2026-03-02T10:00:00Z", "end": "2026-03-06T12:00:00Z"},
+            "diagnosis": [diagnosis("nstemi", 1), diagnosis("secret", 2)]}),
+    );
+    let grouped = secure.get(&admin, "Encounter/stay/$drg");
+    assert_eq!(grouped.status, 200, "{}", grouped.text);
+    assert!(grouped.text.contains("B20"));
+    let refused = secure.get(&clinician(&secure, "d1"), "Encounter/stay/$drg");
+    assert!(refused.outcome(422).contains("not there"));
+    assert!(!refused.text.contains("B20"));
+}
+
+#[test]
 fn a_break_the_glass_grant_survives_a_restart() {
     let secure = Secure::start();
     let admin = admin(&secure);
