@@ -252,6 +252,12 @@ fn labels_and_a_consent_deny_hide_data_on_every_read_path() {
     }
     secure.get(&doctor, "Observation/o-plain").ok(200);
     secure.get(&doctor, "Observation/o-p3").ok(200);
+    let validate = |id: &str| {
+        let path = format!("Observation/{id}/$validate?mode=delete");
+        secure.call(&doctor, "POST", &path, &[], None)
+    };
+    validate("o-r").outcome(404);
+    validate("o-plain").ok(200);
     secure.get(&doctor, "Patient/p2").ok(200);
 
     // Search: matches, totals and every page.

@@ -240,7 +240,8 @@ async fn run_validate(
                     "mode=delete needs an instance: POST [type]/[id]/$validate",
                 ));
             };
-            return match state.store.read(resource_type, id).await? {
+            let view = crate::restrict::View::of(state, &request.principal).await?;
+            return match view.keep(state.store.read(resource_type, id).await?) {
                 Some(version) if !version.is_deleted() => Ok(json_response(
                     StatusCode::OK,
                     validation::operation_outcome(&[]).to_string(),
