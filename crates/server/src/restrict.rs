@@ -282,10 +282,27 @@ impl View {
         let Some(body) = version.body.as_deref() else {
             return true;
         };
+        // Without labels (the stored JSON is compact) and without consents that could
+        // cover the type, nothing can hide it: no need to parse it.
+        if !body.contains("\"security\"") && !self.consents_cover(&version.resource_type) {
+            return true;
+        }
         match serde_json::from_str::<Value>(body) {
             Ok(resource) => self.sees_resource(&version.resource_type, &version.id, &resource),
             Err(_) => false,
         }
+    }
+
+    /// Whether some consent denial could cover resources of `resource_type`.
+    fn consents_cover(&self, resource_type: &str) -> bool {
+        !NOT_CONSENTED.contains(&resource_type)
+            && self.denials.iter().any(|(_, denials)| {
+                denials.iter().any(|denial| {
+                    denial.within.iter().all(|part| {
+                        part.types.is_empty() || part.types.iter().any(|t| t == resource_type)
+                    })
+                })
+            })
     }
 
     /// Whether this view sees `resource`.
@@ -293,15 +310,16 @@ impl View {
         if self.hides_nothing() {
             return true;
         }
+        let labelled = privacy::labels::carries_any(resource, &self.hidden);
+        if !labelled && !self.consents_cover(resource_type) {
+            return true;
+        }
         let patients = patients_of(resource_type, id, resource);
         if patients.iter().any(|patient| self.glass.contains(patient)) {
             return true;
         }
-        if privacy::labels::carries_any(resource, &self.hidden) {
+        if labelled {
             return false;
-        }
-        if NOT_CONSENTED.contains(&resource_type) {
-            return true;
         }
         let labels = privacy::labels::labels_of(resource);
         !self.denials.iter().any(|(patient, denials)| {
