@@ -1154,6 +1154,62 @@ crate::each_backend! {
     }
 }
 
+crate::each_backend! {
+    #[tokio::test]
+    async fn several_negated_codes_of_one_parameter_hold_together(db) {
+        let store = db.open();
+        for (id, codes) in [("a", vec!["a"]), ("b", vec!["b"]), ("ab", vec!["a", "b"]), ("c", vec!["c"]), ("none", vec![])] {
+            let rows = codes
+                .iter()
+                .map(|code| token("code", Some("s"), code))
+                .collect();
+            put(&store, "Observation", id, rows).await;
+        }
+        let not = |code: &str| {
+            vec![criterion(
+                "Observation",
+                "code",
+                ParamType::Token,
+                Test::Not(Box::new(self::code(SystemMatch::Is("s".into()), Some(code)))),
+            )]
+        };
+        let both = query("Observation", vec![not("a"), not("b")]);
+        assert_eq!(set(&store, &both).await, names(&["c", "none"]));
+        let counted = page(
+            &store,
+            &Query {
+                total: Total::Accurate,
+                ..both.clone()
+            },
+            1,
+            None,
+        )
+        .await;
+        assert_eq!(counted.total, Some(2));
+        // With a positive clause beside them, and in another system (matches nothing).
+        let mut mixed = both;
+        mixed.clauses.push(Clause {
+            any_of: vec![criterion(
+                "Observation",
+                "code",
+                ParamType::Token,
+                self::code(SystemMatch::Any, Some("c")),
+            )],
+        });
+        assert_eq!(set(&store, &mixed).await, names(&["c"]));
+        let other = |code: &str| {
+            vec![criterion(
+                "Observation",
+                "code",
+                ParamType::Token,
+                Test::Not(Box::new(self::code(SystemMatch::Is("t".into()), Some(code)))),
+            )]
+        };
+        let unrelated = query("Observation", vec![other("a"), other("b")]);
+        assert_eq!(set(&store, &unrelated).await, names(&["a", "b", "ab", "c", "none"]));
+    }
+}
+
 async fn sorted_store(db: &TestDatabase) -> Store {
     let store = db.open();
     // (id, family, birthdate day) — some missing.

@@ -92,10 +92,7 @@ const ESTIMATE_CAP: i64 = 10_000;
 pub(crate) fn explain(reader: &dyn Reader, request: &SearchRequest) -> Result<String, StoreError> {
     let query = &request.query;
     let mut builder = Builder::for_query(reader, query);
-    let mut clauses = Vec::with_capacity(query.clauses.len());
-    for clause in &query.clauses {
-        clauses.push(builder.clause(&clause.any_of, &query.types)?);
-    }
+    let clauses = builder.clauses(&query.clauses, &query.types)?;
     let mut sort = Vec::with_capacity(query.sort.len());
     for key in &query.sort {
         let expression =
@@ -142,8 +139,7 @@ pub(crate) fn explain(reader: &dyn Reader, request: &SearchRequest) -> Result<St
 pub(crate) fn condition(reader: &dyn Reader, query: &search::Query) -> Result<Sql, StoreError> {
     let mut builder = Builder::for_query(reader, query);
     let mut sql = Sql::new("(TRUE");
-    for clause in &query.clauses {
-        let compiled = builder.clause(&clause.any_of, &query.types)?;
+    for compiled in builder.clauses(&query.clauses, &query.types)? {
         sql.push(" AND ").append(&compiled.exists);
     }
     sql.push(")");
@@ -157,10 +153,7 @@ pub(crate) fn search(
     let query = &request.query;
     let types = &query.types;
     let mut builder = Builder::for_query(reader, query);
-    let mut clauses = Vec::with_capacity(query.clauses.len());
-    for clause in &query.clauses {
-        clauses.push(builder.clause(&clause.any_of, types)?);
-    }
+    let clauses = builder.clauses(&query.clauses, types)?;
     let mut sort = Vec::with_capacity(query.sort.len());
     for key in &query.sort {
         let expression =

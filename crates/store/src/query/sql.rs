@@ -237,6 +237,66 @@ impl<'a> Builder<'a> {
         Ok(sql)
     }
 
+    /// Every clause of a query. Clauses that are each one negated token test on the same
+    /// parameter of the same type (`code:not=a&code:not=b`, or the hidden labels of
+    /// `_security`) become one `NOT EXISTS` over the tests OR'd, so a candidate is probed
+    /// once for all of them.
+    pub(super) fn clauses(
+        &mut self,
+        clauses: &[search::Clause],
+        types: &[String],
+    ) -> Result<Vec<Compiled>, StoreError> {
+        let mut compiled = Vec::with_capacity(clauses.len());
+        // (the first criterion, every token it and its like test)
+        let mut negated: Vec<(&Criterion, Vec<TokenTest>)> = Vec::new();
+        for clause in clauses {
+            if let [criterion] = clause.any_of.as_slice()
+                && criterion.path.is_empty()
+                && criterion.param_type == ParamType::Token
+                && !is_resource_column(&criterion.param)
+                && let Test::Not(inner) = &criterion.test
+                && let Test::Token(token) = inner.as_ref()
+            {
+                match negated.iter_mut().find(|(first, _)| {
+                    first.param == criterion.param && first.resource_type == criterion.resource_type
+                }) {
+                    Some((_, tokens)) => tokens.push(token.clone()),
+                    None => negated.push((criterion, vec![token.clone()])),
+                }
+                continue;
+            }
+            compiled.push(self.clause(&clause.any_of, types)?);
+        }
+        for (criterion, tokens) in negated {
+            if let [_] = tokens.as_slice() {
+                compiled.push(self.criterion(criterion, types)?);
+                continue;
+            }
+            let types = final_types(criterion, types);
+            let x = self.alias("x");
+            let pids = self.pid_condition(&x, &types, &criterion.param)?;
+            let mut exists = Sql::new(&format!(
+                "NOT (EXISTS (SELECT 1 FROM sp_token {x} WHERE {x}.rid = r.rid AND "
+            ));
+            exists.append(&pids).push(" AND (");
+            for (index, token) in tokens.into_iter().enumerate() {
+                if index > 0 {
+                    exists.push(" OR ");
+                }
+                let (_, condition) = row_condition(self.dialect, &Test::Token(token), &x)?;
+                exists.push("(").append(&condition).push(")");
+            }
+            exists.push(")))");
+            compiled.push(Compiled {
+                exists,
+                set: None,
+                rank: rank(&criterion.param, &criterion.test),
+                ordered: false,
+            });
+        }
+        Ok(compiled)
+    }
+
     /// A clause: any of its criteria holds.
     pub(super) fn clause(
         &mut self,
