@@ -1205,6 +1205,14 @@ crate::each_backend! {
                 Test::Not(Box::new(self::code(SystemMatch::Is("t".into()), Some(code)))),
             )]
         };
+        let any_system = vec![criterion(
+            "Observation",
+            "code",
+            ParamType::Token,
+            Test::Not(Box::new(self::code(SystemMatch::Any, Some("b")))),
+        )];
+        let mixed = query("Observation", vec![not("a"), other("c"), any_system]);
+        assert_eq!(set(&store, &mixed).await, names(&["c", "none"]));
         let unrelated = query("Observation", vec![other("a"), other("b")]);
         assert_eq!(set(&store, &unrelated).await, names(&["a", "b", "ab", "c", "none"]));
     }

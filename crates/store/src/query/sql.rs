@@ -279,10 +279,39 @@ impl<'a> Builder<'a> {
                 "NOT (EXISTS (SELECT 1 FROM sp_token {x} WHERE {x}.rid = r.rid AND "
             ));
             exists.append(&pids).push(" AND (");
-            for (index, token) in tokens.into_iter().enumerate() {
-                if index > 0 {
+            // Codes of one system become one `IN` list.
+            let mut by_system: Vec<(String, Vec<String>)> = Vec::new();
+            let mut others = Vec::new();
+            for token in tokens {
+                match token {
+                    TokenTest {
+                        system: SystemMatch::Is(system),
+                        code: Some(code),
+                    } => match by_system.iter_mut().find(|(known, _)| *known == system) {
+                        Some((_, codes)) => codes.push(code),
+                        None => by_system.push((system, vec![code])),
+                    },
+                    other => others.push(other),
+                }
+            }
+            let mut first = true;
+            for (system, codes) in by_system {
+                if !first {
                     exists.push(" OR ");
                 }
+                first = false;
+                exists
+                    .push(&format!("({x}.system = "))
+                    .arg(system)
+                    .push(&format!(" AND {x}.code IN "))
+                    .list(&codes)
+                    .push(")");
+            }
+            for token in others {
+                if !first {
+                    exists.push(" OR ");
+                }
+                first = false;
                 let (_, condition) = row_condition(self.dialect, &Test::Token(token), &x)?;
                 exists.push("(").append(&condition).push(")");
             }
