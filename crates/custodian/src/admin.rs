@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use privacy::account::{Client, Target, User};
+use privacy::disclosure::Recipient;
 use privacy::keys::SigningKey;
 use privacy::token::{ExternalIssuer, Grant, Issuer, Verifier};
 use privacy::{Role, Scopes};
@@ -29,6 +30,9 @@ pub enum AdminCommand {
     Revoke(GrantArgs),
     /// Print an access token for a client (its allowed scopes, narrowed by --scope).
     Token(TokenArgs),
+    /// Print a patient's accounting of disclosures (HIPAA 164.528), one JSON line per
+    /// disclosure.
+    Disclosures(DisclosuresArgs),
 }
 
 #[derive(Args)]
@@ -62,6 +66,8 @@ pub struct CreateClientArgs {
     /// Tie its tokens to this Patient id (the `patient` launch context).
     #[arg(long)]
     patient: Option<String>,
+    #[command(flatten)]
+    recipient: RecipientArgs,
     /// Read its client secret from standard input.
     #[arg(long, group = "credential")]
     secret_stdin: bool,
@@ -88,6 +94,50 @@ pub struct CreateUserArgs {
     /// The user's own Patient id (for the patient role).
     #[arg(long)]
     patient: Option<String>,
+    #[command(flatten)]
+    recipient: RecipientArgs,
+}
+
+/// A party outside the organisation that a client or user acts for: what it reads is
+/// recorded as disclosed to it.
+#[derive(Args)]
+pub struct RecipientArgs {
+    /// Register it as a recipient outside the organisation, with this name.
+    #[arg(long)]
+    recipient_name: Option<String>,
+    /// The recipient's address.
+    #[arg(long, requires = "recipient_name")]
+    recipient_address: Option<String>,
+}
+
+impl RecipientArgs {
+    fn recipient(&self) -> Result<Option<Recipient>, String> {
+        match &self.recipient_name {
+            Some(name) => Recipient::new(name, self.recipient_address.as_deref().unwrap_or(""))
+                .map(Some)
+                .map_err(|error| error.to_string()),
+            None => Ok(None),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct DisclosuresArgs {
+    #[command(flatten)]
+    database: DatabaseArg,
+    /// The Patient id.
+    #[arg(long)]
+    patient: String,
+    /// The start of the period (a FHIR date or dateTime); defaults to six years ago.
+    #[arg(long)]
+    start: Option<String>,
+    /// The end of the period (a FHIR date or dateTime, inclusive); defaults to now.
+    #[arg(long)]
+    end: Option<String>,
+    /// List every recorded release, those the accounting leaves out (treatment,
+    /// payment, operations, the patient's own requests) too.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Args)]
@@ -148,9 +198,14 @@ pub struct ExternalArgs {
     /// Its issuer (`iss`).
     #[arg(long, env = "CUSTODIAN_EXTERNAL_ISSUER", requires = "external_jwks")]
     pub external_issuer: Option<String>,
-    /// Its public keys: a JWK set file, or an http:// URL (fetched at start).
+    /// Its public keys: a JWK set file, or an http:// URL (read at start, and again
+    /// every --external-jwks-refresh-s).
     #[arg(long, env = "CUSTODIAN_EXTERNAL_JWKS", requires = "external_issuer")]
     pub external_jwks: Option<String>,
+    /// How often to read the external JWK set again, in seconds, so a key the
+    /// provider rotates in is trusted without a restart (0: only at start).
+    #[arg(long, env = "CUSTODIAN_EXTERNAL_JWKS_REFRESH_S", default_value_t = 300)]
+    pub external_jwks_refresh_s: u64,
     /// The claim of its tokens that names the role(s).
     #[arg(long, env = "CUSTODIAN_EXTERNAL_ROLE_CLAIM", default_value = "roles")]
     pub external_role_claim: String,
@@ -164,6 +219,7 @@ pub fn run(command: AdminCommand) -> Result<(), String> {
             AdminCommand::Grant(args) => change(args, true).await,
             AdminCommand::Revoke(args) => change(args, false).await,
             AdminCommand::Token(args) => token(args).await,
+            AdminCommand::Disclosures(args) => disclosures(args).await,
         }
     })
 }
@@ -223,6 +279,7 @@ async fn create_client(args: CreateClientArgs) -> Result<(), String> {
         secret_hash,
         jwks,
         patient: args.patient,
+        recipient: args.recipient.recipient()?,
     };
     privacy::account::create_client(&store, &client)
         .await
@@ -248,11 +305,44 @@ async fn create_user(args: CreateUserArgs) -> Result<(), String> {
         roles: args.roles,
         scopes: args.scope,
         patient: args.patient,
+        recipient: args.recipient.recipient()?,
     };
     privacy::account::create_user(&store, &user)
         .await
         .map_err(|error| error.to_string())?;
     eprintln!("created user {}", user.username);
+    Ok(())
+}
+
+async fn disclosures(args: DisclosuresArgs) -> Result<(), String> {
+    use privacy::disclosure::{MAX_ENTRIES, accounting, period};
+    let store = open(&args.database).await?;
+    let now = store::Instant::now();
+    let (from, to) = period(args.start.as_deref(), args.end.as_deref(), now)
+        .map_err(|error| error.to_string())?;
+    let found = if args.all {
+        store
+            .disclosures(&args.patient, from, to, MAX_ENTRIES)
+            .await
+            .map_err(|error| error.to_string())?
+    } else {
+        accounting(&store, &args.patient, from, to, now)
+            .await
+            .map_err(|error| error.to_string())?
+    };
+    for disclosure in &found {
+        let line = serde_json::json!({
+            "date": disclosure.at.to_fhir(),
+            "recipient": disclosure.recipient,
+            "address": disclosure.address,
+            "purpose": disclosure.purpose,
+            "description": disclosure.description,
+            "releasedBy": disclosure.principal,
+            "request": disclosure.request,
+        });
+        println!("{line}");
+    }
+    eprintln!("{} disclosures of Patient/{}", found.len(), args.patient);
     Ok(())
 }
 
@@ -341,24 +431,53 @@ pub async fn verifier(
     let own = issuer(store, base_url, issuer_args).await?;
     let mut externals = Vec::new();
     if let (Some(issuer), Some(source)) = (&external.external_issuer, &external.external_jwks) {
-        let text = if source.starts_with("http://") {
-            fetch(source).await?
-        } else {
-            std::fs::read_to_string(source)
-                .map_err(|error| format!("cannot read {source}: {error}"))?
-        };
-        let jwks = privacy::token::parse_jwks(&text).map_err(|error| error.to_string())?;
-        externals.push(ExternalIssuer::new(
+        let jwks = read_jwks(source).await?;
+        let trusted = ExternalIssuer::new(
             issuer.clone(),
             base_url.trim_end_matches('/').to_string(),
             external.external_role_claim.clone(),
             &jwks,
-        ));
+        );
+        if external.external_jwks_refresh_s > 0 {
+            let every = std::time::Duration::from_secs(external.external_jwks_refresh_s);
+            tokio::spawn(refresh_keys(trusted.clone(), source.clone(), every));
+        }
+        externals.push(trusted);
     }
     Ok(Arc::new(Verifier {
         own,
         external: externals,
     }))
+}
+
+/// An identity provider's JWK set, from a file or an http:// URL.
+async fn read_jwks(source: &str) -> Result<privacy::token::JwkSet, String> {
+    let text = if source.starts_with("http://") {
+        fetch(source).await?
+    } else {
+        std::fs::read_to_string(source).map_err(|error| format!("cannot read {source}: {error}"))?
+    };
+    privacy::token::parse_jwks(&text).map_err(|error| format!("{source}: {error}"))
+}
+
+/// Reads the provider's JWK set again every `every` and trusts its keys from then on;
+/// when the set cannot be read or has no usable key, the keys stay as they were.
+async fn refresh_keys(trusted: ExternalIssuer, source: String, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match read_jwks(&source).await {
+            Ok(jwks) => {
+                let keys = trusted.replace_keys(&jwks);
+                tracing::debug!(issuer = %trusted.issuer, keys, "external JWK set read again");
+            }
+            Err(error) => tracing::warn!(
+                issuer = %trusted.issuer,
+                "cannot read the external JWK set again, keeping its keys: {error}"
+            ),
+        }
+    }
 }
 
 /// GET an http:// URL's body (the identity provider's JWK set).

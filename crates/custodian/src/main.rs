@@ -100,6 +100,12 @@ struct ServeArgs {
     /// Largest bulk export output file, in bytes; a type's resources continue in a new file.
     #[arg(long, env = "CUSTODIAN_EXPORT_MAX_FILE_BYTES", default_value_t = 256 * 1024 * 1024)]
     export_max_file_bytes: u64,
+    /// Failed password logins of one user name before it is locked out.
+    #[arg(long, env = "CUSTODIAN_LOGIN_FAILURES_MAX", default_value_t = 5)]
+    login_failures_max: u32,
+    /// How long a locked-out user name stays locked, in seconds.
+    #[arg(long, env = "CUSTODIAN_LOGIN_LOCKOUT_S", default_value_t = 300)]
+    login_lockout_s: u64,
     /// Serve without authentication: anyone who can connect may read and change
     /// everything. For local experiments only; refused unless --listen is a loopback
     /// address.
@@ -229,6 +235,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             limits: server::Limits {
                 body_bytes: args.max_body_bytes,
                 export_file_bytes: args.export_max_file_bytes,
+                login_failures_max: args.login_failures_max,
+                login_lockout_s: args.login_lockout_s,
                 ..server::Limits::default()
             },
             validation: match args.validation {

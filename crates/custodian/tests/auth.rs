@@ -434,7 +434,10 @@ fn client_secret_flows_issue_tokens_for_the_allowed_scopes() {
     );
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert_eq!(reply.json()["error"], "invalid_scope");
-    let reply = secure.token_request(&[("grant_type", "password")], Some(("app", &secret)));
+    let reply = secure.token_request(
+        &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code")],
+        Some(("app", &secret)),
+    );
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"], "unsupported_grant_type");
 }
@@ -909,6 +912,53 @@ fn an_external_identity_providers_tokens_are_accepted() {
         &secure.call(&token, "GET", "Observation", None),
         "other issuer",
     );
+}
+
+#[test]
+fn an_external_key_rotated_in_is_trusted_without_a_restart() {
+    let keys = tempfile::tempdir().unwrap();
+    let (first_set, first_key, first_kid) = client_key(keys.path(), Algorithm::ES384);
+    let (second_set, second_key, second_kid) = client_key(keys.path(), Algorithm::ES384);
+    let served = keys.path().join("idp.jwks.json");
+    std::fs::copy(&first_set, &served).unwrap();
+    let secure = Secure::start(&[
+        "--external-issuer",
+        "https://idp.example",
+        "--external-jwks",
+        served.to_str().unwrap(),
+        "--external-jwks-refresh-s",
+        "1",
+    ]);
+    let token = |key: &EncodingKey, kid: &str, subject: &str| {
+        let mut header = Header::new(Algorithm::ES384);
+        header.kid = Some(kid.to_string());
+        let claims = json!({
+            "iss": "https://idp.example",
+            "sub": subject,
+            "aud": secure.fhir.base(),
+            "exp": now() + 300,
+            "scp": "user/*.rs",
+            "roles": ["clinician"],
+        });
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    };
+    let status = |token: &str| secure.call(token, "GET", "Observation", None).status;
+    assert_eq!(status(&token(&first_key, &first_kid, "a1")), 200);
+    assert_eq!(status(&token(&second_key, &second_kid, "b1")), 401);
+    // The provider rotates: its set now holds only the second key.
+    std::fs::copy(&second_set, &served).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut attempt = 0;
+    while status(&token(&second_key, &second_kid, &format!("b{attempt}"))) != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated key was not trusted within 15 s"
+        );
+        attempt += 1;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // A token of the retired key, never seen before, is refused.
+    assert_eq!(status(&token(&first_key, &first_kid, "a2")), 401);
 }
 
 #[test]

@@ -17,6 +17,8 @@ mod bundle_patch;
 mod bundles;
 #[path = "conditional.rs"]
 mod conditional;
+#[path = "disclosure.rs"]
+mod disclosure;
 #[path = "everything.rs"]
 mod everything;
 #[path = "export.rs"]

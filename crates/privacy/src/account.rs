@@ -3,13 +3,15 @@
 //!
 //! A client authenticates with a client secret (its argon2 hash is kept) or with a
 //! signed assertion checked against its public JWK set (`private_key_jwt`). A user has an
-//! argon2 password hash. Grants (`grant`, `revoke`) add or remove roles and scopes.
+//! argon2 password hash. Either may be registered as a recipient outside the
+//! organisation (`Recipient`), whose reads are disclosures. Grants (`grant`, `revoke`) add or remove roles and scopes.
 
 use jsonwebtoken::jwk::JwkSet;
 use serde::{Deserialize, Serialize};
 use store::{AuthKind, Store};
 
 use crate::PrivacyError;
+use crate::disclosure::Recipient;
 use crate::role::Role;
 use crate::scope::Scopes;
 
@@ -30,6 +32,9 @@ pub struct Client {
     /// The patient its tokens are limited to (a patient-facing app of one patient).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
+    /// The party outside the organisation it acts for: what it reads is disclosed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<Recipient>,
 }
 
 /// A local user account.
@@ -44,6 +49,9 @@ pub struct User {
     /// The user's own Patient id, for the patient role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
+    /// The party outside the organisation the user acts for: what it reads is disclosed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<Recipient>,
 }
 
 /// What a grant or revocation changes.

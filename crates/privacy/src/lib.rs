@@ -1,7 +1,8 @@
 //! Who may see what: identities, credentials, tokens, SMART scopes and HIM roles, and
 //! the one decision of whether a principal may do an interaction on a resource type.
-//! Sensitive-data labels (`labels`) and patient consents (`consent`) narrow what a
-//! permitted principal sees; later, the audit trail.
+//! The accounting of disclosures (`disclosure`). Sensitive-data labels (`labels`) and
+//! patient consents (`consent`) narrow what a permitted principal sees; later, the audit
+//! trail.
 //!
 //! It knows nothing about HTTP: the server turns requests into `Principal`s and
 //! `Interaction`s and asks `access::decide`.
@@ -9,6 +10,7 @@
 pub mod access;
 pub mod account;
 pub mod consent;
+pub mod disclosure;
 mod error;
 pub mod glass;
 pub mod keys;

@@ -6,12 +6,14 @@
 //! audience, `alg=none` and every algorithm not configured, and malformed tokens. An
 //! HMAC key is never accepted from a JWK set (that would let a public key sign).
 
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+pub use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -211,7 +213,9 @@ pub struct ExternalIssuer {
     pub audience: String,
     /// The claim that holds the role name(s).
     pub role_claim: String,
-    keys: Vec<VerifyingKey>,
+    /// Its current keys; replaced whole when its JWK set is read again
+    /// ([`ExternalIssuer::replace_keys`]), shared by every clone.
+    keys: Arc<RwLock<Arc<Vec<VerifyingKey>>>>,
 }
 
 #[derive(Clone)]
@@ -334,13 +338,36 @@ impl ExternalIssuer {
             issuer,
             audience,
             role_claim,
-            keys: verifying_keys(jwks),
+            keys: Arc::new(RwLock::new(Arc::new(verifying_keys(jwks)))),
+        }
+    }
+
+    /// Trusts the keys of `jwks` from now on instead of the earlier ones (a key
+    /// rotation at the identity provider); returns how many keys it now has. A set
+    /// without a usable key changes nothing.
+    pub fn replace_keys(&self, jwks: &JwkSet) -> usize {
+        let keys = verifying_keys(jwks);
+        if keys.is_empty() {
+            return self.current_keys().len();
+        }
+        let count = keys.len();
+        match self.keys.write() {
+            Ok(mut current) => *current = Arc::new(keys),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
+        }
+        count
+    }
+
+    fn current_keys(&self) -> Arc<Vec<VerifyingKey>> {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
     fn verify(&self, token: &str, header: &Header) -> Result<Principal, TokenError> {
-        let accepted: Vec<Algorithm> = self
-            .keys
+        let keys = self.current_keys();
+        let accepted: Vec<Algorithm> = keys
             .iter()
             .flat_map(|key| key.algorithms.iter().copied())
             .collect();
@@ -354,7 +381,7 @@ impl ExternalIssuer {
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_S;
         let mut last = TokenError::UnknownKey;
-        for key in candidates(&self.keys, header, &accepted) {
+        for key in candidates(&keys, header, &accepted) {
             match jsonwebtoken::decode::<ExternalClaims>(token, &key.key, &validation) {
                 Ok(data) => {
                     let claims = data.claims;
@@ -607,5 +634,38 @@ mod tests {
     fn jwk_sets_never_yield_hmac_keys() {
         let jwks = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256"}]}"#;
         assert!(parse_jwks(jwks).is_err());
+    }
+
+    #[test]
+    fn an_external_issuers_keys_can_be_replaced_while_in_use() {
+        let idp = |key| Issuer::new("http://idp".into(), "http://server/fhir".into(), 300, key);
+        let (first, second) = (
+            idp(SigningKey::generate().unwrap()),
+            idp(SigningKey::generate().unwrap()),
+        );
+        let external = ExternalIssuer::new(
+            "http://idp".into(),
+            "http://server/fhir".into(),
+            "roles".into(),
+            &first.jwks(),
+        );
+        let verifier = Verifier {
+            own: issuer("http://server/fhir"),
+            external: vec![external.clone()],
+        };
+        let (old, new) = (
+            first.issue(&grant()).unwrap().access_token,
+            second.issue(&grant()).unwrap().access_token,
+        );
+        assert_eq!(verifier.verify(&old).unwrap().issuer, "http://idp");
+        assert!(verifier.verify(&new).is_err());
+        // The provider rotated its key: a clone of the issuer (the one a refresh
+        // holds) replaces the keys the verifier uses.
+        assert_eq!(external.replace_keys(&second.jwks()), 1);
+        assert_eq!(verifier.verify(&new).unwrap().issuer, "http://idp");
+        assert!(verifier.verify(&old).is_err());
+        // A set with no usable key leaves the keys as they are.
+        assert_eq!(external.replace_keys(&JwkSet { keys: Vec::new() }), 1);
+        assert!(verifier.verify(&new).is_ok());
     }
 }

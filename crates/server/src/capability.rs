@@ -100,6 +100,10 @@ fn operations(resource_type: &str) -> Vec<Value> {
                 "duplicate-decision",
                 "Decides a worklist item: item (Task), decision same-person | not-duplicate, merge",
             ),
+            (
+                "accounting-of-disclosures",
+                "The HIPAA accounting of disclosures (45 CFR 164.528) of Patient/[id]: start, end (at most six years back); a Parameters of disclosure parts (date, recipient, address, description, purpose)",
+            ),
         ] {
             operations.push(json!({
                 "name": name,

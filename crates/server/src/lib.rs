@@ -11,6 +11,7 @@ mod bundle;
 mod capability;
 mod conditional;
 mod consents;
+mod disclosure;
 mod drg;
 mod duplicates;
 mod error;
@@ -92,6 +93,10 @@ pub struct Limits {
     pub export_file_bytes: u64,
     /// Bulk export jobs running at once (429 above it).
     pub export_jobs: usize,
+    /// Failed password logins of one user name before it is locked out.
+    pub login_failures_max: u32,
+    /// How long a locked-out user name stays locked, in seconds.
+    pub login_lockout_s: u64,
     /// Codes per `ValueSet/$expand` page when the request gives no `count`.
     pub expansion_count_default: usize,
     /// Largest `$expand` page; a larger `count` is lowered to it.
@@ -106,6 +111,8 @@ impl Default for Limits {
             page_size_max: 1000,
             export_file_bytes: 256 * 1024 * 1024,
             export_jobs: 2,
+            login_failures_max: 5,
+            login_lockout_s: 300,
             expansion_count_default: 100,
             expansion_count_max: 1000,
         }
@@ -131,6 +138,10 @@ pub(crate) struct AppState {
     pub consents: Arc<consents::Consents>,
     /// Break-the-glass grants in force.
     pub grants: Arc<glass::Grants>,
+    /// Which clients and users act for recipients outside the organisation.
+    pub recipients: Arc<disclosure::Recipients>,
+    /// Failed password logins, for the lockout.
+    pub logins: Arc<auth::lockout::Lockout>,
 }
 
 impl AppState {
@@ -155,6 +166,8 @@ impl AppState {
             mpi: Arc::new(index),
             consents: Arc::default(),
             grants,
+            recipients: Arc::default(),
+            logins: Arc::default(),
         };
         if enabled {
             crate::mpi::spawn_worker(jobs, state.clone());
@@ -253,12 +266,21 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
             get(everything::get).post(everything::post),
         )
         .route("/{type}/{id}/$drg", get(drg::get).post(drg::post))
+        .route(
+            "/Patient/{id}/$accounting-of-disclosures",
+            get(disclosure::accounting),
+        )
         .route("/{type}/{id}/{compartment}", get(search::compartment_get))
         .route("/{type}/{id}/_history/{version}", get(instance::vread))
         .route(
             "/.well-known/smart-configuration",
             get(auth::smart::smart_configuration),
         )
+        // Releases outside the organisation are recorded once the guard let them through.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            disclosure::record::record,
+        ))
         // Break-the-glass after the guard: only what the principal may do anyway.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -278,7 +300,12 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
         )
         .route(auth::smart::JWKS_PATH, get(auth::smart::jwks))
         // The base with a trailing slash (`[base]/?_type=...`, `POST [base]/`) is the base.
-        .route("/fhir/", get(search::system_get).post(bundle::base_post))
+        .route(
+            "/fhir/",
+            get(search::system_get).post(bundle::base_post).route_layer(
+                axum::middleware::from_fn_with_state(state.clone(), disclosure::record::record),
+            ),
+        )
         .nest("/fhir", fhir)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

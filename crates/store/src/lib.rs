@@ -13,6 +13,7 @@
 
 mod auth;
 mod body;
+mod disclosure;
 mod error;
 mod history;
 mod instant;
@@ -34,6 +35,7 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use auth::AuthKind;
+pub use disclosure::Disclosure;
 pub use error::{StoreError, TransactionError};
 pub use history::{HistoryPage, HistoryQuery, HistoryScope};
 pub use instant::{Instant, Period};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use store::testing::{Proxy, TestDatabase};
-use store::{HistoryQuery, HistoryScope, Method, Store, StoreError, Write};
+use store::{HistoryQuery, HistoryScope, Method, ScanRequest, Store, StoreError, Write};
 
 fn object(value: Value) -> Map<String, Value> {
     match value {
@@ -246,6 +246,7 @@ async fn compartment_rows_carry_their_patient() {
     assert_eq!(
         tables,
         [
+            "disclosure",
             "resource",
             "resource_key",
             "resource_version",
@@ -313,7 +314,8 @@ fn query(database: &TestDatabase, sql: &str) -> Vec<String> {
 
 /// A transaction that took its instant first but commits last must not slip in below
 /// what a reader of history (or `_since`) has already seen: history shows nothing from
-/// its instant on until it has ended.
+/// its instant on until it has ended, and a bulk export's transaction time stays below
+/// that instant, so an export `_since` it finds the late write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn history_shows_nothing_above_a_write_still_in_flight() {
     let Some(database) = TestDatabase::postgres() else {
@@ -384,6 +386,17 @@ async fn history_shows_nothing_above_a_write_still_in_flight() {
         [("slow".to_string(), 1)],
         "above the slow write's instant"
     );
+    let export_time = tokio::task::block_in_place(|| {
+        store
+            .scan(&ScanRequest {
+                types: Vec::new(),
+                since: None,
+                patients: None,
+                filters: Vec::new(),
+            })
+            .unwrap()
+            .transaction_time()
+    });
 
     blocker.batch_execute("ROLLBACK").await.unwrap();
     slow.await.unwrap().unwrap();
@@ -400,4 +413,12 @@ async fn history_shows_nothing_above_a_write_still_in_flight() {
             );
         }
     }
+    let late = after
+        .iter()
+        .find(|v| v.id == "slow" && v.version == 2)
+        .unwrap();
+    assert!(
+        late.last_updated > export_time,
+        "an export _since the first one's transaction time would miss the late write"
+    );
 }

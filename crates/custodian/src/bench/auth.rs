@@ -111,6 +111,7 @@ async fn prepare_secure(dir: &std::path::Path, port: u16) -> Result<String, Stri
         secret_hash: Some(privacy::password::hash(&secret).map_err(|error| error.to_string())?),
         jwks: None,
         patient: None,
+        recipient: None,
     };
     privacy::account::create_client(&store, &client)
         .await

@@ -1,6 +1,7 @@
 //! `POST /auth/token`: the client-credentials grant (RFC 6749 4.4), the client
 //! authenticated by its secret (`client_secret_basic`, `client_secret_post`) or by a
-//! signed assertion (`private_key_jwt`, SMART Backend Services).
+//! signed assertion (`private_key_jwt`, SMART Backend Services); and the password grant
+//! of local users through such a client (`password.rs`).
 //!
 //! The granted scope is what was asked for (all the client may have when nothing was)
 //! as far as the client's allowed scopes cover it. An assertion's `jti` is recorded in
@@ -29,13 +30,17 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// An RFC 6749 error answer.
-struct OAuthError {
+pub(super) struct OAuthError {
     status: StatusCode,
     code: &'static str,
     description: String,
 }
 
-fn error(status: StatusCode, code: &'static str, description: impl Into<String>) -> OAuthError {
+pub(super) fn error(
+    status: StatusCode,
+    code: &'static str,
+    description: impl Into<String>,
+) -> OAuthError {
     OAuthError {
         status,
         code,
@@ -47,11 +52,11 @@ fn invalid_client(description: impl Into<String>) -> OAuthError {
     error(StatusCode::UNAUTHORIZED, "invalid_client", description)
 }
 
-fn invalid_request(description: impl Into<String>) -> OAuthError {
+pub(super) fn invalid_request(description: impl Into<String>) -> OAuthError {
     error(StatusCode::BAD_REQUEST, "invalid_request", description)
 }
 
-fn server_error(error: PrivacyError) -> OAuthError {
+pub(super) fn server_error(error: PrivacyError) -> OAuthError {
     tracing::error!(%error, "token endpoint failure");
     OAuthError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -81,7 +86,7 @@ impl IntoResponse for OAuthError {
 }
 
 /// How the client proves who it is.
-enum Credentials {
+pub(super) enum Credentials {
     Secret {
         client_id: String,
         secret: String,
@@ -92,7 +97,10 @@ enum Credentials {
     },
 }
 
-fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, OAuthError> {
+pub(super) fn form_value<'a>(
+    form: &'a [(String, String)],
+    name: &str,
+) -> Result<Option<&'a str>, OAuthError> {
     let mut values = form.iter().filter(|(key, _)| key == name);
     let first = values.next().map(|(_, value)| value.as_str());
     if values.next().is_some() {
@@ -132,7 +140,10 @@ fn basic(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
     Ok(Some((decode(id), decode(secret))))
 }
 
-fn credentials(headers: &HeaderMap, form: &[(String, String)]) -> Result<Credentials, OAuthError> {
+pub(super) fn credentials(
+    headers: &HeaderMap,
+    form: &[(String, String)],
+) -> Result<Credentials, OAuthError> {
     let basic = basic(headers)?;
     let form_id = form_value(form, "client_id")?;
     let form_secret = form_value(form, "client_secret")?;
@@ -193,7 +204,7 @@ fn jsonwebtoken_issuer(assertion: &str) -> Option<String> {
     claims.get("iss")?.as_str().map(str::to_string)
 }
 
-async fn authenticate_client(
+pub(super) async fn authenticate_client(
     state: &AppState,
     credentials: Credentials,
 ) -> Result<Client, OAuthError> {
@@ -288,11 +299,12 @@ async fn issue(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
     let form: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
     match form_value(&form, "grant_type")? {
         Some("client_credentials") => {}
+        Some("password") => return super::password::issue(state, verifier, headers, &form).await,
         Some(_) => {
             return Err(error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "only client_credentials is supported",
+                "only client_credentials and password are supported",
             ));
         }
         None => return Err(invalid_request("grant_type is missing")),
@@ -323,6 +335,11 @@ async fn issue(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
         })
         .map_err(server_error)?;
     tracing::info!(client = %client.id, "issued an access token");
+    Ok(token_response(issued))
+}
+
+/// The answer that hands out a token.
+pub(super) fn token_response(issued: privacy::token::Issued) -> Response {
     let mut body = json!({
         "access_token": issued.access_token,
         "token_type": "bearer",
@@ -340,5 +357,5 @@ async fn issue(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    response
 }

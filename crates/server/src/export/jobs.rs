@@ -5,6 +5,10 @@
 //! A finished job leaves `manifest.json` next to its files, so it survives a restart;
 //! a job interrupted by one is removed when the server starts. (A thread rather than
 //! the blocking pool: a shutdown does not wait for a long export to finish.)
+//!
+//! A job belongs to the principal that started it (`owner`, kept in the manifest); only
+//! that principal sees its status and files or cancels it. A job that releases data
+//! outside the organisation records its disclosures before it is complete.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use store::{ScanRequest, Store};
 
 use super::ndjson::{ExportError, OutputFile, Progress, write_ndjson};
+use crate::disclosure::record::Release;
+use crate::disclosure::record_export;
 
 const MANIFEST: &str = "manifest.json";
 
@@ -25,6 +31,9 @@ pub(crate) struct Manifest {
     /// The kick-off request's URL.
     pub request: String,
     pub files: Vec<OutputFile>,
+    /// Who started the job (`export::owner`); a manifest without one is nobody's.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 pub(crate) enum State {
@@ -37,6 +46,10 @@ pub(crate) struct Job {
     pub id: String,
     dir: PathBuf,
     pub request: String,
+    /// Who started it (`export::owner`).
+    pub owner: Option<String>,
+    /// The release it makes outside the organisation, if any.
+    release: Option<Release>,
     cancelled: AtomicBool,
     pub done: AtomicU64,
     pub estimate: AtomicU64,
@@ -68,9 +81,19 @@ pub(crate) struct Jobs {
     jobs: Mutex<HashMap<String, Arc<Job>>>,
 }
 
+/// Who asks for a job.
+pub(crate) struct Requester {
+    /// Who will own it (`export::owner`).
+    pub owner: String,
+    /// The release it makes outside the organisation, if any.
+    pub release: Option<Release>,
+}
+
 /// Why a job cannot start.
 pub(crate) enum StartError {
     NoDirectory,
+    /// Not called on the server's runtime (which records disclosures).
+    NoRuntime,
     Busy,
     Thread(std::io::Error),
 }
@@ -91,6 +114,8 @@ impl Jobs {
                             id: id.clone(),
                             dir: path,
                             request: manifest.request.clone(),
+                            owner: manifest.owner.clone(),
+                            release: None,
                             cancelled: AtomicBool::new(false),
                             done: AtomicU64::new(manifest.files.iter().map(|f| f.count).sum()),
                             estimate: AtomicU64::new(0),
@@ -126,15 +151,19 @@ impl Jobs {
         request: String,
         max_file_bytes: u64,
         max_running: usize,
+        requester: Requester,
     ) -> Result<Arc<Job>, StartError> {
         let Some(root) = &self.dir else {
             return Err(StartError::NoDirectory);
         };
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let id = store::new_id();
         let job = Arc::new(Job {
             id: id.clone(),
             dir: root.join(&id),
             request,
+            owner: Some(requester.owner),
+            release: requester.release,
             cancelled: AtomicBool::new(false),
             done: AtomicU64::new(0),
             estimate: AtomicU64::new(0),
@@ -154,7 +183,7 @@ impl Jobs {
         let worker = job.clone();
         let spawned = std::thread::Builder::new()
             .name("export-job".into())
-            .spawn(move || run(&worker, &store, &scan, max_file_bytes));
+            .spawn(move || run(&worker, &store, &scan, max_file_bytes, &runtime));
         if let Err(error) = spawned {
             self.jobs().remove(&id);
             return Err(StartError::Thread(error));
@@ -177,7 +206,13 @@ impl Jobs {
     }
 }
 
-fn run(job: &Job, store: &Store, scan: &ScanRequest, max_file_bytes: u64) {
+fn run(
+    job: &Job,
+    store: &Store,
+    scan: &ScanRequest,
+    max_file_bytes: u64,
+    runtime: &tokio::runtime::Handle,
+) {
     let mut progress = |progress: Progress| {
         job.done.store(progress.done, Ordering::Relaxed);
         job.estimate.store(progress.estimate, Ordering::Relaxed);
@@ -185,10 +220,16 @@ fn run(job: &Job, store: &Store, scan: &ScanRequest, max_file_bytes: u64) {
     };
     let result = write_ndjson(store, scan, &job.dir, max_file_bytes, &mut progress);
     let manifest = result.and_then(|exported| {
+        // No file may be fetched before its release is in the accounting of disclosures.
+        if let Some(release) = &job.release {
+            record_export(runtime, store, release, &job.id, &job.dir, &exported.files)
+                .map_err(|error| ExportError::Store(store::StoreError::Backend(error)))?;
+        }
         let manifest = Manifest {
             transaction_time: exported.transaction_time.to_fhir(),
             request: job.request.clone(),
             files: exported.files,
+            owner: job.owner.clone(),
         };
         let path = job.dir.join(MANIFEST);
         let text = serde_json::to_vec(&manifest).unwrap_or_default();

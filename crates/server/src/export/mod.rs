@@ -10,6 +10,11 @@
 //! - `DELETE [base]/$export-status/[job]`: 202; the job stops and its files go.
 //! - `GET [base]/$export-file/[job]/[file]`: the file, streamed from disk.
 //!
+//! Status, cancel and files answer only the principal that started the job (the same
+//! subject from the same issuer); to anyone else the job is not there (404). An export
+//! to a recipient outside the organisation (a named one, or a client registered as one)
+//! is recorded in the accounting of disclosures before it completes.
+//!
 //! The job itself (`jobs.rs`) scans the store and writes files with `ndjson.rs`, which
 //! `custodian export` calls too.
 
@@ -18,11 +23,14 @@ mod jobs;
 mod ndjson;
 mod request;
 
+use std::sync::Arc;
+
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use fhir::IssueType;
+use privacy::Principal;
 use serde_json::{Value, json};
 use store::{Patients, ScanRequest, Store};
 
@@ -155,6 +163,7 @@ async fn kick_off(
         Some(id) => Some(group_patients(&state.store, id, Some(base)).await?),
         None => None,
     };
+    let release = crate::disclosure::record::release_of(state, &request.headers, principal).await?;
     let mut scan = scan_request(params, level, members);
     // Labelled data the principal may not see, and what consents deny it, stay out.
     crate::restrict::View::of(state, principal)
@@ -173,11 +182,20 @@ async fn kick_off(
             url,
             limits.export_file_bytes,
             limits.export_jobs,
+            jobs::Requester {
+                owner: owner(principal),
+                release,
+            },
         )
         .map_err(|error| match error {
             jobs::StartError::NoDirectory => ApiError::not_supported(
                 StatusCode::NOT_IMPLEMENTED,
                 "this store has no directory to write exports to",
+            ),
+            jobs::StartError::NoRuntime => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                IssueType::Exception,
+                "the export could not start",
             ),
             jobs::StartError::Thread(error) => {
                 tracing::error!(%error, "cannot start an export thread");
@@ -256,12 +274,29 @@ fn unknown_job() -> ApiError {
     ApiError::not_found("no such export job (it may have been deleted)")
 }
 
+/// Who owns a job `principal` starts: its subject, with the issuer that vouches for it.
+fn owner(principal: &Principal) -> String {
+    format!("{} {}", principal.issuer, principal.subject)
+}
+
+/// The job `id`, if `principal` started it (a server without authentication sees all).
+fn own_job(state: &AppState, id: &str, principal: &Principal) -> Result<Arc<jobs::Job>, ApiError> {
+    state
+        .exports
+        .get(id)
+        .filter(|job| {
+            principal.unchecked || job.owner.as_deref() == Some(owner(principal).as_str())
+        })
+        .ok_or_else(unknown_job)
+}
+
 /// `GET [base]/$export-status/[job]`
 pub(crate) async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Extension(principal): Extension<Arc<Principal>>,
 ) -> Result<Response, ApiError> {
-    let job = state.exports.get(&id).ok_or_else(unknown_job)?;
+    let job = own_job(&state, &id, &principal)?;
     let manifest = match &*job.state() {
         jobs::State::Running => None,
         jobs::State::Complete(manifest) => Some(manifest.clone()),
@@ -317,7 +352,9 @@ pub(crate) async fn status(
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Extension(principal): Extension<Arc<Principal>>,
 ) -> Result<Response, ApiError> {
+    own_job(&state, &id, &principal)?;
     let exports = state.exports.clone();
     let found = tokio::task::spawn_blocking(move || exports.cancel(&id))
         .await
@@ -337,8 +374,9 @@ pub(crate) async fn cancel(
 pub(crate) async fn file(
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
+    Extension(principal): Extension<Arc<Principal>>,
 ) -> Result<Response, ApiError> {
-    let job = state.exports.get(&id).ok_or_else(unknown_job)?;
+    let job = own_job(&state, &id, &principal)?;
     let path = job
         .file(&name)
         .ok_or_else(|| ApiError::not_found(format!("export job {id} has no file {name:?}")))?;

@@ -12,6 +12,7 @@
 
 mod analyze;
 mod auth;
+mod disclosure;
 mod history;
 mod horizon;
 mod reader;
@@ -142,6 +143,51 @@ async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Clie
     Ok(client)
 }
 
+/// Makes the pool's connections on the store's runtime, whichever runtime asks for one:
+/// their sockets and driver tasks live there, so a request on another runtime only
+/// hands statements to the driver and is woken with the answer.
+struct OnStoreRuntime(Handle);
+
+impl deadpool_postgres::Connect for OnStoreRuntime {
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> std::pin::Pin<
+        Box<
+            dyn Future<
+                    Output = Result<
+                        (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+                        tokio_postgres::Error,
+                    >,
+                > + Send
+                + '_,
+        >,
+    > {
+        let config = config.clone();
+        let made = self.0.spawn(make_connection(config.clone()));
+        Box::pin(async move {
+            match made.await {
+                Ok(made) => made,
+                // The store's runtime is shutting down: make it here instead.
+                Err(_) => make_connection(config).await,
+            }
+        })
+    }
+}
+
+/// A connection and its driver task, on the current runtime.
+async fn make_connection(
+    config: tokio_postgres::Config,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "PostgreSQL connection ended");
+        }
+    });
+    Ok((client, driver))
+}
+
 /// Applies pending migrations to the database `url` names; returns the schema
 /// version before and after.
 pub(crate) fn migrate(url: &str) -> Result<(u32, u32), StoreError> {
@@ -203,9 +249,9 @@ impl PostgresStore {
             None => format!("-c statement_timeout={STATEMENT_TIMEOUT}"),
         };
         pooled.options(&options);
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             pooled,
-            NoTls,
+            OnStoreRuntime(handle.clone()),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -294,33 +340,30 @@ impl PostgresStore {
             .map_err(|error| StoreError::Backend(format!("database task failed: {error}")))?
     }
 
+    /// Reads run on the caller's runtime (the statement goes to the connection's driver
+    /// on the store's runtime): a hop fewer than a task of their own.
     pub(crate) async fn read(
         &self,
         resource_type: &str,
         id: &str,
     ) -> Result<Option<Version>, StoreError> {
-        let pool = self.pool.clone();
-        let (resource_type, id) = (resource_type.to_string(), id.to_string());
-        self.spawn(async move {
-            let client = pool.get().await.map_err(pool_error)?;
-            let statement = client
-                .prepare_cached(
-                    "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.body, v.created
-                     FROM resource_key k
-                     JOIN resource r ON r.rid = k.rid AND r.pkey = k.pkey
-                     JOIN resource_version v ON v.type = k.type AND v.id = k.id
-                       AND v.version = r.version AND v.pkey = r.pkey
-                     WHERE k.type = $1 AND k.id = $2",
-                )
-                .await
-                .map_err(error)?;
-            let row = client
-                .query_opt(&statement, &[&resource_type, &id])
-                .await
-                .map_err(error)?;
-            row.as_ref().map(version_from_row).transpose()
-        })
-        .await
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let statement = client
+            .prepare_cached(
+                "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.body, v.created
+                 FROM resource_key k
+                 JOIN resource r ON r.rid = k.rid AND r.pkey = k.pkey
+                 JOIN resource_version v ON v.type = k.type AND v.id = k.id
+                   AND v.version = r.version AND v.pkey = r.pkey
+                 WHERE k.type = $1 AND k.id = $2",
+            )
+            .await
+            .map_err(error)?;
+        let row = client
+            .query_opt(&statement, &[&resource_type, &id])
+            .await
+            .map_err(error)?;
+        row.as_ref().map(version_from_row).transpose()
     }
 
     pub(crate) async fn vread(
@@ -332,24 +375,19 @@ impl PostgresStore {
         let Ok(version) = i64::try_from(version) else {
             return Ok(None);
         };
-        let pool = self.pool.clone();
-        let (resource_type, id) = (resource_type.to_string(), id.to_string());
-        self.spawn(async move {
-            let client = pool.get().await.map_err(pool_error)?;
-            let statement = client
-                .prepare_cached(
-                    "SELECT type, id, version, last_updated, method, body, created
-                     FROM resource_version WHERE type = $1 AND id = $2 AND version = $3",
-                )
-                .await
-                .map_err(error)?;
-            let row = client
-                .query_opt(&statement, &[&resource_type, &id, &version])
-                .await
-                .map_err(error)?;
-            row.as_ref().map(version_from_row).transpose()
-        })
-        .await
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let statement = client
+            .prepare_cached(
+                "SELECT type, id, version, last_updated, method, body, created
+                 FROM resource_version WHERE type = $1 AND id = $2 AND version = $3",
+            )
+            .await
+            .map_err(error)?;
+        let row = client
+            .query_opt(&statement, &[&resource_type, &id, &version])
+            .await
+            .map_err(error)?;
+        row.as_ref().map(version_from_row).transpose()
     }
 
     pub(crate) async fn current_of_type(

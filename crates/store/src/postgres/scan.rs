@@ -3,10 +3,11 @@
 //! for as long as the scan lives; a plan per type; keyset pages in `rid` order.
 //! Dropping the scan closes the connection, which ends the transaction.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::runtime::Handle;
 
+use super::horizon::Times;
 use super::reader::{PgReader, numbered, typed};
 use super::{PostgresStore, block_on, connect, error};
 use crate::params::ParamIds;
@@ -40,11 +41,12 @@ impl PostgresStore {
         let config = self.config.clone();
         let params = self.params.clone();
         let request = request.clone();
+        let times = self.times.clone();
         // Planning looks up pids synchronously, as a search does: on a blocking thread.
         let opened = block_on(&self.handle, async move {
             let blocking = handle.clone();
             blocking
-                .spawn_blocking(move || open(&handle, &config, &params, &request))
+                .spawn_blocking(move || open(&handle, &config, &params, &request, &times))
                 .await
         })?;
         opened.map_err(|failure| StoreError::Backend(format!("scan task failed: {failure}")))?
@@ -56,8 +58,14 @@ fn open(
     config: &tokio_postgres::Config,
     params: &ParamIds,
     request: &ScanRequest,
+    times: &Mutex<Times>,
 ) -> Result<PostgresScan, StoreError> {
     let client = handle.block_on(connect(config))?;
+    // Before the snapshot, and after (see `super::horizon`).
+    let start = times
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .read_start();
     handle
         .block_on(client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         .map_err(error)?;
@@ -66,7 +74,14 @@ fn open(
         .block_on(client.query_one("SELECT max(last_updated) FROM resource_version", &[]))
         .map_err(error)?
         .get(0);
-    let transaction_time = newest.map_or_else(Instant::now, Instant);
+    // A transaction that took an earlier instant may commit after the snapshot: the
+    // export's time stays below the first such instant, so that an export `_since`
+    // this one finds what it wrote (and may repeat what this one has).
+    let horizon = times
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .horizon(start);
+    let transaction_time = transaction_time(newest.map_or_else(Instant::now, Instant), horizon);
     let mut types = if request.types.is_empty() {
         stored_types(&reader)?
     } else {
@@ -88,6 +103,16 @@ fn open(
         after_rid: i64::MIN,
         transaction_time,
     })
+}
+
+/// The instant an export's snapshot stands for: the newest version it holds (now, when
+/// the store is empty), or just below the horizon when a transaction in flight took an
+/// earlier instant.
+fn transaction_time(newest: Instant, horizon: Option<i64>) -> Instant {
+    match horizon {
+        Some(horizon) => Instant(newest.0.min(horizon.saturating_sub(1))),
+        None => newest,
+    }
 }
 
 impl PostgresScan {

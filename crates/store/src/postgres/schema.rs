@@ -149,6 +149,33 @@ pub(super) const MIGRATIONS: &[&str] = &[
         expires_at bigint NOT NULL
     );
     "#,
+    // The accounting of disclosures: one row per release of one patient's data,
+    // append-only (an UPDATE, DELETE or TRUNCATE is refused). `pkey` is the patient
+    // disclosed, so the table can be distributed with the patient's records.
+    r#"
+    CREATE TABLE disclosure (
+        seq bigint GENERATED ALWAYS AS IDENTITY,
+        pkey text COLLATE "C" NOT NULL,
+        at bigint NOT NULL,
+        recipient text NOT NULL,
+        address text NOT NULL,
+        purpose text NOT NULL,
+        description text NOT NULL,
+        principal text NOT NULL,
+        request text NOT NULL,
+        PRIMARY KEY (pkey, seq)
+    );
+    CREATE INDEX disclosure_patient_at ON disclosure (pkey, at);
+    CREATE FUNCTION disclosure_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'disclosures are append-only';
+    END
+    $$;
+    CREATE TRIGGER disclosure_no_change BEFORE UPDATE OR DELETE ON disclosure
+        FOR EACH ROW EXECUTE FUNCTION disclosure_append_only();
+    CREATE TRIGGER disclosure_no_truncate BEFORE TRUNCATE ON disclosure
+        FOR EACH STATEMENT EXECUTE FUNCTION disclosure_append_only();
+    "#,
 ];
 
 /// The index tables, for removing a resource's rows.

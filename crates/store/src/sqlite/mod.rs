@@ -4,6 +4,7 @@
 //! (see `writer`); readers take connections from a small pool and never block it (WAL).
 
 mod auth;
+mod disclosure;
 mod index;
 mod params;
 mod reader;

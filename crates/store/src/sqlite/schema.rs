@@ -154,6 +154,24 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         expires_at INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // The accounting of disclosures: one row per release of one patient's data,
+    // append-only (an UPDATE or DELETE is refused).
+    "CREATE TABLE disclosure (
+        seq INTEGER PRIMARY KEY,
+        patient TEXT NOT NULL,
+        at INTEGER NOT NULL,              -- microseconds since the epoch
+        recipient TEXT NOT NULL,
+        address TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        description TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        request TEXT NOT NULL
+    );
+    CREATE INDEX disclosure_patient_at ON disclosure (patient, at);
+    CREATE TRIGGER disclosure_no_update BEFORE UPDATE ON disclosure
+    BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;
+    CREATE TRIGGER disclosure_no_delete BEFORE DELETE ON disclosure
+    BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;",
 ];
 
 /// The value indexes of the index tables (name, then table and columns): searches find
