@@ -138,6 +138,11 @@ struct ServeArgs {
     /// them on the duplicate worklist.
     #[arg(long, env = "CUSTODIAN_MPI_AUTO_LINK")]
     mpi_auto_link: bool,
+    /// How long a break-the-glass grant (X-Purpose-Of-Use: BTG with a reason) opens a
+    /// patient's restricted data to the principal, in minutes.
+    #[arg(long, env = "CUSTODIAN_BREAK_GLASS_MINUTES", default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=24 * 60))]
+    break_glass_minutes: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -279,6 +284,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 enterprise_system: args.mpi_enterprise_system,
                 auto_link: args.mpi_auto_link,
             },
+            break_glass_minutes: args.break_glass_minutes,
         };
         let app = server::router(store, config)
             .await

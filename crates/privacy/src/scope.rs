@@ -208,7 +208,7 @@ impl Scope {
         if text.is_empty() || text.len() > MAX_SCOPE_BYTES {
             return None;
         }
-        if OTHER_SCOPES.contains(&text) {
+        if OTHER_SCOPES.contains(&text) || crate::labels::is_scope(text) {
             return Some(Scope::Other(text.to_string()));
         }
         let (context, rest) = text.split_once('/')?;

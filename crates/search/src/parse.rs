@@ -114,6 +114,7 @@ pub fn parse(
             includes: Vec::new(),
             revincludes: Vec::new(),
             total: Total::Unspecified,
+            reached: Vec::new(),
         },
         count: None,
         summary: None,

@@ -21,6 +21,18 @@ pub struct Query {
     pub revincludes: Vec<Include>,
     /// `_total`.
     pub total: Total,
+    /// What a resource reached through a chain or `_has` must also satisfy to count,
+    /// by its type (the reader's visibility: sensitive labels, consents). The searched
+    /// types carry theirs as ordinary clauses.
+    pub reached: Vec<Reached>,
+}
+
+/// The clauses a resource of `resource_type` must satisfy when a chain or `_has`
+/// reaches it; a type not listed has none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reached {
+    pub resource_type: String,
+    pub clauses: Vec<Clause>,
 }
 
 /// Any one of the criteria holds (comma-separated values are OR).

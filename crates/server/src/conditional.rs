@@ -31,6 +31,7 @@ use crate::format::require_json_body;
 use crate::patch::{patch_instance, read_patch};
 use crate::references::referenced;
 use crate::response::{Return, json_response, write_response};
+use crate::restrict::View;
 use crate::validate::{after_write, check_on_write};
 use crate::write::written_response;
 
@@ -98,6 +99,7 @@ pub fn criteria(text: &str) -> Vec<(String, String)> {
 /// The current resources of `resource_type` that `params` match, at most `limit`.
 pub async fn find(
     state: &AppState,
+    view: &View,
     resource_type: &str,
     params: &[(String, String)],
     limit: usize,
@@ -118,6 +120,8 @@ pub async fn find(
             "a conditional interaction needs search criteria for {resource_type} (e.g. identifier=system|value)"
         )));
     }
+    // What the principal may not see does not match: for it, it is not there.
+    view.narrow(&mut query);
     query.includes.clear();
     query.revincludes.clear();
     query.sort.clear();
@@ -140,11 +144,12 @@ pub async fn find(
 /// The one resource `params` match, if any; 412 when several do.
 pub async fn find_one(
     state: &AppState,
+    view: &View,
     resource_type: &str,
     params: &[(String, String)],
     what: &str,
 ) -> Result<Option<Version>, ApiError> {
-    let mut found = find(state, resource_type, params, 2).await?;
+    let mut found = find(state, view, resource_type, params, 2).await?;
     if found.len() > 1 {
         return Err(ApiError::multiple_matches(format!(
             "{what}: the criteria match more than one {resource_type}"
@@ -165,14 +170,17 @@ pub(crate) async fn update(
     let resource = parse_resource(&bytes, &resource_type)?;
     let fetched = referenced(&state, &resource).await?;
     let mut resource = check_on_write(&state, resource, fetched.as_ref())?;
+    crate::write_limit::check_resource(&request.principal, &resource_type, &resource)?;
     let body_id = resource
         .get("id")
         .and_then(Value::as_str)
         .map(str::to_owned);
 
+    let view = View::of(&state, &request.principal).await?;
     let _guard = state.locks.lock(&resource_type).await;
     let found = find_one(
         &state,
+        &view,
         &resource_type,
         &request.params,
         "conditional update",
@@ -186,6 +194,7 @@ pub(crate) async fn update(
             )));
         }
         (Some(existing), _) => {
+            crate::write_limit::check_found(&state, &request.principal, &existing).await?;
             resource.insert("id".into(), Value::String(existing.id.clone()));
             update_write(&resource_type, existing.id, resource, request.if_match)
         }
@@ -234,9 +243,11 @@ pub(crate) async fn delete(
     request: FhirRequest,
     TypePath(resource_type): TypePath,
 ) -> Result<Response, ApiError> {
+    let view = View::of(&state, &request.principal).await?;
     let _guard = state.locks.lock(&resource_type).await;
     let found = find(
         &state,
+        &view,
         &resource_type,
         &request.params,
         MAX_CONDITIONAL_DELETE + 1,
@@ -246,6 +257,9 @@ pub(crate) async fn delete(
         return Err(ApiError::multiple_matches(format!(
             "conditional delete: the criteria match more than {MAX_CONDITIONAL_DELETE} {resource_type} resources; narrow them"
         )));
+    }
+    for version in &found {
+        crate::write_limit::check_found(&state, &request.principal, version).await?;
     }
     if found.len() > 1 && request.if_match.is_some() {
         return Err(ApiError::multiple_matches(format!(
@@ -321,7 +335,15 @@ pub(crate) async fn patch(
 ) -> Result<Response, ApiError> {
     let patch = read_patch(&state, &request, body).await?;
     let _guard = state.locks.lock(&resource_type).await;
-    let found = find_one(&state, &resource_type, &request.params, "conditional patch").await?;
+    let view = View::of(&state, &request.principal).await?;
+    let found = find_one(
+        &state,
+        &view,
+        &resource_type,
+        &request.params,
+        "conditional patch",
+    )
+    .await?;
     let Some(target) = found else {
         return Err(ApiError::not_found(format!(
             "conditional patch: no {resource_type} matches the criteria"

@@ -43,6 +43,7 @@ use crate::error::ApiError;
 use crate::extract::{FhirRequest, InstancePath};
 use crate::instance::gone;
 use crate::response::json_response;
+use crate::restrict::View;
 use crate::terminology::{System, parameter, parameter_parts, parameters};
 
 /// The canonical URL the CapabilityStatement names for the operation.
@@ -115,14 +116,16 @@ async fn run(
         )));
     }
     let id = path.id;
-    let encounter = match state.store.read("Encounter", &id).await? {
+    // What is hidden from the caller (labels, consents) is not there for the grouping.
+    let view = crate::restrict::View::of(state, &request.principal).await?;
+    let encounter = match view.keep(state.store.read("Encounter", &id).await?) {
         None => {
             return Err(ApiError::not_found(format!("Encounter/{id} is not known")));
         }
         Some(version) if version.is_deleted() => return Ok(gone(&version)),
         Some(version) => body_of(&version)?,
     };
-    let case = build(state, &id, &encounter).await?;
+    let case = build(state, &view, &id, &encounter).await?;
     let result = coding::grouper().group(&case.claim);
     let edits = coding::mce().edit(&case.claim, case.discharge_date);
     let answer = answer(&case, &result, &edits);
@@ -164,10 +167,11 @@ struct Case {
 
 async fn build(
     state: &AppState,
+    view: &View,
     id: &str,
     encounter: &Map<String, Value>,
 ) -> Result<Case, ApiError> {
-    let diagnoses = diagnoses(state, id, encounter).await?;
+    let diagnoses = diagnoses(state, view, id, encounter).await?;
     let Some((principal, secondary)) = diagnoses.split_first() else {
         return Err(unprocessable(format!(
             "Encounter/{id} has no ICD-10-CM coded diagnoses: $drg needs Encounter.diagnosis entries whose Condition has a {} coding",
@@ -180,14 +184,14 @@ async fn build(
             secondary.len()
         )));
     }
-    let procedures = procedures(state, id).await?;
+    let procedures = procedures(state, view, id).await?;
     if procedures.len() > PROCEDURES_MAX {
         return Err(unprocessable(format!(
             "Encounter/{id} has {} ICD-10-PCS coded procedures; the grouper takes at most {PROCEDURES_MAX}",
             procedures.len()
         )));
     }
-    let patient = patient(state, id, encounter).await?;
+    let patient = patient(state, view, id, encounter).await?;
     let period = encounter.get("period");
     let day = |key: &str| {
         period
@@ -313,6 +317,7 @@ fn poa_of(entry: &Value) -> Option<String> {
 
 async fn diagnoses(
     state: &AppState,
+    view: &View,
     id: &str,
     encounter: &Map<String, Value>,
 ) -> Result<Vec<Diagnosis>, ApiError> {
@@ -335,7 +340,7 @@ async fn diagnoses(
         let Some(condition_id) = referenced_id(entry.get("condition"), "Condition") else {
             continue;
         };
-        let condition = match state.store.read("Condition", condition_id).await? {
+        let condition = match view.keep(state.store.read("Condition", condition_id).await?) {
             Some(version) if !version.is_deleted() => body_of(&version)?,
             _ => {
                 return Err(unprocessable(format!(
@@ -369,12 +374,17 @@ async fn diagnoses(
 }
 
 /// The ICD-10-PCS code and `Procedure/id` of the encounter's procedures.
-async fn procedures(state: &AppState, id: &str) -> Result<Vec<(String, String)>, ApiError> {
-    let parsed = search::parse(
+async fn procedures(
+    state: &AppState,
+    view: &View,
+    id: &str,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut parsed = search::parse(
         &["Procedure".to_string()],
         &[("encounter".to_string(), format!("Encounter/{id}"))],
         ParseOptions { strict: true },
     )?;
+    view.narrow(&mut parsed.query);
     let page = state
         .store
         .search(SearchRequest {
@@ -417,6 +427,7 @@ async fn procedures(state: &AppState, id: &str) -> Result<Vec<(String, String)>,
 
 async fn patient(
     state: &AppState,
+    view: &View,
     id: &str,
     encounter: &Map<String, Value>,
 ) -> Result<Map<String, Value>, ApiError> {
@@ -425,7 +436,7 @@ async fn patient(
             "Encounter/{id} has no subject Patient: the grouper needs the age and sex"
         ))
     })?;
-    match state.store.read("Patient", patient_id).await? {
+    match view.keep(state.store.read("Patient", patient_id).await?) {
         Some(version) if !version.is_deleted() => body_of(&version),
         _ => Err(unprocessable(format!(
             "the subject of Encounter/{id}, Patient/{patient_id}, is not there"

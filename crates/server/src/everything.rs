@@ -282,6 +282,7 @@ fn compartment_query(id: &str, options: &Options) -> Option<Query> {
         includes: Vec::new(),
         revincludes: Vec::new(),
         total: Total::Unspecified,
+        reached: Vec::new(),
     })
 }
 
@@ -444,7 +445,10 @@ async fn run(
             .collect();
         options.types = Some(allowed);
     }
-    match state.store.read("Patient", &id).await? {
+    // Labelled data and what consents deny stay out of the compartment's search, and
+    // out of the resources it refers to; a hidden Patient is not known.
+    let view = crate::restrict::View::of(state, principal).await?;
+    match view.keep(state.store.read("Patient", &id).await?) {
         None => return Err(ApiError::not_found(format!("Patient/{id} is not known"))),
         Some(version) if version.is_deleted() => return Ok(gone(&version)),
         Some(_) => {}
@@ -461,7 +465,10 @@ async fn run(
         }
     }
     let count_only = page_size == 0;
-    let query = compartment_query(&id, &options);
+    let mut query = compartment_query(&id, &options);
+    if let Some(query) = &mut query {
+        view.narrow(query);
+    }
     let mut page = match &query {
         None => SearchPage {
             total: Some(0),
@@ -494,6 +501,7 @@ async fn run(
     {
         let whole = options.cursor.is_none();
         page.included = referenced(state, query, &page, whole, &options).await?;
+        page.included.retain(|version| view.sees(version));
     }
 
     let base = state.config.base_url.as_str();

@@ -41,6 +41,8 @@ pub(crate) async fn instance(
             .is_some_and(|version| !crate::access::visible(patient, version)),
         None => false,
     };
+    let view = crate::restrict::View::of(&state, principal).await?;
+    let hidden = hidden || current.as_ref().is_some_and(|version| !view.sees(version));
     if current.is_none() || hidden {
         return Err(ApiError::not_found(format!(
             "{resource_type}/{id} is not known"
@@ -141,6 +143,14 @@ async fn respond(
             .total
             .saturating_sub((listed - page.versions.len()) as u64);
     }
+    // Versions that carry a label the principal may not see, or that a consent denies
+    // it, stay out of sight too.
+    let view = crate::restrict::View::of(&state, principal).await?;
+    let listed = page.versions.len();
+    page.versions.retain(|version| view.sees(version));
+    page.total = page
+        .total
+        .saturating_sub((listed - page.versions.len()) as u64);
     let base = &state.config.base_url;
     let text = bundle(base, &path, &carried, before, &page)
         .map_err(|error| ApiError::bad_request(format!("cannot build the history: {error}")))?;

@@ -66,7 +66,8 @@ pub(crate) async fn read(
         ));
     }
     let found = state.store.read(&resource_type, &id).await?;
-    match crate::access::keep_visible(&request.principal, found) {
+    let view = crate::restrict::View::of(&state, &request.principal).await?;
+    match view.keep(crate::access::keep_visible(&request.principal, found)) {
         None => Err(ApiError::not_found(format!(
             "{resource_type}/{id} is not known"
         ))),
@@ -93,7 +94,8 @@ pub(crate) async fn vread(
         version,
     } = path;
     let found = state.store.vread(&resource_type, &id, version).await?;
-    match crate::access::keep_visible(&request.principal, found) {
+    let view = crate::restrict::View::of(&state, &request.principal).await?;
+    match view.keep(crate::access::keep_visible(&request.principal, found)) {
         None => Err(ApiError::not_found(format!(
             "{resource_type}/{id} has no version {version}"
         ))),

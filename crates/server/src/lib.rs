@@ -10,6 +10,7 @@ mod body;
 mod bundle;
 mod capability;
 mod conditional;
+mod consents;
 mod disclosure;
 mod drain;
 mod drg;
@@ -19,6 +20,7 @@ mod everything;
 pub mod export;
 mod extract;
 mod format;
+pub mod glass;
 mod history;
 mod instance;
 pub mod load;
@@ -27,6 +29,7 @@ mod patch;
 mod profiles;
 mod references;
 mod response;
+mod restrict;
 mod search;
 mod searchset;
 mod subset;
@@ -34,6 +37,7 @@ mod terminology;
 pub mod tls;
 mod validate;
 mod write;
+mod write_limit;
 
 use std::sync::Arc;
 
@@ -60,6 +64,8 @@ pub struct Config {
     pub auth: Auth,
     /// The master patient index.
     pub mpi: MpiConfig,
+    /// How long a break-the-glass grant lasts, in minutes.
+    pub break_glass_minutes: u64,
 }
 
 impl Default for Config {
@@ -70,6 +76,7 @@ impl Default for Config {
             validation: ValidationMode::Strict,
             auth: Auth::Open,
             mpi: MpiConfig::default(),
+            break_glass_minutes: 60,
         }
     }
 }
@@ -129,6 +136,10 @@ pub(crate) struct AppState {
     pub tokens: Arc<auth::cache::TokenCache>,
     /// The index of every current Patient, and its duplicate checks.
     pub mpi: Arc<crate::mpi::Mpi>,
+    /// The active patient-privacy Consents.
+    pub consents: Arc<consents::Consents>,
+    /// Break-the-glass grants in force.
+    pub grants: Arc<glass::Grants>,
     /// Which clients and users act for recipients outside the organisation.
     pub recipients: Arc<disclosure::Recipients>,
     /// Failed password logins, for the lockout.
@@ -145,6 +156,7 @@ impl AppState {
         let exports = Arc::new(export::Jobs::open(export_dir));
         let (index, jobs) = crate::mpi::Mpi::load(&store, &config.mpi).await?;
         let enabled = config.mpi.enabled;
+        let grants = Arc::new(glass::Grants::load(&store).await?);
         let state = AppState {
             store,
             config: Arc::new(config),
@@ -154,6 +166,8 @@ impl AppState {
             exports,
             tokens: Arc::default(),
             mpi: Arc::new(index),
+            consents: Arc::default(),
+            grants,
             recipients: Arc::default(),
             logins: Arc::default(),
         };
@@ -268,6 +282,11 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             disclosure::record::record,
+        ))
+        // Break-the-glass after the guard: only what the principal may do anyway.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            glass::layer,
         ))
         .route_layer(axum::middleware::from_fn(auth::guard::guard))
         .route_layer(axum::middleware::from_fn(log_request));

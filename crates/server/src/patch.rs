@@ -142,6 +142,7 @@ pub(crate) async fn patch_instance(
             Some(current) if current.is_deleted() => return Ok(gone(&current)),
             Some(current) => current,
         };
+        crate::write_limit::check_target(state, &request.principal, resource_type, id).await?;
         if let Some(expected) = request.if_match
             && expected != current.version
         {
@@ -152,6 +153,7 @@ pub(crate) async fn patch_instance(
             .into());
         }
         let resource = apply_patch(&current, patch)?;
+        crate::write_limit::check_resource(&request.principal, resource_type, &resource)?;
         let fetched = referenced(state, &resource).await?;
         let resource = check_on_write(state, resource, fetched.as_ref())?;
         let result = state

@@ -192,6 +192,10 @@ pub(crate) async fn run(
                 .into(),
         ));
     }
+    // Labelled data the principal may not see, and what consents deny it, are left out
+    // of the query itself, chains and `_has` included.
+    let view = crate::restrict::View::of(state, principal).await?;
+    view.narrow(&mut parsed.query);
 
     let limits = &state.config.limits;
     let page_size = parsed
@@ -215,6 +219,7 @@ pub(crate) async fn run(
         page.included
             .retain(|version| crate::access::visible(patient, version));
     }
+    page.included.retain(|version| view.sees(version));
 
     // Links repeat what the search applied: not what it ignored, and `_count` as capped.
     let ignored: HashSet<&str> = parsed.ignored.iter().map(String::as_str).collect();

@@ -128,9 +128,12 @@ pub fn check_on_write(
 }
 
 /// Keeps the profile registry in step with a StructureDefinition that was just written,
-/// and the patient index with a Patient.
+/// the patient index with a Patient, and the consents with a Consent.
 pub fn after_write(state: &AppState, version: &Version) {
     state.mpi.observe(version);
+    if version.resource_type == "Consent" {
+        state.consents.forget();
+    }
     if version.resource_type != "StructureDefinition" {
         return;
     }
@@ -237,7 +240,8 @@ async fn run_validate(
                     "mode=delete needs an instance: POST [type]/[id]/$validate",
                 ));
             };
-            return match state.store.read(resource_type, id).await? {
+            let view = crate::restrict::View::of(state, &request.principal).await?;
+            return match view.keep(state.store.read(resource_type, id).await?) {
                 Some(version) if !version.is_deleted() => Ok(json_response(
                     StatusCode::OK,
                     validation::operation_outcome(&[]).to_string(),

@@ -44,6 +44,7 @@ pub(crate) async fn create(
     // a valid id), so it goes before the checks.
     resource.shift_remove("id");
     let resource = check_resource(resource, &resource_type)?;
+    crate::write_limit::check_resource(&request.principal, &resource_type, &resource)?;
     let fetched = referenced(&state, &resource).await?;
     let resource = check_on_write(&state, resource, fetched.as_ref())?;
     // Conditional create: held until the create is durable, so a concurrent conditional
@@ -52,8 +53,9 @@ pub(crate) async fn create(
         None => Vec::new(),
         Some(criteria) => {
             let guard = state.locks.lock(&resource_type).await;
+            let view = crate::restrict::View::of(&state, &request.principal).await?;
             if let Some(existing) =
-                find_one(&state, &resource_type, criteria, "If-None-Exist").await?
+                find_one(&state, &view, &resource_type, criteria, "If-None-Exist").await?
             {
                 // A match: nothing is created, and the answer is the existing resource.
                 return Ok(write_response(
@@ -108,6 +110,8 @@ pub(crate) async fn update(
             ));
         }
     }
+    crate::write_limit::check_target(&state, &request.principal, &resource_type, &id).await?;
+    crate::write_limit::check_resource(&request.principal, &resource_type, &resource)?;
     let fetched = referenced(&state, &resource).await?;
     let resource = check_on_write(&state, resource, fetched.as_ref())?;
     let written = state
@@ -152,6 +156,7 @@ pub(crate) async fn delete(
     path: InstancePath,
 ) -> Result<Response, ApiError> {
     let InstancePath { resource_type, id } = path;
+    crate::write_limit::check_target(&state, &request.principal, &resource_type, &id).await?;
     let written = state
         .store
         .write(Write::Delete {

@@ -99,6 +99,7 @@ fn query(resource_type: &str, criteria: Vec<Criterion>, total: Total) -> Query {
         includes: Vec::new(),
         revincludes: Vec::new(),
         total,
+        reached: Vec::new(),
     }
 }
 

@@ -13,6 +13,9 @@ pub enum AuthKind {
     User,
     /// A key pair the server signs its tokens with.
     SigningKey,
+    /// A break-the-glass grant: a principal's access to one patient's restricted data,
+    /// until it expires.
+    BreakGlass,
 }
 
 impl AuthKind {
@@ -21,6 +24,7 @@ impl AuthKind {
             AuthKind::Client => "client",
             AuthKind::User => "user",
             AuthKind::SigningKey => "signing_key",
+            AuthKind::BreakGlass => "break_glass",
         }
     }
 }

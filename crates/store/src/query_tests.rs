@@ -130,6 +130,7 @@ fn query(resource_type: &str, clauses: Vec<Vec<Criterion>>) -> Query {
         includes: Vec::new(),
         revincludes: Vec::new(),
         total: Total::Unspecified,
+        reached: Vec::new(),
     }
 }
 
@@ -1078,6 +1079,142 @@ crate::each_backend! {
             set(&store, &query("Observation", vec![vec![forward]])).await,
             names(&[])
         );
+    }
+}
+
+crate::each_backend! {
+    #[tokio::test]
+    async fn what_chains_and_has_reach_keeps_to_the_reached_clauses(db) {
+        let store = db.open();
+        let label = |code: &str| token("_security", Some("conf"), code);
+        put(&store, "Patient", "p1", vec![string("family", "Open")]).await;
+        put(&store, "Patient", "p2", vec![string("family", "Open")]).await;
+        put(&store, "Patient", "p3", vec![string("family", "Hidden"), label("R")]).await;
+        let observation = |patient: &str, extra: Vec<IndexRow>| {
+            let mut rows = vec![reference("subject", "Patient", patient), token("code", None, "x")];
+            rows.extend(extra);
+            rows
+        };
+        put(&store, "Observation", "o1", observation("p1", vec![])).await;
+        put(&store, "Observation", "o2", observation("p2", vec![label("R")])).await;
+        put(&store, "Observation", "o3", observation("p3", vec![])).await;
+        let unlabelled = |resource_type: &str| search::Reached {
+            resource_type: resource_type.into(),
+            clauses: vec![Clause {
+                any_of: vec![criterion(
+                    resource_type,
+                    "_security",
+                    ParamType::Token,
+                    Test::Not(Box::new(code(SystemMatch::Is("conf".into()), Some("R")))),
+                )],
+            }],
+        };
+
+        // Patient?_has:Observation:subject:code=x
+        let has = Criterion {
+            path: vec![Step::Reverse {
+                source_type: "Observation".into(),
+                param: "subject".into(),
+            }],
+            resource_type: Some("Observation".into()),
+            param: "code".into(),
+            param_type: ParamType::Token,
+            test: code(SystemMatch::Any, Some("x")),
+        };
+        let mut reverse = query("Patient", vec![vec![has.clone()]]);
+        assert_eq!(set(&store, &reverse).await, names(&["p1", "p2", "p3"]));
+        reverse.reached = vec![unlabelled("Observation")];
+        assert_eq!(set(&store, &reverse).await, names(&["p1", "p3"]));
+        // The probe form (not a driving set), and under a negation.
+        let family = criterion("Patient", "family", ParamType::String, text("", StringMatch::StartsWith));
+        let mut probed = query("Patient", vec![vec![family], vec![has.clone()]]);
+        probed.reached = vec![unlabelled("Observation")];
+        assert_eq!(set(&store, &probed).await, names(&["p1", "p3"]));
+
+        // Observation?subject:Patient.family=Hidden
+        let chain = Criterion {
+            path: vec![Step::Forward {
+                param: "subject".into(),
+                target_type: "Patient".into(),
+            }],
+            resource_type: Some("Patient".into()),
+            param: "family".into(),
+            param_type: ParamType::String,
+            test: text("hidden", StringMatch::StartsWith),
+        };
+        let mut forward = query("Observation", vec![vec![chain.clone()]]);
+        assert_eq!(set(&store, &forward).await, names(&["o3"]));
+        forward.reached = vec![unlabelled("Patient")];
+        assert_eq!(set(&store, &forward).await, names(&[]));
+        let mut negated = chain;
+        negated.test = Test::Not(Box::new(text("hidden", StringMatch::StartsWith)));
+        let mut forward = query("Observation", vec![vec![negated]]);
+        forward.reached = vec![unlabelled("Patient")];
+        assert_eq!(set(&store, &forward).await, names(&["o1", "o2"]));
+    }
+}
+
+crate::each_backend! {
+    #[tokio::test]
+    async fn several_negated_codes_of_one_parameter_hold_together(db) {
+        let store = db.open();
+        for (id, codes) in [("a", vec!["a"]), ("b", vec!["b"]), ("ab", vec!["a", "b"]), ("c", vec!["c"]), ("none", vec![])] {
+            let rows = codes
+                .iter()
+                .map(|code| token("code", Some("s"), code))
+                .collect();
+            put(&store, "Observation", id, rows).await;
+        }
+        let not = |code: &str| {
+            vec![criterion(
+                "Observation",
+                "code",
+                ParamType::Token,
+                Test::Not(Box::new(self::code(SystemMatch::Is("s".into()), Some(code)))),
+            )]
+        };
+        let both = query("Observation", vec![not("a"), not("b")]);
+        assert_eq!(set(&store, &both).await, names(&["c", "none"]));
+        let counted = page(
+            &store,
+            &Query {
+                total: Total::Accurate,
+                ..both.clone()
+            },
+            1,
+            None,
+        )
+        .await;
+        assert_eq!(counted.total, Some(2));
+        // With a positive clause beside them, and in another system (matches nothing).
+        let mut mixed = both;
+        mixed.clauses.push(Clause {
+            any_of: vec![criterion(
+                "Observation",
+                "code",
+                ParamType::Token,
+                self::code(SystemMatch::Any, Some("c")),
+            )],
+        });
+        assert_eq!(set(&store, &mixed).await, names(&["c"]));
+        let other = |code: &str| {
+            vec![criterion(
+                "Observation",
+                "code",
+                ParamType::Token,
+                Test::Not(Box::new(self::code(SystemMatch::Is("t".into()), Some(code)))),
+            )]
+        };
+        let any_system = vec![criterion(
+            "Observation",
+            "code",
+            ParamType::Token,
+            Test::Not(Box::new(self::code(SystemMatch::Any, Some("b")))),
+        )];
+        let mixed = query("Observation", vec![not("a"), other("c"), any_system]);
+        assert_eq!(set(&store, &mixed).await, names(&["c", "none"]));
+        let unrelated = query("Observation", vec![other("a"), other("b")]);
+        assert_eq!(set(&store, &unrelated).await, names(&["a", "b", "ab", "c", "none"]));
     }
 }
 

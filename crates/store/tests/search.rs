@@ -72,6 +72,7 @@ fn query(resource_type: &str, criteria: Vec<Criterion>) -> Query {
         includes: Vec::new(),
         revincludes: Vec::new(),
         total: Total::Accurate,
+        reached: Vec::new(),
     }
 }
 

@@ -458,7 +458,8 @@ async fn read_entry(
         Some(version) => store.vread(&entry.resource_type, id, *version).await?,
         None => store.read(&entry.resource_type, id).await?,
     };
-    match crate::access::keep_visible(principal, found) {
+    let view = crate::restrict::View::of(state, principal).await?;
+    match view.keep(crate::access::keep_visible(principal, found)) {
         None => Err(ApiError::not_found(format!(
             "{}/{id} is not known",
             entry.resource_type
@@ -628,9 +629,13 @@ async fn transaction(
         .locks
         .lock_all(conditional_types.iter().map(String::as_str))
         .await;
+    let view = crate::restrict::View::of(state, &request.principal).await?;
     for entry in &mut entries {
         let index = entry.index;
-        resolve::conditional(state, entry)
+        resolve::conditional(state, &view, entry)
+            .await
+            .map_err(|error| entry_error(index, error))?;
+        keep_to_compartment(state, &request.principal, entry)
             .await
             .map_err(|error| entry_error(index, error))?;
     }
@@ -725,6 +730,12 @@ async fn transaction(
                     patch::patched(state, &entry.resource_type, &id, &patch, if_match)
                         .await
                         .map_err(|e| entry_error(index, e))?;
+                crate::write_limit::check_resource(
+                    &request.principal,
+                    &entry.resource_type,
+                    &resource,
+                )
+                .map_err(|e| entry_error(index, e))?;
                 rewrite_in_map(&mut resource, &targets);
                 let resource = prepare(state, &entry, resource, true)
                     .await
@@ -858,7 +869,9 @@ async fn batch_entry(
     } else {
         Vec::new()
     };
-    resolve::conditional(state, &mut entry).await?;
+    let view = crate::restrict::View::of(state, principal).await?;
+    resolve::conditional(state, &view, &mut entry).await?;
+    keep_to_compartment(state, principal, &entry).await?;
     let action = std::mem::replace(&mut entry.action, Action::placeholder());
     let write = match action {
         read @ (Action::Read { .. } | Action::Search { .. }) => {
@@ -886,7 +899,7 @@ async fn batch_entry(
             id,
             patch,
             if_match,
-        } => return batch_patch(state, &entry, &id, &patch, if_match, prefer).await,
+        } => return batch_patch(state, principal, &entry, &id, &patch, if_match, prefer).await,
         Action::Delete { id, if_match } => delete_write(&entry, id, if_match),
         Action::DeleteMany { ids, if_match } => {
             let writes: Vec<Write> = ids
@@ -926,10 +939,39 @@ async fn batch_entry(
     })
 }
 
+/// A write entry of a principal limited to one patient keeps to its compartment: what
+/// it changes or deletes must be there (404), what it stores must be there (403).
+async fn keep_to_compartment(
+    state: &AppState,
+    principal: &Principal,
+    entry: &Entry,
+) -> Result<(), ApiError> {
+    use crate::write_limit::{check_resource, check_target};
+    let resource_type = &entry.resource_type;
+    match &entry.action {
+        Action::Create { resource, .. } => check_resource(principal, resource_type, resource),
+        Action::Update { id, resource, .. } => {
+            check_target(state, principal, resource_type, id).await?;
+            check_resource(principal, resource_type, resource)
+        }
+        Action::Patch { id, .. } | Action::Delete { id, .. } => {
+            check_target(state, principal, resource_type, id).await
+        }
+        Action::DeleteMany { ids, .. } => {
+            for id in ids {
+                check_target(state, principal, resource_type, id).await?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A batch's PATCH entry: applied to the current version and written over it; when
 /// another write got there first, applied again (without `ifMatch`) or 412 (with it).
 async fn batch_patch(
     state: &AppState,
+    principal: &Principal,
     entry: &Entry,
     id: &str,
     patch: &Patch,
@@ -939,6 +981,7 @@ async fn batch_patch(
     for _ in 0..PATCH_ATTEMPTS {
         let (resource, version) =
             patch::patched(state, &entry.resource_type, id, patch, if_match).await?;
+        crate::write_limit::check_resource(principal, &entry.resource_type, &resource)?;
         let resource = prepare(state, entry, resource, false).await?;
         let write = patch_write(entry, id.to_string(), resource, version);
         match state.store.write(write).await {

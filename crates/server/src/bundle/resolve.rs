@@ -12,12 +12,17 @@ use super::{Action, Entry, rewrite_in_map};
 use crate::AppState;
 use crate::conditional::{MAX_CONDITIONAL_DELETE, criteria, find, find_one};
 use crate::error::ApiError;
+use crate::restrict::View;
 
 /// Turns a conditional entry into the plain action its criteria resolve to:
 /// an `ifNoneExist` create that matched becomes [`Action::Existing`], a conditional
 /// update an update (or a create), a conditional patch a patch of its one match (404
 /// when none), a conditional delete [`Action::DeleteMany`].
-pub(super) async fn conditional(state: &AppState, entry: &mut Entry) -> Result<(), ApiError> {
+pub(super) async fn conditional(
+    state: &AppState,
+    view: &View,
+    entry: &mut Entry,
+) -> Result<(), ApiError> {
     if !entry.is_conditional() {
         return Ok(());
     }
@@ -27,7 +32,7 @@ pub(super) async fn conditional(state: &AppState, entry: &mut Entry) -> Result<(
         Action::Create {
             resource,
             if_none_exist: Some(criteria),
-        } => match find_one(state, &resource_type, &criteria, "ifNoneExist").await? {
+        } => match find_one(state, view, &resource_type, &criteria, "ifNoneExist").await? {
             Some(version) => Action::Existing { version },
             None => Action::Create {
                 resource,
@@ -44,7 +49,7 @@ pub(super) async fn conditional(state: &AppState, entry: &mut Entry) -> Result<(
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             match (
-                find_one(state, &resource_type, &criteria, "conditional update").await?,
+                find_one(state, view, &resource_type, &criteria, "conditional update").await?,
                 body_id,
             ) {
                 (Some(existing), Some(body_id)) if body_id != existing.id => {
@@ -92,7 +97,7 @@ pub(super) async fn conditional(state: &AppState, entry: &mut Entry) -> Result<(
             criteria,
             patch,
             if_match,
-        } => match find_one(state, &resource_type, &criteria, "conditional patch").await? {
+        } => match find_one(state, view, &resource_type, &criteria, "conditional patch").await? {
             Some(target) => Action::Patch {
                 id: target.id,
                 patch,
@@ -105,7 +110,14 @@ pub(super) async fn conditional(state: &AppState, entry: &mut Entry) -> Result<(
             }
         },
         Action::ConditionalDelete { criteria, if_match } => {
-            let found = find(state, &resource_type, &criteria, MAX_CONDITIONAL_DELETE + 1).await?;
+            let found = find(
+                state,
+                view,
+                &resource_type,
+                &criteria,
+                MAX_CONDITIONAL_DELETE + 1,
+            )
+            .await?;
             if found.len() > MAX_CONDITIONAL_DELETE {
                 return Err(ApiError::multiple_matches(format!(
                     "conditional delete: the criteria match more than {MAX_CONDITIONAL_DELETE} {resource_type} resources"
@@ -180,7 +192,9 @@ pub(super) async fn references(
         let Some((resource_type, query)) = conditional_reference(&reference) else {
             continue;
         };
-        let found = find(state, resource_type, &criteria(query), 2).await?;
+        // A conditional reference resolves against every resource: it reveals only the
+        // id it resolves to, which the write needs.
+        let found = find(state, &View::open(), resource_type, &criteria(query), 2).await?;
         let target = match found.as_slice() {
             [one] => format!("{resource_type}/{}", one.id),
             [] => {

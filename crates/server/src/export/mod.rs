@@ -164,7 +164,11 @@ async fn kick_off(
         None => None,
     };
     let release = crate::disclosure::record::release_of(state, &request.headers, principal).await?;
-    let scan = scan_request(params, level, members);
+    let mut scan = scan_request(params, level, members);
+    // Labelled data the principal may not see, and what consents deny it, stay out.
+    crate::restrict::View::of(state, principal)
+        .await?
+        .narrow_scan(&mut scan);
     let url = format!(
         "{base}{}",
         uri.path_and_query().map_or("", |path| path.as_str())

@@ -67,6 +67,8 @@ pub(crate) async fn post(
     if let Some(count) = count {
         candidates.truncate(count);
     }
+    // Patients hidden from the caller (labels, consents) are no candidates.
+    let view = crate::restrict::View::of(&state, &request.principal).await?;
     let mut entries = Vec::with_capacity(candidates.len());
     for candidate in &candidates {
         let Some(version) = state.store.read("Patient", &candidate.id).await? else {
@@ -77,6 +79,9 @@ pub(crate) async fn post(
         };
         let resource: Value = serde_json::from_str(body)
             .map_err(|_| store::StoreError::Backend("a stored Patient is not JSON".into()))?;
+        if !view.sees_resource("Patient", &candidate.id, &resource) {
+            continue;
+        }
         entries.push(json!({
             "fullUrl": format!("{}/Patient/{}", state.config.base_url, candidate.id),
             "resource": resource,

@@ -207,6 +207,9 @@ async fn write(state: &AppState, writes: Vec<Write>) -> Result<Vec<Version>, Api
     let versions: Vec<Version> = written.into_iter().filter_map(|w| w.version).collect();
     for version in &versions {
         state.mpi.reindex(version);
+        if version.resource_type == "Consent" {
+            state.consents.forget();
+        }
     }
     Ok(versions)
 }

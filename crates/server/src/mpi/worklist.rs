@@ -149,9 +149,11 @@ pub(crate) async fn list(
         ("code".to_string(), format!("{TASK_SYSTEM}|{TASK_CODE}")),
         ("status".to_string(), "requested".to_string()),
     ];
+    // An item naming a Patient hidden from the caller (labels, consents) is left out.
+    let view = crate::restrict::View::of(&state, &request.principal).await?;
     let mut items = Vec::new();
     for task in search_all(&state, "Task", &params, count).await? {
-        if let Some(item) = describe(&state, &task).await? {
+        if let Some(item) = describe(&state, &view, &task).await? {
             items.push(item);
         }
     }
@@ -175,7 +177,11 @@ fn patients_of(task: &Value, base: &str) -> Option<(String, String)> {
 }
 
 /// An open item as a Parameters `item`; `None` when one of its Patients is gone.
-async fn describe(state: &AppState, task: &Version) -> Result<Option<Value>, ApiError> {
+async fn describe(
+    state: &AppState,
+    view: &crate::restrict::View,
+    task: &Version,
+) -> Result<Option<Value>, ApiError> {
     let Some(content) = task
         .body
         .as_deref()
@@ -192,6 +198,11 @@ async fn describe(state: &AppState, task: &Version) -> Result<Option<Value>, Api
     ) else {
         return Ok(None);
     };
+    if !view.sees_resource("Patient", &a, &patient_a)
+        || !view.sees_resource("Patient", &b, &patient_b)
+    {
+        return Ok(None);
+    }
     let Some(explanation) = state.mpi.explain(&mpi::record_from_patient(&patient_a), &b) else {
         return Ok(None);
     };

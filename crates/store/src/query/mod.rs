@@ -91,11 +91,8 @@ const ESTIMATE_CAP: i64 = 10_000;
 /// (for tuning; the arguments are left out).
 pub(crate) fn explain(reader: &dyn Reader, request: &SearchRequest) -> Result<String, StoreError> {
     let query = &request.query;
-    let mut builder = Builder::new(reader);
-    let mut clauses = Vec::with_capacity(query.clauses.len());
-    for clause in &query.clauses {
-        clauses.push(builder.clause(&clause.any_of, &query.types)?);
-    }
+    let mut builder = Builder::for_query(reader, query);
+    let clauses = builder.clauses(&query.clauses, &query.types)?;
     let mut sort = Vec::with_capacity(query.sort.len());
     for key in &query.sort {
         let expression =
@@ -140,10 +137,9 @@ pub(crate) fn explain(reader: &dyn Reader, request: &SearchRequest) -> Result<St
 /// The boolean on `r.rid` "the resource matches every clause of `query`", with its
 /// arguments in order: a membership test row by row (bulk export's `_typeFilter`).
 pub(crate) fn condition(reader: &dyn Reader, query: &search::Query) -> Result<Sql, StoreError> {
-    let mut builder = Builder::new(reader);
+    let mut builder = Builder::for_query(reader, query);
     let mut sql = Sql::new("(TRUE");
-    for clause in &query.clauses {
-        let compiled = builder.clause(&clause.any_of, &query.types)?;
+    for compiled in builder.clauses(&query.clauses, &query.types)? {
         sql.push(" AND ").append(&compiled.exists);
     }
     sql.push(")");
@@ -156,11 +152,8 @@ pub(crate) fn search(
 ) -> Result<SearchPage, StoreError> {
     let query = &request.query;
     let types = &query.types;
-    let mut builder = Builder::new(reader);
-    let mut clauses = Vec::with_capacity(query.clauses.len());
-    for clause in &query.clauses {
-        clauses.push(builder.clause(&clause.any_of, types)?);
-    }
+    let mut builder = Builder::for_query(reader, query);
+    let clauses = builder.clauses(&query.clauses, types)?;
     let mut sort = Vec::with_capacity(query.sort.len());
     for key in &query.sort {
         let expression =

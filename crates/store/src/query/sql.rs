@@ -150,6 +150,8 @@ pub(super) struct Builder<'a> {
     reader: &'a dyn Reader,
     dialect: Dialect,
     aliases: usize,
+    /// What a resource reached through a chain or `_has` must also satisfy, by type.
+    reached: Vec<search::Reached>,
 }
 
 impl<'a> Builder<'a> {
@@ -158,7 +160,45 @@ impl<'a> Builder<'a> {
             reader,
             dialect: reader.dialect(),
             aliases: 0,
+            reached: Vec::new(),
         }
+    }
+
+    /// The builder of `query`: chains and `_has` keep to `query.reached`.
+    pub(super) fn for_query(reader: &'a dyn Reader, query: &search::Query) -> Builder<'a> {
+        let mut builder = Builder::new(reader);
+        builder.reached = query.reached.clone();
+        builder
+    }
+
+    /// `AND` the conditions a resource of `resource_type` at `rid` must satisfy when a
+    /// path reaches it (nothing when it has none).
+    fn reached_condition(&mut self, resource_type: &str, rid: &str) -> Result<Sql, StoreError> {
+        let Some(position) = self
+            .reached
+            .iter()
+            .position(|reached| reached.resource_type == resource_type)
+        else {
+            return Ok(Sql::default());
+        };
+        let clauses = self.reached[position].clauses.clone();
+        let types = [resource_type.to_string()];
+        let mut sql = Sql::default();
+        for clause in &clauses {
+            sql.push(" AND (");
+            if clause.any_of.is_empty() {
+                sql.push("FALSE");
+            }
+            for (index, criterion) in clause.any_of.iter().enumerate() {
+                if index > 0 {
+                    sql.push(" OR ");
+                }
+                let one = self.path_exists(&criterion.path, criterion, &types, rid)?;
+                sql.append(&one);
+            }
+            sql.push(")");
+        }
+        Ok(sql)
     }
 
     fn alias(&mut self, prefix: &str) -> String {
@@ -195,6 +235,95 @@ impl<'a> Builder<'a> {
             many => sql.push(&format!("{alias}.pid IN ")).list(many),
         };
         Ok(sql)
+    }
+
+    /// Every clause of a query. Clauses that are each one negated token test on the same
+    /// parameter of the same type (`code:not=a&code:not=b`, or the hidden labels of
+    /// `_security`) become one `NOT EXISTS` over the tests OR'd, so a candidate is probed
+    /// once for all of them.
+    pub(super) fn clauses(
+        &mut self,
+        clauses: &[search::Clause],
+        types: &[String],
+    ) -> Result<Vec<Compiled>, StoreError> {
+        let mut compiled = Vec::with_capacity(clauses.len());
+        // (the first criterion, every token it and its like test)
+        let mut negated: Vec<(&Criterion, Vec<TokenTest>)> = Vec::new();
+        for clause in clauses {
+            if let [criterion] = clause.any_of.as_slice()
+                && criterion.path.is_empty()
+                && criterion.param_type == ParamType::Token
+                && !is_resource_column(&criterion.param)
+                && let Test::Not(inner) = &criterion.test
+                && let Test::Token(token) = inner.as_ref()
+            {
+                match negated.iter_mut().find(|(first, _)| {
+                    first.param == criterion.param && first.resource_type == criterion.resource_type
+                }) {
+                    Some((_, tokens)) => tokens.push(token.clone()),
+                    None => negated.push((criterion, vec![token.clone()])),
+                }
+                continue;
+            }
+            compiled.push(self.clause(&clause.any_of, types)?);
+        }
+        for (criterion, tokens) in negated {
+            if let [_] = tokens.as_slice() {
+                compiled.push(self.criterion(criterion, types)?);
+                continue;
+            }
+            let types = final_types(criterion, types);
+            let x = self.alias("x");
+            let pids = self.pid_condition(&x, &types, &criterion.param)?;
+            let mut exists = Sql::new(&format!(
+                "NOT (EXISTS (SELECT 1 FROM sp_token {x} WHERE {x}.rid = r.rid AND "
+            ));
+            exists.append(&pids).push(" AND (");
+            // Codes of one system become one `IN` list.
+            let mut by_system: Vec<(String, Vec<String>)> = Vec::new();
+            let mut others = Vec::new();
+            for token in tokens {
+                match token {
+                    TokenTest {
+                        system: SystemMatch::Is(system),
+                        code: Some(code),
+                    } => match by_system.iter_mut().find(|(known, _)| *known == system) {
+                        Some((_, codes)) => codes.push(code),
+                        None => by_system.push((system, vec![code])),
+                    },
+                    other => others.push(other),
+                }
+            }
+            let mut first = true;
+            for (system, codes) in by_system {
+                if !first {
+                    exists.push(" OR ");
+                }
+                first = false;
+                exists
+                    .push(&format!("({x}.system = "))
+                    .arg(system)
+                    .push(&format!(" AND {x}.code IN "))
+                    .list(&codes)
+                    .push(")");
+            }
+            for token in others {
+                if !first {
+                    exists.push(" OR ");
+                }
+                first = false;
+                let (_, condition) = row_condition(self.dialect, &Test::Token(token), &x)?;
+                exists.push("(").append(&condition).push(")");
+            }
+            exists.push(")))");
+            compiled.push(Compiled {
+                exists,
+                set: None,
+                rank: rank(&criterion.param, &criterion.test),
+                ordered: false,
+            });
+        }
+        Ok(compiled)
     }
 
     /// A clause: any of its criteria holds.
@@ -307,6 +436,7 @@ impl<'a> Builder<'a> {
                     std::slice::from_ref(target_type),
                     &format!("{t}.rid"),
                 )?;
+                let reached = self.reached_condition(target_type, &format!("{t}.rid"))?;
                 let join = self.dialect.join();
                 sql.push(&format!(
                     "EXISTS (SELECT 1 FROM sp_reference {f} {join} resource {t} \
@@ -318,12 +448,14 @@ impl<'a> Builder<'a> {
                 .arg(target_type.clone())
                 .push(&format!(" AND {t}.deleted = 0 AND "))
                 .append(&inner)
+                .append(&reached)
                 .push(")");
             }
             Step::Reverse { source_type, param } => {
                 let source = std::slice::from_ref(source_type);
                 let pids = self.pid_condition(&f, source, param)?;
                 let inner = self.path_exists(rest, criterion, source, &format!("{f}.rid"))?;
+                let reached = self.reached_condition(source_type, &format!("{f}.rid"))?;
                 let join = self.dialect.join();
                 sql.push(&format!(
                     "EXISTS (SELECT 1 FROM resource {t} {join} sp_reference {f} \
@@ -333,6 +465,7 @@ impl<'a> Builder<'a> {
                 .append(&pids)
                 .push(" AND ")
                 .append(&inner)
+                .append(&reached)
                 .push(")");
             }
         }
@@ -365,6 +498,7 @@ impl<'a> Builder<'a> {
                     return Ok(None);
                 };
                 let pids = self.pid_condition(&f, types, param)?;
+                let reached = self.reached_condition(target_type, &format!("{t}.rid"))?;
                 let join = self.dialect.join();
                 sql.push(&format!(
                     "SELECT {f}.rid FROM resource {t} {join} sp_reference {f} \
@@ -375,7 +509,8 @@ impl<'a> Builder<'a> {
                 .push(&format!(") AND {t}.deleted = 0 AND {t}.type = "))
                 .arg(target_type.clone())
                 .push(&format!(" AND {f}.grp = 0 AND "))
-                .append(&pids);
+                .append(&pids)
+                .append(&reached);
             }
             Step::Reverse { source_type, param } => {
                 let source = std::slice::from_ref(source_type);
@@ -383,6 +518,7 @@ impl<'a> Builder<'a> {
                     return Ok(None);
                 };
                 let pids = self.pid_condition(&f, source, param)?;
+                let reached = self.reached_condition(source_type, &format!("{f}.rid"))?;
                 let join = self.dialect.join();
                 sql.push(&format!(
                     "SELECT {t}.rid FROM sp_reference {f} {join} resource {t} \
@@ -392,6 +528,7 @@ impl<'a> Builder<'a> {
                 .append(&inner)
                 .push(&format!(") AND {f}.grp = 0 AND "))
                 .append(&pids)
+                .append(&reached)
                 .push(&format!(" AND {t}.deleted = 0"));
                 if !types.is_empty() {
                     sql.push(&format!(" AND {t}.type IN ")).list(types);
