@@ -3,6 +3,7 @@
 //! One writer thread owns the only writing connection and commits writes in groups
 //! (see `writer`); readers take connections from a small pool and never block it (WAL).
 
+mod audit;
 mod auth;
 mod index;
 mod params;
@@ -19,6 +20,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Valu
 use tokio::sync::oneshot;
 
 use self::reader::SqliteReader;
+use crate::audit::AuditRecord;
 use crate::prepared::Indexed;
 use crate::{
     HistoryPage, HistoryQuery, HistoryScope, Instant, Method, StoreError, TransactionError,
@@ -65,11 +67,16 @@ impl SqliteStore {
         self.path.parent().map(Path::to_path_buf)
     }
 
-    pub(crate) async fn write(&self, write: Write) -> Result<Written, StoreError> {
+    pub(crate) async fn write(
+        &self,
+        write: Write,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Written, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(writer::Job::One {
                 write: Indexed::new(write, &self.params),
+                audit,
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -88,6 +95,7 @@ impl SqliteStore {
         self.jobs
             .send(writer::Job::One {
                 write: Indexed::with_rows(write, rows),
+                audit: Vec::new(),
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -99,6 +107,7 @@ impl SqliteStore {
     pub(crate) async fn write_all(
         &self,
         writes: Vec<Write>,
+        audit: Vec<AuditRecord>,
     ) -> Result<Vec<Written>, TransactionError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
@@ -107,12 +116,28 @@ impl SqliteStore {
                     .into_iter()
                     .map(|write| Indexed::new(write, &self.params))
                     .collect(),
+                audit,
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
         answer
             .await
             .map_err(|_| StoreError::Backend("the writer dropped a write".into()))?
+    }
+
+    /// Appends audit records in a commit of their own (shared with other writes).
+    pub(crate) async fn audit_append(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        // The writer's queue is bounded: a full queue holds this thread back (the
+        // callers are the audit trail's own tasks, never a request).
+        let jobs = self.jobs.clone();
+        tokio::task::spawn_blocking(move || jobs.send(writer::Job::Audit { records, reply }))
+            .await
+            .map_err(|error| StoreError::Backend(format!("audit task failed: {error}")))?
+            .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the writer dropped an audit record".into()))?
     }
 
     pub(crate) fn search(
