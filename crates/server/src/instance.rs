@@ -66,6 +66,9 @@ pub(crate) async fn read(
         ));
     }
     let found = state.store.read(&resource_type, &id).await?;
+    if let Some(version) = &found {
+        crate::audit::note_read(version);
+    }
     match crate::access::keep_visible(&request.principal, found) {
         None => Err(ApiError::not_found(format!(
             "{resource_type}/{id} is not known"
@@ -93,6 +96,9 @@ pub(crate) async fn vread(
         version,
     } = path;
     let found = state.store.vread(&resource_type, &id, version).await?;
+    if let Some(found) = &found {
+        crate::audit::note_read(found);
+    }
     match crate::access::keep_visible(&request.principal, found) {
         None => Err(ApiError::not_found(format!(
             "{resource_type}/{id} has no version {version}"

@@ -5,6 +5,7 @@
 //! authorised first (`auth`).
 
 mod access;
+pub mod audit;
 pub mod auth;
 mod body;
 mod bundle;
@@ -57,6 +58,9 @@ pub struct Config {
     pub auth: Auth,
     /// The master patient index.
     pub mpi: MpiConfig,
+    /// Whether every interaction is recorded on the audit trail (off only for
+    /// measurements: `--insecure-no-audit`).
+    pub audit: bool,
 }
 
 impl Default for Config {
@@ -67,6 +71,7 @@ impl Default for Config {
             validation: ValidationMode::Strict,
             auth: Auth::Open,
             mpi: MpiConfig::default(),
+            audit: true,
         }
     }
 }
@@ -120,6 +125,8 @@ pub(crate) struct AppState {
     pub tokens: Arc<auth::cache::TokenCache>,
     /// The index of every current Patient, and its duplicate checks.
     pub mpi: Arc<crate::mpi::Mpi>,
+    /// The audit trail's background writer; `None` when auditing is off.
+    pub audit: Option<Arc<audit::Trail>>,
 }
 
 impl AppState {
@@ -132,6 +139,7 @@ impl AppState {
         let exports = Arc::new(export::Jobs::open(export_dir));
         let (index, jobs) = crate::mpi::Mpi::load(&store, &config.mpi).await?;
         let enabled = config.mpi.enabled;
+        let audit = config.audit.then(|| audit::Trail::start(store.clone()));
         let state = AppState {
             store,
             config: Arc::new(config),
@@ -141,6 +149,7 @@ impl AppState {
             exports,
             tokens: Arc::default(),
             mpi: Arc::new(index),
+            audit,
         };
         if enabled {
             crate::mpi::spawn_worker(jobs, state.clone());
@@ -164,6 +173,30 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
             get(export::status).delete(export::cancel),
         )
         .route("/$export-file/{job}/{file}", get(export::file))
+        // The audit trail: read and search only (`audit::api`), before `{type}` routes.
+        .route(
+            "/AuditEvent",
+            get(audit::api::search)
+                .post(audit::api::refuse_change)
+                .put(audit::api::refuse_change)
+                .patch(audit::api::refuse_change)
+                .delete(audit::api::refuse_change),
+        )
+        .route(
+            "/AuditEvent/_search",
+            get(audit::api::search).post(audit::api::search),
+        )
+        .route(
+            "/AuditEvent/{id}",
+            get(audit::api::read)
+                .put(audit::api::refuse_change)
+                .patch(audit::api::refuse_change)
+                .delete(audit::api::refuse_change),
+        )
+        .route(
+            "/AuditEvent/{id}/_history/{version}",
+            get(audit::api::vread),
+        )
         .route(
             "/{type}",
             get(search::type_get)
@@ -263,14 +296,18 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
         .nest("/fhir", fhir)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // The audit record learns who the authenticated caller is.
+        .layer(axum::middleware::from_fn(audit::note_principal))
         // Every request is authenticated before it is routed (the open paths pass).
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
-        .with_state(state)
+        .with_state(state.clone())
         // A bug in one request must not take the server down: answer 500 with an OperationOutcome.
-        .layer(CatchPanicLayer::custom(panic_response));
+        .layer(CatchPanicLayer::custom(panic_response))
+        // Every request leaves an audit record, refusals and failures included.
+        .layer(axum::middleware::from_fn_with_state(state, audit::record));
     Ok(app)
 }
 

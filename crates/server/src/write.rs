@@ -68,10 +68,7 @@ pub(crate) async fn create(
         }
     };
     let version = new_version(
-        state
-            .store
-            .write(Write::Create { resource, id: None })
-            .await?,
+        crate::audit::write(&state.store, Write::Create { resource, id: None }).await?,
     )?;
     after_write(&state, &version);
     Ok(write_response(
@@ -110,16 +107,17 @@ pub(crate) async fn update(
     }
     let fetched = referenced(&state, &resource).await?;
     let resource = check_on_write(&state, resource, fetched.as_ref())?;
-    let written = state
-        .store
-        .write(Write::Update {
+    let written = crate::audit::write(
+        &state.store,
+        Write::Update {
             resource_type,
             id,
             resource,
             if_match: request.if_match,
             method: Method::Update,
-        })
-        .await?;
+        },
+    )
+    .await?;
     written_response(&state, &request, written)
 }
 
@@ -152,14 +150,15 @@ pub(crate) async fn delete(
     path: InstancePath,
 ) -> Result<Response, ApiError> {
     let InstancePath { resource_type, id } = path;
-    let written = state
-        .store
-        .write(Write::Delete {
+    let written = crate::audit::write(
+        &state.store,
+        Write::Delete {
             resource_type,
             id,
             if_match: request.if_match,
-        })
-        .await?;
+        },
+    )
+    .await?;
     match written.version {
         Some(version) => {
             after_write(&state, &version);
