@@ -128,12 +128,8 @@ impl SqliteStore {
     /// Appends audit records in a commit of their own (shared with other writes).
     pub(crate) async fn audit_append(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        // The writer's queue is bounded: a full queue holds this thread back (the
-        // callers are the audit trail's own tasks, never a request).
-        let jobs = self.jobs.clone();
-        tokio::task::spawn_blocking(move || jobs.send(writer::Job::Audit { records, reply }))
-            .await
-            .map_err(|error| StoreError::Backend(format!("audit task failed: {error}")))?
+        self.jobs
+            .send(writer::Job::Audit { records, reply })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
         answer
             .await
