@@ -307,7 +307,10 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
         // A bug in one request must not take the server down: answer 500 with an OperationOutcome.
         .layer(CatchPanicLayer::custom(panic_response))
         // Every request leaves an audit record, refusals and failures included.
-        .layer(axum::middleware::from_fn_with_state(state, audit::record));
+        .layer(axum::middleware::from_fn_with_state(
+            state.audit.clone(),
+            audit::record,
+        ));
     Ok(app)
 }
 

@@ -189,7 +189,7 @@ impl Store {
 
     /// Appends records to the audit trail (in a transaction of their own); returns once
     /// they are durable.
-    pub async fn audit_append(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
+    pub async fn audit_append(&self, records: Arc<[AuditRecord]>) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }

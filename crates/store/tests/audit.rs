@@ -63,7 +63,7 @@ store::each_backend! {
     async fn records_are_chained_searched_and_committed_with_their_writes(db) {
         let store = db.open();
         store
-            .audit_append(vec![record("alice", "p1", 10), record("bob", "p2", 20)])
+            .audit_append(vec![record("alice", "p1", 10), record("bob", "p2", 20)].into())
             .await
             .unwrap();
         let patient = object(json!({"resourceType": "Patient", "active": true}));
@@ -134,7 +134,7 @@ store::each_backend! {
     #[tokio::test]
     async fn the_database_refuses_changes_to_the_trail(db) {
         let store = db.open();
-        store.audit_append(vec![record("alice", "p1", 10)]).await.unwrap();
+        store.audit_append(vec![record("alice", "p1", 10)].into()).await.unwrap();
         drop(store);
         let refused = if db.is_postgres() {
             let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)

@@ -2,7 +2,6 @@
 //! (BALP), and the columns the store searches on.
 
 use base64::Engine;
-use serde_json::{Value, json};
 use store::{AuditRecord, Instant};
 
 use super::classify::What;
@@ -55,116 +54,182 @@ pub(crate) fn outcome_of(status: u16) -> &'static str {
     }
 }
 
-/// The record of `what` done by `who`, with HTTP status `status`.
+/// Appends `text` as a JSON string.
+fn string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends `{"system":SYSTEM,"code":CODE}`.
+fn coding(out: &mut String, system: &str, code: &str) {
+    out.push_str(r#"{"system":"#);
+    string(out, system);
+    out.push_str(r#","code":"#);
+    string(out, code);
+    out.push('}');
+}
+
+/// Appends an entity naming `reference` as `type_code`/`role_code`.
+fn entity(out: &mut String, reference: &str, type_code: &str, role_code: &str) {
+    out.push_str(r#"{"what":{"reference":"#);
+    string(out, reference);
+    out.push_str(r#"},"type":"#);
+    coding(out, ENTITY_TYPE, type_code);
+    out.push_str(r#","role":"#);
+    coding(out, OBJECT_ROLE, role_code);
+    out.push('}');
+}
+
+/// The record of `what` done by `who`, with HTTP status `status`. The JSON is written
+/// directly (no `Value` tree): one is made for every request.
 pub(crate) fn record(who: &Who, what: &What, status: u16, recorded: Instant) -> AuditRecord {
     let login = what.subtype == "login";
     let outcome = outcome_of(status);
-    let severity = if who.is_btg() {
+    let btg = who.is_btg();
+    let severity = if btg {
         ALERT
     } else if status == 401 || status == 403 {
         WARNING
     } else {
         INFORMATIONAL
     };
-    let (type_coding, subtype) = if login {
-        (
-            json!({"system": DICOM, "code": "110114", "display": "User Authentication"}),
-            json!([{"system": DICOM, "code": "110122", "display": "Login"}]),
-        )
-    } else {
-        let mut subtype = vec![json!({"system": INTERACTION, "code": what.subtype})];
-        if let Some(operation) = &what.operation {
-            subtype.push(json!({"system": "urn:custodian:operation", "code": operation}));
-        }
-        (
-            json!({"system": EVENT_TYPE, "code": "rest", "display": "Restful Operation"}),
-            Value::Array(subtype),
-        )
-    };
-    let purpose = who.purpose.as_ref().map(|purpose| {
-        let mut concept = json!({"coding": [{"system": ACT_REASON, "code": purpose}]});
-        if let Some(reason) = &who.btg_reason {
-            concept["text"] = Value::String(reason.clone());
-        }
-        concept
-    });
-    let mut agent = json!({
-        "type": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
-            "code": if who.user.is_some() { "humanuser" } else { "dataprocessor" },
-        }]},
-        "who": {"identifier": {"system": "urn:custodian:agent", "value": who.agent}},
-        "requestor": true,
-    });
-    if let Some(client) = &who.client {
-        agent["altId"] = Value::String(client.clone());
+    let mut out = String::with_capacity(768);
+    out.push_str(r#"{"resourceType":"AuditEvent","extension":[{"url":"#);
+    string(&mut out, SEVERITY);
+    out.push_str(r#","valueCode":"#);
+    string(&mut out, severity);
+    out.push('}');
+    if let Some(reason) = who.btg_reason.as_ref().filter(|_| btg) {
+        out.push_str(r#",{"url":"#);
+        string(&mut out, BTG_REASON);
+        out.push_str(r#","valueString":"#);
+        string(&mut out, reason);
+        out.push('}');
     }
+    out.push_str(r#"],"type":"#);
+    if login {
+        coding(&mut out, DICOM, "110114");
+        out.push_str(r#","subtype":["#);
+        coding(&mut out, DICOM, "110122");
+    } else {
+        coding(&mut out, EVENT_TYPE, "rest");
+        out.push_str(r#","subtype":["#);
+        coding(&mut out, INTERACTION, what.subtype);
+        if let Some(operation) = &what.operation {
+            out.push(',');
+            coding(&mut out, "urn:custodian:operation", operation);
+        }
+    }
+    out.push_str(r#"],"action":"#);
+    string(&mut out, what.action);
+    out.push_str(r#","recorded":"#);
+    string(&mut out, &recorded.to_fhir());
+    out.push_str(r#","outcome":"#);
+    string(&mut out, outcome);
+    out.push_str(&format!(r#","outcomeDesc":"HTTP {status}""#));
+    let purpose = |out: &mut String| {
+        if let Some(purpose) = &who.purpose {
+            out.push_str(r#"[{"coding":["#);
+            coding(out, ACT_REASON, purpose);
+            out.push(']');
+            if let Some(reason) = &who.btg_reason {
+                out.push_str(r#","text":"#);
+                string(out, reason);
+            }
+            out.push_str("}]");
+        }
+    };
+    if who.purpose.is_some() {
+        out.push_str(r#","purposeOfEvent":"#);
+        purpose(&mut out);
+    }
+    out.push_str(r#","agent":[{"type":{"coding":["#);
+    coding(
+        &mut out,
+        "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
+        if who.user.is_some() {
+            "humanuser"
+        } else {
+            "dataprocessor"
+        },
+    );
+    out.push_str(r#"]},"who":{"identifier":{"system":"urn:custodian:agent","value":"#);
+    string(&mut out, &who.agent);
+    out.push_str("}}");
+    if let Some(client) = &who.client {
+        out.push_str(r#","altId":"#);
+        string(&mut out, client);
+    }
+    out.push_str(r#","requestor":true"#);
     if !who.roles.is_empty() {
-        agent["role"] = Value::Array(
-            who.roles
-                .iter()
-                .map(|role| json!({"coding": [{"system": "urn:custodian:role", "code": role}]}))
-                .collect(),
-        );
+        out.push_str(r#","role":["#);
+        for (index, role) in who.roles.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"coding":["#);
+            coding(&mut out, "urn:custodian:role", role);
+            out.push_str("]}");
+        }
+        out.push(']');
     }
     if let Some(address) = &who.address {
-        agent["network"] = json!({"address": address, "type": "2"});
+        out.push_str(r#","network":{"address":"#);
+        string(&mut out, address);
+        out.push_str(r#","type":"2"}"#);
     }
-    if let Some(purpose) = &purpose {
-        agent["purposeOfUse"] = json!([purpose]);
+    if who.purpose.is_some() {
+        out.push_str(r#","purposeOfUse":"#);
+        purpose(&mut out);
     }
-    let mut entities = Vec::new();
+    out.push_str(r#"}],"source":{"observer":{"display":"custodian"},"type":["#);
+    coding(
+        &mut out,
+        "http://terminology.hl7.org/CodeSystem/security-source-type",
+        "4",
+    );
+    out.push_str("]}");
+    let mut entities = 0;
+    let mut next_entity = |out: &mut String| {
+        out.push_str(if entities == 0 { r#","entity":["# } else { "," });
+        entities += 1;
+    };
     if let Some(patient) = &what.patient {
-        entities.push(json!({
-            "what": {"reference": patient},
-            "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
-            "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
-        }));
+        next_entity(&mut out);
+        entity(&mut out, patient, "1", "1");
     }
     for reference in &what.entities {
         if Some(reference) == what.patient.as_ref() {
             continue;
         }
-        entities.push(json!({
-            "what": {"reference": reference},
-            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-            "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
-        }));
+        next_entity(&mut out);
+        entity(&mut out, reference, "2", "4");
     }
     if let Some(query) = &what.query {
-        entities.push(json!({
-            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-            "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
-            "query": base64::engine::general_purpose::STANDARD.encode(query.as_bytes()),
-        }));
+        next_entity(&mut out);
+        out.push_str(r#"{"type":"#);
+        coding(&mut out, ENTITY_TYPE, "2");
+        out.push_str(r#","role":"#);
+        coding(&mut out, OBJECT_ROLE, "24");
+        out.push_str(r#","query":"#);
+        string(
+            &mut out,
+            &base64::engine::general_purpose::STANDARD.encode(query.as_bytes()),
+        );
+        out.push('}');
     }
-    let mut extensions = vec![json!({"url": SEVERITY, "valueCode": severity})];
-    if let Some(reason) = who.btg_reason.as_ref().filter(|_| who.is_btg()) {
-        extensions.push(json!({"url": BTG_REASON, "valueString": reason}));
+    if entities > 0 {
+        out.push(']');
     }
-    let mut event = serde_json::Map::new();
-    event.insert("resourceType".into(), json!("AuditEvent"));
-    event.insert("extension".into(), Value::Array(extensions));
-    event.insert("type".into(), type_coding);
-    event.insert("subtype".into(), subtype);
-    event.insert("action".into(), json!(what.action));
-    event.insert("recorded".into(), json!(recorded.to_fhir()));
-    event.insert("outcome".into(), json!(outcome));
-    event.insert("outcomeDesc".into(), json!(format!("HTTP {status}")));
-    if let Some(purpose) = purpose {
-        event.insert("purposeOfEvent".into(), json!([purpose]));
-    }
-    event.insert("agent".into(), json!([agent]));
-    event.insert(
-        "source".into(),
-        json!({
-            "observer": {"display": "custodian"},
-            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}],
-        }),
-    );
-    if !entities.is_empty() {
-        event.insert("entity".into(), Value::Array(entities));
-    }
+    out.push('}');
     let mut references = what.entities.clone();
     if let Some(patient) = &what.patient
         && !references.contains(patient)
@@ -182,13 +247,14 @@ pub(crate) fn record(who: &Who, what: &What, status: u16, recorded: Instant) -> 
         patient: what.patient.clone(),
         purpose: who.purpose.clone(),
         entities: references,
-        body: Value::Object(event).to_string(),
+        body: out,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn a_break_the_glass_read_is_an_alert_with_its_reason() {
@@ -218,6 +284,30 @@ mod tests {
         assert_eq!(body["agent"][0]["network"]["address"], "10.0.0.1");
         assert_eq!(body["entity"][0]["what"]["reference"], "Patient/p1");
         assert!(record.body.starts_with(r#"{"resourceType":"AuditEvent","#));
+        assert_eq!(
+            body["agent"][0]["role"][0]["coding"][0]["code"],
+            "clinician"
+        );
+        assert_eq!(body["extension"][1]["valueString"], "unconscious patient");
+        assert_eq!(body["entity"][1]["what"]["reference"], "Observation/o1");
+        assert_eq!(body["subtype"][0]["code"], "read");
+    }
+
+    #[test]
+    fn text_is_escaped_as_json() {
+        let who = Who {
+            agent: "quote \" backslash \\ newline \n tab \t é".into(),
+            ..Who::default()
+        };
+        let what = What {
+            subtype: "read",
+            action: "R",
+            query: Some("name=\"x\"".into()),
+            ..What::default()
+        };
+        let record = record(&who, &what, 200, Instant(0));
+        let body: Value = serde_json::from_str(&record.body).unwrap();
+        assert_eq!(body["agent"][0]["who"]["identifier"]["value"], who.agent);
     }
 
     #[test]

@@ -24,7 +24,6 @@ use privacy::Principal;
 use serde_json::{Map, Value};
 use store::{Instant, Store, StoreError, TransactionError, Write, Written};
 
-use crate::AppState;
 use classify::What;
 use event::Who;
 
@@ -58,11 +57,11 @@ fn with_scope<T>(f: impl FnOnce(&mut Scope) -> T) -> Option<T> {
 
 /// The layer outside authentication: records every request.
 pub(crate) async fn record(
-    State(state): State<AppState>,
+    State(trail): State<Option<Arc<Trail>>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(trail) = state.audit.clone() else {
+    let Some(trail) = trail else {
         return next.run(request).await;
     };
     let path = request.uri().path();

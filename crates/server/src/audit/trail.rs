@@ -96,18 +96,22 @@ pub async fn flush_all(limit: Duration) {
 async fn run(store: Store, mut receiver: mpsc::Receiver<AuditRecord>, trail: Weak<Trail>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let deadline = tokio::time::Instant::now() + GATHER;
-        while group.len() < MAX_GROUP {
-            let room = MAX_GROUP - group.len();
-            match tokio::time::timeout_at(deadline, receiver.recv_many(&mut group, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        // Sleep rather than wait on the queue: a wake-up per record costs more than
+        // the record.
+        if group.len() < MAX_GROUP {
+            tokio::time::sleep(GATHER).await;
+            while group.len() < MAX_GROUP {
+                match receiver.try_recv() {
+                    Ok(record) => group.push(record),
+                    Err(_) => break,
+                }
             }
         }
         let count = group.len();
+        let records: Arc<[AuditRecord]> = group.drain(..).collect();
         let mut delay = Duration::from_millis(100);
         loop {
-            match store.audit_append(group.clone()).await {
+            match store.audit_append(records.clone()).await {
                 Ok(()) => break,
                 Err(error) => {
                     // The error names no record content.
@@ -117,7 +121,6 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<AuditRecord>, trail: Wea
                 }
             }
         }
-        group.clear();
         if let Some(trail) = trail.upgrade() {
             trail.done.fetch_add(count as u64, Ordering::SeqCst);
             trail.drained.notify_waiters();

@@ -117,7 +117,10 @@ fn stored_from_row(row: &Row) -> StoredAudit {
 }
 
 impl PostgresStore {
-    pub(crate) async fn audit_append(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
+    pub(crate) async fn audit_append(
+        &self,
+        records: std::sync::Arc<[AuditRecord]>,
+    ) -> Result<(), StoreError> {
         let pool = self.pool.clone();
         self.spawn(async move {
             let mut client = pool.get().await.map_err(pool_error)?;

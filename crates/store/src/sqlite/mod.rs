@@ -126,7 +126,10 @@ impl SqliteStore {
     }
 
     /// Appends audit records in a commit of their own (shared with other writes).
-    pub(crate) async fn audit_append(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
+    pub(crate) async fn audit_append(
+        &self,
+        records: std::sync::Arc<[AuditRecord]>,
+    ) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(writer::Job::Audit { records, reply })

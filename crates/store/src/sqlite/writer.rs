@@ -38,7 +38,7 @@ pub(super) enum Job {
     },
     /// Audit records alone (reads, searches, refusals).
     Audit {
-        records: Vec<AuditRecord>,
+        records: std::sync::Arc<[AuditRecord]>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
