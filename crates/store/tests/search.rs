@@ -409,6 +409,6 @@ async fn a_version_1_database_keeps_its_data_and_becomes_searchable() {
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    // Every migration ran: 4 is the auth tables of the privacy layer.
-    assert_eq!(version, 4);
+    // Every migration ran: 4 is the auth tables of the privacy layer, 5 the audit trail.
+    assert_eq!(version, 5);
 }
