@@ -610,6 +610,8 @@ async fn in_process_server(
             enabled: false,
             ..server::MpiConfig::default()
         },
+        // An operator's load straight into the database, not an interaction of a client.
+        audit: false,
         ..server::Config::default()
     };
     let loader = Loader::new(store.clone(), config.clone())

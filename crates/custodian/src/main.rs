@@ -2,6 +2,7 @@
 //! wires the crates together; the work happens in the libraries.
 
 mod admin;
+mod audit;
 mod bench;
 mod client;
 mod coding;
@@ -53,6 +54,9 @@ enum Command {
     /// Accounts and tokens: `create-client`, `create-user`, `grant`, `revoke`, `token`.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// The audit trail: `verify` its hash chain, list break-the-glass accesses (`btg`).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(clap::Args)]
@@ -123,6 +127,10 @@ struct ServeArgs {
     /// address.
     #[arg(long, env = "CUSTODIAN_INSECURE_NO_AUTH")]
     insecure_no_auth: bool,
+    /// Serve without the audit trail: no interaction is recorded. For measurements
+    /// only; refused unless --listen is a loopback address.
+    #[arg(long, env = "CUSTODIAN_INSECURE_NO_AUDIT")]
+    insecure_no_audit: bool,
     #[command(flatten)]
     issuer: admin::IssuerArgs,
     #[command(flatten)]
@@ -172,6 +180,7 @@ fn main() -> ExitCode {
         Command::Mpi(command) => mpi::run(command),
         Command::Migrate(args) => migrate(&args),
         Command::Admin(command) => admin::run(command),
+        Command::Audit(command) => audit::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -204,6 +213,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if args.insecure_no_auth && !args.listen.ip().is_loopback() {
         return Err(format!(
             "--insecure-no-auth serves without authentication, so it listens on loopback addresses only, not {}",
+            args.listen
+        ));
+    }
+    if args.insecure_no_audit && !args.listen.ip().is_loopback() {
+        return Err(format!(
+            "--insecure-no-audit serves without an audit trail, so it listens on loopback addresses only, not {}",
             args.listen
         ));
     }
@@ -285,25 +300,42 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 auto_link: args.mpi_auto_link,
             },
             break_glass_minutes: args.break_glass_minutes,
+            audit: !args.insecure_no_audit,
         };
+        if args.insecure_no_audit {
+            tracing::warn!("THE AUDIT TRAIL IS OFF (--insecure-no-audit): no interaction is recorded");
+        }
         let app = server::router(store, config)
             .await
             .map_err(|error| format!("cannot start: {error}"))?;
         tracing::info!("listening on {scheme}://{local}, FHIR base {base_url}");
+        // The client's address goes on each audit record.
         let served = match tls {
             Some(tls) => {
-                let listener = server::tls::TlsListener::new(listener, tls)
-                    .map_err(|error| format!("cannot listen on {local}: {error}"))?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown_signal())
-                    .await
+                // `tap_io` gives the listener the connection info of its address.
+                let listener = axum::serve::ListenerExt::tap_io(
+                    server::tls::TlsListener::new(listener, tls)
+                        .map_err(|error| format!("cannot listen on {local}: {error}"))?,
+                    |_| {},
+                );
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown_signal())
+                .await
             }
             None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown_signal())
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown_signal())
+                .await
             }
         };
+        // Reads' audit records are written in the background: write the last ones.
+        server::audit::flush_all(std::time::Duration::from_secs(30)).await;
         served.map_err(|error| format!("server failed: {error}"))
     })
 }

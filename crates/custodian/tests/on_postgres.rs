@@ -1,5 +1,6 @@
-//! The HTTP suites of storage, search, bundles, export and encryption at rest again, from the same test
-//! code, with the server keeping its records in PostgreSQL (`CUSTODIAN_TEST_POSTGRES`,
+//! The HTTP suites of storage, search, bundles, export, encryption at rest and the audit
+//! trail again, from the same test code, with the server keeping its records in
+//! PostgreSQL (`CUSTODIAN_TEST_POSTGRES`,
 //! default `postgres://postgres@127.0.0.1:5432/postgres`; each server gets a schema of
 //! its own). The harness (`common::on_postgres`) knows this binary by its name.
 //! When PostgreSQL is unreachable the whole binary prints a notice and passes, and
@@ -11,6 +12,8 @@
 
 #[path = "api.rs"]
 mod api;
+#[path = "audit.rs"]
+mod audit;
 #[path = "bundle_patch.rs"]
 mod bundle_patch;
 #[path = "bundles.rs"]

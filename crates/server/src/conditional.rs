@@ -217,7 +217,7 @@ pub(crate) async fn update(
         }
         (None, None) => Write::Create { resource, id: None },
     };
-    let written = state.store.write(write).await?;
+    let written = crate::audit::write(&state.store, write).await?;
     written_response(&state, &request, written)
 }
 
@@ -280,13 +280,11 @@ pub(crate) async fn delete(
         1 => {
             let mut writes = writes;
             match writes.pop() {
-                Some(write) => vec![state.store.write(write).await?],
+                Some(write) => vec![crate::audit::write(&state.store, write).await?],
                 None => Vec::new(),
             }
         }
-        _ => state
-            .store
-            .write_all(writes)
+        _ => crate::audit::write_all(&state.store, writes)
             .await
             .map_err(|failure| ApiError::from(failure.error))?,
     };

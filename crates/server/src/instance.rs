@@ -66,6 +66,9 @@ pub(crate) async fn read(
         ));
     }
     let found = state.store.read(&resource_type, &id).await?;
+    if let Some(version) = &found {
+        crate::audit::note_read(version);
+    }
     let view = crate::restrict::View::of(&state, &request.principal).await?;
     match view.keep(crate::access::keep_visible(&request.principal, found)) {
         None => Err(ApiError::not_found(format!(
@@ -94,6 +97,9 @@ pub(crate) async fn vread(
         version,
     } = path;
     let found = state.store.vread(&resource_type, &id, version).await?;
+    if let Some(found) = &found {
+        crate::audit::note_read(found);
+    }
     let view = crate::restrict::View::of(&state, &request.principal).await?;
     match view.keep(crate::access::keep_visible(&request.principal, found)) {
         None => Err(ApiError::not_found(format!(

@@ -5,6 +5,7 @@
 //! authorised first (`auth`).
 
 mod access;
+pub mod audit;
 pub mod auth;
 mod body;
 mod bundle;
@@ -66,6 +67,9 @@ pub struct Config {
     pub mpi: MpiConfig,
     /// How long a break-the-glass grant lasts, in minutes.
     pub break_glass_minutes: u64,
+    /// Whether every interaction is recorded on the audit trail (off only for
+    /// measurements: `--insecure-no-audit`).
+    pub audit: bool,
 }
 
 impl Default for Config {
@@ -77,6 +81,7 @@ impl Default for Config {
             auth: Auth::Open,
             mpi: MpiConfig::default(),
             break_glass_minutes: 60,
+            audit: true,
         }
     }
 }
@@ -144,6 +149,8 @@ pub(crate) struct AppState {
     pub recipients: Arc<disclosure::Recipients>,
     /// Failed password logins, for the lockout.
     pub logins: Arc<auth::lockout::Lockout>,
+    /// The audit trail's background writer; `None` when auditing is off.
+    pub audit: Option<Arc<audit::Trail>>,
 }
 
 impl AppState {
@@ -157,6 +164,7 @@ impl AppState {
         let (index, jobs) = crate::mpi::Mpi::load(&store, &config.mpi).await?;
         let enabled = config.mpi.enabled;
         let grants = Arc::new(glass::Grants::load(&store).await?);
+        let audit = config.audit.then(|| audit::Trail::start(store.clone()));
         let state = AppState {
             store,
             config: Arc::new(config),
@@ -170,6 +178,7 @@ impl AppState {
             grants,
             recipients: Arc::default(),
             logins: Arc::default(),
+            audit,
         };
         if enabled {
             crate::mpi::spawn_worker(jobs, state.clone());
@@ -193,6 +202,30 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
             get(export::status).delete(export::cancel),
         )
         .route("/$export-file/{job}/{file}", get(export::file))
+        // The audit trail: read and search only (`audit::api`), before `{type}` routes.
+        .route(
+            "/AuditEvent",
+            get(audit::api::search)
+                .post(audit::api::refuse_change)
+                .put(audit::api::refuse_change)
+                .patch(audit::api::refuse_change)
+                .delete(audit::api::refuse_change),
+        )
+        .route(
+            "/AuditEvent/_search",
+            get(audit::api::search).post(audit::api::search),
+        )
+        .route(
+            "/AuditEvent/{id}",
+            get(audit::api::read)
+                .put(audit::api::refuse_change)
+                .patch(audit::api::refuse_change)
+                .delete(audit::api::refuse_change),
+        )
+        .route(
+            "/AuditEvent/{id}/_history/{version}",
+            get(audit::api::vread),
+        )
         .route(
             "/{type}",
             get(search::type_get)
@@ -311,16 +344,23 @@ pub async fn router(store: Store, config: Config) -> Result<Router, store::Store
         .nest("/fhir", fhir)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // The audit record learns who the authenticated caller is.
+        .layer(axum::middleware::from_fn(audit::note_principal))
         // Every request is authenticated before it is routed (the open paths pass).
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
-        .with_state(state)
+        .with_state(state.clone())
         // A body left unread by an early answer is read, so the connection stays usable.
         .layer(axum::middleware::from_fn(drain::drain_unread))
         // A bug in one request must not take the server down: answer 500 with an OperationOutcome.
-        .layer(CatchPanicLayer::custom(panic_response));
+        .layer(CatchPanicLayer::custom(panic_response))
+        // Every request leaves an audit record, refusals and failures included.
+        .layer(axum::middleware::from_fn_with_state(
+            state.audit.clone(),
+            audit::record,
+        ));
     Ok(app)
 }
 

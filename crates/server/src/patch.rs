@@ -156,16 +156,17 @@ pub(crate) async fn patch_instance(
         crate::write_limit::check_resource(&request.principal, resource_type, &resource)?;
         let fetched = referenced(state, &resource).await?;
         let resource = check_on_write(state, resource, fetched.as_ref())?;
-        let result = state
-            .store
-            .write(Write::Update {
+        let result = crate::audit::write(
+            &state.store,
+            Write::Update {
                 resource_type: resource_type.to_string(),
                 id: id.to_string(),
                 resource,
                 if_match: Some(current.version),
                 method: Method::Patch,
-            })
-            .await;
+            },
+        )
+        .await;
         match result {
             Ok(written) => {
                 let version = new_version(written)?;

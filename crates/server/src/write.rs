@@ -70,10 +70,7 @@ pub(crate) async fn create(
         }
     };
     let version = new_version(
-        state
-            .store
-            .write(Write::Create { resource, id: None })
-            .await?,
+        crate::audit::write(&state.store, Write::Create { resource, id: None }).await?,
     )?;
     after_write(&state, &version);
     Ok(write_response(
@@ -114,16 +111,17 @@ pub(crate) async fn update(
     crate::write_limit::check_resource(&request.principal, &resource_type, &resource)?;
     let fetched = referenced(&state, &resource).await?;
     let resource = check_on_write(&state, resource, fetched.as_ref())?;
-    let written = state
-        .store
-        .write(Write::Update {
+    let written = crate::audit::write(
+        &state.store,
+        Write::Update {
             resource_type,
             id,
             resource,
             if_match: request.if_match,
             method: Method::Update,
-        })
-        .await?;
+        },
+    )
+    .await?;
     written_response(&state, &request, written)
 }
 
@@ -157,14 +155,15 @@ pub(crate) async fn delete(
 ) -> Result<Response, ApiError> {
     let InstancePath { resource_type, id } = path;
     crate::write_limit::check_target(&state, &request.principal, &resource_type, &id).await?;
-    let written = state
-        .store
-        .write(Write::Delete {
+    let written = crate::audit::write(
+        &state.store,
+        Write::Delete {
             resource_type,
             id,
             if_match: request.if_match,
-        })
-        .await?;
+        },
+    )
+    .await?;
     match written.version {
         Some(version) => {
             after_write(&state, &version);

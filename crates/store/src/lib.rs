@@ -11,6 +11,7 @@
 //! (`postgres://...`). They share the preparation of writes (`prepared`) and the search
 //! planner and SQL (`query`); what differs is in `sqlite/` and `postgres/`.
 
+mod audit;
 mod auth;
 mod body;
 mod crypt;
@@ -35,6 +36,9 @@ pub mod testing;
 
 use std::sync::Arc;
 
+pub use audit::{
+    AuditColumn, AuditFilter, AuditPage, AuditQuery, AuditRecord, BrokenLink, Verification,
+};
 pub use auth::AuthKind;
 pub use crypt::{Encryption, MasterKey};
 pub use disclosure::Disclosure;
@@ -172,18 +176,92 @@ impl Store {
 
     /// Applies one write; returns once it is durable.
     pub async fn write(&self, write: Write) -> Result<Written, StoreError> {
-        match &*self.backend {
-            Backend::Sqlite(sqlite) => sqlite.write(write).await,
-            Backend::Postgres(postgres) => postgres.write(write).await,
-        }
+        self.write_audited(write, Vec::new()).await
     }
 
     /// Applies every write or none (a transaction); returns once they are durable.
     pub async fn write_all(&self, writes: Vec<Write>) -> Result<Vec<Written>, TransactionError> {
+        self.write_all_audited(writes, Vec::new()).await
+    }
+
+    /// [`Store::write`], appending `audit` to the audit trail in the same transaction:
+    /// both commit, or neither does.
+    pub async fn write_audited(
+        &self,
+        write: Write,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Written, StoreError> {
         match &*self.backend {
-            Backend::Sqlite(sqlite) => sqlite.write_all(writes).await,
-            Backend::Postgres(postgres) => postgres.write_all(writes).await,
+            Backend::Sqlite(sqlite) => sqlite.write(write, audit).await,
+            Backend::Postgres(postgres) => postgres.write(write, audit).await,
         }
+    }
+
+    /// [`Store::write_all`], appending `audit` to the audit trail in the same
+    /// transaction.
+    pub async fn write_all_audited(
+        &self,
+        writes: Vec<Write>,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Vec<Written>, TransactionError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.write_all(writes, audit).await,
+            Backend::Postgres(postgres) => postgres.write_all(writes, audit).await,
+        }
+    }
+
+    /// Appends records to the audit trail (in a transaction of their own); returns once
+    /// they are durable.
+    pub async fn audit_append(&self, records: Arc<[AuditRecord]>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.audit_append(records).await,
+            Backend::Postgres(postgres) => postgres.audit_append(records).await,
+        }
+    }
+
+    /// One audit record's AuditEvent JSON, by its sequence number.
+    pub async fn audit_read(&self, seq: i64) -> Result<Option<String>, StoreError> {
+        if let Backend::Postgres(postgres) = &*self.backend {
+            return postgres.audit_read(seq).await;
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || match &*store.backend {
+            Backend::Sqlite(sqlite) => sqlite.audit_read(seq),
+            Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("audit task failed: {error}")))?
+    }
+
+    /// A page of the audit trail.
+    pub async fn audit_search(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
+        if let Backend::Postgres(postgres) = &*self.backend {
+            return postgres.audit_search(query).await;
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || match &*store.backend {
+            Backend::Sqlite(sqlite) => sqlite.audit_search(&query),
+            Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("audit task failed: {error}")))?
+    }
+
+    /// Walks the whole audit chain and reports the first broken link, if any.
+    pub async fn audit_verify(&self) -> Result<Verification, StoreError> {
+        if let Backend::Postgres(postgres) = &*self.backend {
+            return postgres.audit_verify().await;
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || match &*store.backend {
+            Backend::Sqlite(sqlite) => sqlite.audit_verify(),
+            Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("audit task failed: {error}")))?
     }
 
     /// The current version of a resource (a deletion has no body), or `None` if it never existed.

@@ -273,6 +273,8 @@ async fn compartment_rows_carry_their_patient() {
     assert_eq!(
         keys,
         [
+            "audit_event",
+            "audit_head",
             "auth_record",
             "auth_used_once",
             "custodian_schema",

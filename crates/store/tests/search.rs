@@ -411,6 +411,6 @@ async fn a_version_1_database_keeps_its_data_and_becomes_searchable() {
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
     // Every migration ran: 4 is the auth tables of the privacy layer, 5 the accounting
-    // of disclosures, 6 the data keys of encryption at rest.
-    assert_eq!(version, 6);
+    // of disclosures, 6 the data keys of encryption at rest, 7 the audit trail.
+    assert_eq!(version, 7);
 }

@@ -96,7 +96,14 @@ impl ServerProcess {
             std::env::current_exe().map_err(|error| format!("cannot find myself: {error}"))?;
         let child = Command::new(exe)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(insecure.then_some("--insecure-no-auth"))
+            // The benchmarks measure the FHIR work: without authentication, and without
+            // the audit trail, whose cost `bench auth` measures with authentication's.
+            .args(
+                insecure
+                    .then_some(["--insecure-no-auth", "--insecure-no-audit"])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)

@@ -214,6 +214,7 @@ pub(super) async fn authenticate_client(
         }
     };
     let unknown = || invalid_client("unknown client or bad credentials");
+    crate::audit::note_client(&client_id);
     if privacy::account::check_name("client id", &client_id).is_err() {
         return Err(unknown());
     }

@@ -155,6 +155,14 @@ impl Entry {
             Action::Read { version: None, .. } => Interaction::Read,
             Action::Search { .. } => Interaction::Search,
         };
+        if self.resource_type == "AuditEvent"
+            && !matches!(
+                interaction,
+                Interaction::Read | Interaction::Vread | Interaction::Search
+            )
+        {
+            return Err(crate::audit::api::entry_refusal(interaction.as_str()));
+        }
         crate::auth::authorize(principal, interaction, &self.resource_type)?;
         if self.is_conditional() {
             crate::auth::authorize(principal, Interaction::Search, &self.resource_type)?;
@@ -594,7 +602,10 @@ pub(crate) async fn base_post(
     };
     let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("");
     match kind {
-        "transaction" => transaction(&state, &request, entries).await,
+        "transaction" => {
+            crate::audit::note_transaction();
+            transaction(&state, &request, entries).await
+        }
         "batch" => Ok(batch(&state, &request, entries).await),
         other => Err(ApiError::bad_request(format!(
             "a Bundle of type {other:?} cannot be processed; POST a transaction or batch here, or store it with POST [base]/Bundle"
@@ -769,19 +780,23 @@ async fn transaction(
     let written = if writes.is_empty() {
         Vec::new()
     } else {
-        state.store.write_all(writes).await.map_err(|failure| {
-            let index = write_entries
-                .get(failure.index)
-                .map_or(0, |(index, _)| *index);
-            let error = match failure.error {
-                StoreError::VersionMismatch { .. } => match unguarded_patches.get(&failure.index) {
-                    Some((resource_type, id)) => patch::kept_changing(resource_type, id),
-                    None => ApiError::from(failure.error),
-                },
-                error => ApiError::from(error),
-            };
-            entry_error(index, error)
-        })?
+        crate::audit::write_all(&state.store, writes)
+            .await
+            .map_err(|failure| {
+                let index = write_entries
+                    .get(failure.index)
+                    .map_or(0, |(index, _)| *index);
+                let error = match failure.error {
+                    StoreError::VersionMismatch { .. } => {
+                        match unguarded_patches.get(&failure.index) {
+                            Some((resource_type, id)) => patch::kept_changing(resource_type, id),
+                            None => ApiError::from(failure.error),
+                        }
+                    }
+                    error => ApiError::from(error),
+                };
+                entry_error(index, error)
+            })?
     };
 
     for ((index, is_delete), written) in write_entries.into_iter().zip(written) {
@@ -831,10 +846,10 @@ async fn batch(state: &AppState, request: &FhirRequest, raw_entries: Vec<Value>)
             let state = state.clone();
             let prefer = request.prefer;
             let principal = request.principal.clone();
-            tasks.spawn(async move {
+            tasks.spawn(crate::audit::in_scope(async move {
                 let index = entry.index;
                 (index, batch_entry(&state, &principal, entry, prefer).await)
-            });
+            }));
         }
         while let Some(joined) = tasks.join_next().await {
             match joined {
@@ -907,9 +922,7 @@ async fn batch_entry(
                 .map(|id| delete_write(&entry, id, if_match))
                 .collect();
             if !writes.is_empty() {
-                let written = state
-                    .store
-                    .write_all(writes)
+                let written = crate::audit::write_all(&state.store, writes)
                     .await
                     .map_err(|failure| ApiError::from(failure.error))?;
                 for version in written
@@ -928,7 +941,7 @@ async fn batch_entry(
         }
     };
     let is_delete = matches!(write, Write::Delete { .. });
-    let written = state.store.write(write).await?;
+    let written = crate::audit::write(&state.store, write).await?;
     let status = write_status(&written, is_delete);
     if let Some(version) = &written.version {
         after_write(state, version);
@@ -984,7 +997,7 @@ async fn batch_patch(
         crate::write_limit::check_resource(principal, &entry.resource_type, &resource)?;
         let resource = prepare(state, entry, resource, false).await?;
         let write = patch_write(entry, id.to_string(), resource, version);
-        match state.store.write(write).await {
+        match crate::audit::write(&state.store, write).await {
             Ok(written) => {
                 let version = new_version(written)?;
                 after_write(state, &version);

@@ -1,6 +1,6 @@
-//! The audit record of a merge or unmerge: an AuditEvent written in the same store
-//! transaction as the change. Every MPI audit record is made here, so a later audit
-//! subsystem can take them over in one place.
+//! The audit record of a merge or unmerge: an AuditEvent appended to the audit trail
+//! (`crate::audit`) in the same store transaction as the change. Every MPI audit
+//! record is made here.
 
 use serde_json::{Map, Value, json};
 

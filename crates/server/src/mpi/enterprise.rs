@@ -85,9 +85,7 @@ pub async fn link(state: &AppState, a: &str, b: &str) -> Result<String, ApiError
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let written = state
-        .store
-        .write_all(writes)
+    let written = crate::audit::write_all(&state.store, writes)
         .await
         .map_err(|failure| ApiError::from(failure.error))?;
     for version in written.iter().filter_map(|w| w.version.as_ref()) {

@@ -158,11 +158,13 @@ pub async fn run(
         resource: provenance,
         id: Some(provenance_id.clone()),
     });
-    writes.push(Write::Create {
-        resource: audit,
-        id: None,
-    });
-    let written = write(state, writes).await?;
+    let audit = crate::audit::event_record(
+        audit,
+        "$merge",
+        vec![format!("Patient/{}", plan.source)],
+        Some(format!("Patient/{}", plan.target)),
+    );
+    let written = write(state, writes, audit).await?;
     let target_body = written
         .get(1)
         .and_then(|version| version.body.as_deref())
@@ -191,10 +193,12 @@ pub async fn run(
 
 /// Writes `writes` in one transaction, then brings the index up to date; the versions
 /// written, in order.
-async fn write(state: &AppState, writes: Vec<Write>) -> Result<Vec<Version>, ApiError> {
-    let written = state
-        .store
-        .write_all(writes)
+async fn write(
+    state: &AppState,
+    writes: Vec<Write>,
+    audit: store::AuditRecord,
+) -> Result<Vec<Version>, ApiError> {
+    let written = crate::audit::write_all_with(&state.store, writes, vec![audit])
         .await
         .map_err(|failure| match failure.error {
             StoreError::VersionMismatch { .. } => ApiError::new(
@@ -516,8 +520,8 @@ pub(crate) async fn unmerge(
         ),
         id: Some(provenance_id.clone()),
     });
-    writes.push(Write::Create {
-        resource: audit_event(
+    let audit = crate::audit::event_record(
+        audit_event(
             "unmerge",
             &[
                 format!("Patient/{source}"),
@@ -527,9 +531,11 @@ pub(crate) async fn unmerge(
             ],
             &requester,
         ),
-        id: None,
-    });
-    let written = write(&state, writes).await?;
+        "$unmerge",
+        vec![format!("Patient/{target}")],
+        Some(format!("Patient/{source}")),
+    );
+    let written = write(&state, writes, audit).await?;
     let body_of = |index: usize| {
         written
             .get(index)

@@ -91,10 +91,7 @@ pub async fn check(state: &AppState, id: &str) -> Result<(), ApiError> {
         let Value::Object(resource) = task else {
             continue;
         };
-        state
-            .store
-            .write(Write::Create { resource, id: None })
-            .await?;
+        crate::audit::write(&state.store, Write::Create { resource, id: None }).await?;
     }
     Ok(())
 }
@@ -358,16 +355,17 @@ pub(crate) async fn decide(
         "lastModified".into(),
         json!(store::Instant::now().to_fhir()),
     );
-    let written = state
-        .store
-        .write(Write::Update {
+    let written = crate::audit::write(
+        &state.store,
+        Write::Update {
             resource_type: "Task".into(),
             id: task_id,
             resource: strip_meta(content),
             if_match: Some(task.version),
             method: Method::Update,
-        })
-        .await?;
+        },
+    )
+    .await?;
     if let Some(version) = written.version.and_then(|version| version.body) {
         let task: Value = serde_json::from_str(&version).unwrap_or(Value::Null);
         output.insert(0, parameter("item", "resource", task));

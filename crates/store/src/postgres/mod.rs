@@ -11,6 +11,7 @@
 //! `schema` and docs/scaling.md).
 
 mod analyze;
+mod audit;
 mod auth;
 mod disclosure;
 mod history;
@@ -33,6 +34,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use crate::crypt::{Encryption, Keyring, MasterKey};
+use crate::audit::AuditRecord;
 use crate::params::ParamIds;
 use crate::prepared::Indexed;
 use crate::{
@@ -314,10 +316,14 @@ impl PostgresStore {
         }
     }
 
-    pub(crate) async fn write(&self, write: Write) -> Result<Written, StoreError> {
+    pub(crate) async fn write(
+        &self,
+        write: Write,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Written, StoreError> {
         let indexed = Indexed::new(write, &self.params);
         let writer = self.writer();
-        self.spawn(async move { writer.write_one(indexed).await })
+        self.spawn(async move { writer.write_one(indexed, &audit).await })
             .await
     }
 
@@ -329,13 +335,14 @@ impl PostgresStore {
     ) -> Result<Written, StoreError> {
         let indexed = Indexed::with_rows(write, rows);
         let writer = self.writer();
-        self.spawn(async move { writer.write_one(indexed).await })
+        self.spawn(async move { writer.write_one(indexed, &[]).await })
             .await
     }
 
     pub(crate) async fn write_all(
         &self,
         writes: Vec<Write>,
+        audit: Vec<AuditRecord>,
     ) -> Result<Vec<Written>, TransactionError> {
         let indexed: Vec<Indexed> = writes
             .into_iter()
@@ -343,7 +350,7 @@ impl PostgresStore {
             .collect();
         let writer = self.writer();
         self.handle
-            .spawn(async move { writer.write_all(&indexed).await })
+            .spawn(async move { writer.write_all(&indexed, &audit).await })
             .await
             .map_err(|error| StoreError::Backend(format!("database task failed: {error}")))?
     }

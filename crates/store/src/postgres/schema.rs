@@ -187,6 +187,43 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE resource_version ALTER COLUMN body TYPE bytea USING convert_to(body, 'UTF8');
     "#,
+    // 5: the audit trail, append-only and hash-chained (`crate::audit`): one row per
+    // AuditEvent with the columns searches use, and the head of the chain, whose row
+    // lock serialises appends. Triggers refuse changes and deletions; the chain shows
+    // any made around them.
+    r#"
+    CREATE TABLE audit_event (
+        seq bigint PRIMARY KEY,
+        recorded bigint NOT NULL,
+        type text COLLATE "C" NOT NULL,
+        subtype text COLLATE "C" NOT NULL,
+        action text COLLATE "C" NOT NULL,
+        outcome text COLLATE "C" NOT NULL,
+        severity text COLLATE "C" NOT NULL,
+        agent text COLLATE "C" NOT NULL,
+        patient text COLLATE "C",
+        purpose text COLLATE "C",
+        entity text COLLATE "C" NOT NULL,
+        body text NOT NULL,
+        prev_hash text NOT NULL,
+        hash text NOT NULL
+    );
+    CREATE INDEX audit_event_recorded ON audit_event (recorded);
+    CREATE INDEX audit_event_patient ON audit_event (patient) WHERE patient IS NOT NULL;
+    CREATE INDEX audit_event_agent ON audit_event (agent);
+    CREATE INDEX audit_event_purpose ON audit_event (purpose) WHERE purpose IS NOT NULL;
+    CREATE TABLE audit_head (
+        id integer PRIMARY KEY CHECK (id = 1),
+        seq bigint NOT NULL,
+        hash text NOT NULL
+    );
+    INSERT INTO audit_head (id, seq, hash)
+        VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+    CREATE FUNCTION audit_event_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$;
+    CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_event
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_event_append_only();
+    "#,
 ];
 
 /// The index tables, for removing a resource's rows.

@@ -25,6 +25,7 @@ use super::horizon::InFlight;
 use super::schema::INDEX_TABLES;
 use super::{error, pool_error};
 use crate::crypt::Keyring;
+use crate::audit::AuditRecord;
 use crate::params::ParamIds;
 use crate::prepared::{Clock, Current, Indexed, Prepared, check_if_match, indexable};
 use crate::query::dialect::tsvector_text;
@@ -83,9 +84,13 @@ fn failed(failure: tokio_postgres::Error) -> Failed {
 }
 
 impl Writer {
-    pub(super) async fn write_one(&self, write: Indexed) -> Result<Written, StoreError> {
+    pub(super) async fn write_one(
+        &self,
+        write: Indexed,
+        audit: &[AuditRecord],
+    ) -> Result<Written, StoreError> {
         let mut written = self
-            .write_all(std::slice::from_ref(&write))
+            .write_all(std::slice::from_ref(&write), audit)
             .await
             .map_err(|failure| failure.error)?;
         written
@@ -96,13 +101,14 @@ impl Writer {
     pub(super) async fn write_all(
         &self,
         writes: &[Indexed],
+        audit: &[AuditRecord],
     ) -> Result<Vec<Written>, TransactionError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         self.ensure_pids(&client, writes).await?;
         let mut last = String::new();
         for _ in 0..ATTEMPTS {
             let transaction = client.transaction().await.map_err(error)?;
-            match self.attempt(&transaction, writes).await {
+            match self.attempt(&transaction, writes, audit).await {
                 Ok((written, in_flight)) => {
                     transaction.commit().await.map_err(error)?;
                     // Committed: history may show its versions now.
@@ -172,6 +178,7 @@ impl Writer {
         &self,
         transaction: &Transaction<'_>,
         writes: &[Indexed],
+        audit: &[AuditRecord],
     ) -> Result<(Vec<Written>, InFlight), Failed> {
         // Lock every resource written, in key order, and read its state.
         let mut types = Vec::new();
@@ -258,6 +265,13 @@ impl Writer {
         let rids = self.insert_keys(transaction, &applied).await?;
         let rows = Rows::of(&applied, &sealed, writes, &rids, &self.params)?;
         rows.write(transaction).await?;
+        // Last, so the chain's head stays locked only until the commit.
+        super::audit::append(transaction, audit)
+            .await
+            .map_err(|failure| match failure {
+                super::audit::AppendError::Database(failure) => failed(failure),
+                super::audit::AppendError::Invalid(error) => Failed::from(error),
+            })?;
         Ok((applied.written, in_flight))
     }
 

@@ -3,6 +3,7 @@
 //! One writer thread owns the only writing connection and commits writes in groups
 //! (see `writer`); readers take connections from a small pool and never block it (WAL).
 
+mod audit;
 mod auth;
 mod disclosure;
 mod index;
@@ -23,6 +24,7 @@ use tokio::sync::oneshot;
 
 use self::reader::SqliteReader;
 use crate::crypt::{Keyring, MasterKey};
+use crate::audit::AuditRecord;
 use crate::prepared::Indexed;
 use crate::{
     HistoryPage, HistoryQuery, HistoryScope, Instant, Method, StoreError, TransactionError,
@@ -77,11 +79,16 @@ impl SqliteStore {
         self.path.parent().map(Path::to_path_buf)
     }
 
-    pub(crate) async fn write(&self, write: Write) -> Result<Written, StoreError> {
+    pub(crate) async fn write(
+        &self,
+        write: Write,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Written, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(writer::Job::One {
                 write: Indexed::new(write, &self.params),
+                audit,
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -100,6 +107,7 @@ impl SqliteStore {
         self.jobs
             .send(writer::Job::One {
                 write: Indexed::with_rows(write, rows),
+                audit: Vec::new(),
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -111,6 +119,7 @@ impl SqliteStore {
     pub(crate) async fn write_all(
         &self,
         writes: Vec<Write>,
+        audit: Vec<AuditRecord>,
     ) -> Result<Vec<Written>, TransactionError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
@@ -119,12 +128,27 @@ impl SqliteStore {
                     .into_iter()
                     .map(|write| Indexed::new(write, &self.params))
                     .collect(),
+                audit,
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
         answer
             .await
             .map_err(|_| StoreError::Backend("the writer dropped a write".into()))?
+    }
+
+    /// Appends audit records in a commit of their own (shared with other writes).
+    pub(crate) async fn audit_append(
+        &self,
+        records: std::sync::Arc<[AuditRecord]>,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(writer::Job::Audit { records, reply })
+            .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the writer dropped an audit record".into()))?
     }
 
     pub(crate) fn search(

@@ -180,6 +180,40 @@ const MIGRATIONS: &[&str] = &[
         wrapped BLOB NOT NULL,            -- nonce, the key encrypted by the master key, tag
         created INTEGER NOT NULL          -- microseconds since the Unix epoch, UTC
     );",
+    // 7: the audit trail, append-only and hash-chained (`crate::audit`): one row per
+    // AuditEvent with the columns searches use, and the head of the chain. Triggers
+    // refuse changes and deletions; the chain shows any made around them.
+    "CREATE TABLE audit_event (
+        seq INTEGER PRIMARY KEY,
+        recorded INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        subtype TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        patient TEXT,
+        purpose TEXT,
+        entity TEXT NOT NULL,
+        body TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_event_recorded ON audit_event (recorded);
+    CREATE INDEX audit_event_patient ON audit_event (patient) WHERE patient IS NOT NULL;
+    CREATE INDEX audit_event_agent ON audit_event (agent);
+    CREATE INDEX audit_event_purpose ON audit_event (purpose) WHERE purpose IS NOT NULL;
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    );
+    INSERT INTO audit_head (id, seq, hash)
+        VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+    CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_event
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
 ];
 
 /// The value indexes of the index tables (name, then table and columns): searches find

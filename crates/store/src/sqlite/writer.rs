@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use super::index;
 use super::params::ParamIds;
+use crate::audit::AuditRecord;
 use crate::body::Template;
 use crate::crypt::Keyring;
 use crate::prepared::{Clock, Current, Indexed, Prepared, check_if_match};
@@ -25,15 +26,23 @@ const QUEUE: usize = 4096;
 
 /// One unit of work for the writer, with where to send its answer.
 pub(super) enum Job {
-    /// One write.
+    /// One write, and the audit records that go with it.
     One {
         write: Indexed,
+        audit: Vec<AuditRecord>,
         reply: oneshot::Sender<Result<Written, StoreError>>,
     },
-    /// Writes that all apply, or none does (a transaction Bundle).
+    /// Writes that all apply, or none does (a transaction Bundle), and their audit
+    /// records.
     All {
         writes: Vec<Indexed>,
+        audit: Vec<AuditRecord>,
         reply: oneshot::Sender<Result<Vec<Written>, TransactionError>>,
+    },
+    /// Audit records alone (reads, searches, refusals).
+    Audit {
+        records: std::sync::Arc<[AuditRecord]>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
@@ -49,6 +58,7 @@ struct Writer {
 enum Outcome {
     One(Result<Written, StoreError>),
     All(Result<Vec<Written>, TransactionError>),
+    Audit(Result<(), StoreError>),
 }
 
 impl Job {
@@ -56,6 +66,7 @@ impl Job {
         match self {
             Job::One { write, .. } => write.key_pairs(),
             Job::All { writes, .. } => writes.iter().flat_map(Indexed::key_pairs).collect(),
+            Job::Audit { .. } => Vec::new(),
         }
     }
 
@@ -63,6 +74,7 @@ impl Job {
         match self {
             Job::One { reply, .. } => Reply::One(reply),
             Job::All { reply, .. } => Reply::All(reply),
+            Job::Audit { reply, .. } => Reply::Audit(reply),
         }
     }
 
@@ -75,13 +87,23 @@ impl Job {
         } = writer;
         let connection = &*connection;
         match self {
-            Job::One { write, reply } => {
+            Job::One {
+                write,
+                audit,
+                reply,
+            } => {
                 let result = in_savepoint(connection, |connection| {
-                    apply(connection, clock, params, keys, write)
+                    let written = apply(connection, clock, params, keys, write)?;
+                    super::audit::append(connection, &audit)?;
+                    Ok(written)
                 });
                 (Reply::One(reply), Outcome::One(result))
             }
-            Job::All { writes, reply } => {
+            Job::All {
+                writes,
+                audit,
+                reply,
+            } => {
                 let result = in_savepoint(connection, |connection| {
                     let mut written = Vec::with_capacity(writes.len());
                     for (index, write) in writes.into_iter().enumerate() {
@@ -90,9 +112,16 @@ impl Job {
                             Err(error) => return Err(TransactionError { index, error }),
                         }
                     }
+                    super::audit::append(connection, &audit)?;
                     Ok(written)
                 });
                 (Reply::All(reply), Outcome::All(result))
+            }
+            Job::Audit { records, reply } => {
+                let result = in_savepoint(connection, |connection| {
+                    super::audit::append(connection, &records)
+                });
+                (Reply::Audit(reply), Outcome::Audit(result))
             }
         }
     }
@@ -101,6 +130,7 @@ impl Job {
 enum Reply {
     One(oneshot::Sender<Result<Written, StoreError>>),
     All(oneshot::Sender<Result<Vec<Written>, TransactionError>>),
+    Audit(oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl Reply {
@@ -113,15 +143,10 @@ impl Reply {
             (Reply::All(reply), Outcome::All(result)) => {
                 let _ = reply.send(result);
             }
-            (Reply::One(reply), Outcome::All(_)) => {
-                let _ = reply.send(Err(StoreError::Backend("mismatched reply".into())));
+            (Reply::Audit(reply), Outcome::Audit(result)) => {
+                let _ = reply.send(result);
             }
-            (Reply::All(reply), Outcome::One(_)) => {
-                let _ = reply.send(Err(TransactionError {
-                    index: 0,
-                    error: StoreError::Backend("mismatched reply".into()),
-                }));
-            }
+            (reply, _) => reply.fail(StoreError::Backend("mismatched reply".into())),
         }
     }
 
@@ -132,6 +157,9 @@ impl Reply {
             }
             Reply::All(reply) => {
                 let _ = reply.send(Err(TransactionError { index: 0, error }));
+            }
+            Reply::Audit(reply) => {
+                let _ = reply.send(Err(error));
             }
         }
     }

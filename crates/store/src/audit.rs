@@ -1,0 +1,439 @@
+//! The audit trail: an append-only, hash-chained table of AuditEvents.
+//!
+//! Each record is stored once, with a few columns to search on, the AuditEvent JSON,
+//! and two hashes: `prev_hash`, the hash of the record before it, and `hash`, SHA-256
+//! over `prev_hash` and the record's canonical form (every column, each prefixed with
+//! its length). The chain order is the table order (`seq`, with no gaps); a head row
+//! (`audit_head`) holds the last sequence number and hash, so records cut from the end
+//! show too. Appends are serialised: on SQLite by the one writer thread, on PostgreSQL
+//! by a lock on the head row, in the same transaction as the writes they record.
+//!
+//! [`Verification`] walks the chain and names the first broken link.
+
+use sha2::{Digest, Sha256};
+
+use crate::{Instant, StoreError};
+
+/// The hash before the first record.
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The start every stored AuditEvent's JSON has; the store puts the id after it.
+const PREFIX: &str = r#"{"resourceType":"AuditEvent""#;
+
+/// One audit record to append; the store gives it its sequence number (its id).
+#[derive(Clone, Debug)]
+pub struct AuditRecord {
+    /// When the event happened.
+    pub recorded: Instant,
+    /// The event type's code (`rest`, `110114` for a login, ...).
+    pub type_code: String,
+    /// The interaction (`read`, `search-type`, `create`, `login`, ...).
+    pub subtype: String,
+    /// `C`, `R`, `U`, `D` or `E`.
+    pub action: String,
+    /// `0` success, `4` minor failure, `8` serious failure.
+    pub outcome: String,
+    /// `informational` or, for break-the-glass and refusals, something higher.
+    pub severity: String,
+    /// Who: the user, else the client (`anonymous` when unknown).
+    pub agent: String,
+    /// The patient concerned, `Patient/ID`, when known.
+    pub patient: Option<String>,
+    /// The purpose of use the caller stated.
+    pub purpose: Option<String>,
+    /// References of the resources concerned (`Type/id`).
+    pub entities: Vec<String>,
+    /// The AuditEvent as JSON, starting `{"resourceType":"AuditEvent",` and without `id`.
+    pub body: String,
+}
+
+/// A record as the table holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct StoredAudit {
+    pub seq: i64,
+    pub recorded: i64,
+    pub type_code: String,
+    pub subtype: String,
+    pub action: String,
+    pub outcome: String,
+    pub severity: String,
+    pub agent: String,
+    pub patient: Option<String>,
+    pub purpose: Option<String>,
+    /// The entity references, each followed by a space and the first preceded by one,
+    /// so `instr(entity, ' Type/id ')` finds one.
+    pub entity: String,
+    pub body: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl StoredAudit {
+    /// `record` as the record after one whose sequence number and hash are given.
+    pub(crate) fn chain(
+        record: &AuditRecord,
+        prev_seq: i64,
+        prev_hash: &str,
+    ) -> Result<StoredAudit, StoreError> {
+        let seq = prev_seq + 1;
+        let rest = record.body.strip_prefix(PREFIX).ok_or_else(|| {
+            StoreError::Invalid("an audit record must be an AuditEvent JSON object".into())
+        })?;
+        let separator = if rest.starts_with('}') { "" } else { "," };
+        let body = format!(
+            r#"{PREFIX},"id":"{seq}"{separator}{}"#,
+            rest.trim_start_matches(',')
+        );
+        let entity = if record.entities.is_empty() {
+            String::new()
+        } else {
+            format!(" {} ", record.entities.join(" "))
+        };
+        let mut stored = StoredAudit {
+            seq,
+            recorded: record.recorded.0,
+            type_code: record.type_code.clone(),
+            subtype: record.subtype.clone(),
+            action: record.action.clone(),
+            outcome: record.outcome.clone(),
+            severity: record.severity.clone(),
+            agent: record.agent.clone(),
+            patient: record.patient.clone(),
+            purpose: record.purpose.clone(),
+            entity,
+            body,
+            prev_hash: prev_hash.to_string(),
+            hash: String::new(),
+        };
+        stored.hash = stored.compute_hash();
+        Ok(stored)
+    }
+
+    /// SHA-256 over the previous hash and every column, in hex.
+    pub(crate) fn compute_hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        let mut field = |text: &str| {
+            hasher.update(text.len().to_string().as_bytes());
+            hasher.update(b":");
+            hasher.update(text.as_bytes());
+            hasher.update(b";");
+        };
+        let optional = |text: &Option<String>| match text {
+            Some(text) => format!("+{text}"),
+            None => "-".to_string(),
+        };
+        field(&self.prev_hash);
+        field(&self.seq.to_string());
+        field(&self.recorded.to_string());
+        field(&self.type_code);
+        field(&self.subtype);
+        field(&self.action);
+        field(&self.outcome);
+        field(&self.severity);
+        field(&self.agent);
+        field(&optional(&self.patient));
+        field(&optional(&self.purpose));
+        field(&self.entity);
+        field(&self.body);
+        hasher
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+}
+
+/// Appends `records` after the head `(seq, hash)`; returns the rows to insert and the
+/// new head.
+pub(crate) fn chain_all(
+    records: &[AuditRecord],
+    head: (i64, String),
+) -> Result<(Vec<StoredAudit>, (i64, String)), StoreError> {
+    let (mut seq, mut hash) = head;
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        let stored = StoredAudit::chain(record, seq, &hash)?;
+        seq = stored.seq;
+        hash.clone_from(&stored.hash);
+        rows.push(stored);
+    }
+    Ok((rows, (seq, hash)))
+}
+
+/// A condition of an audit search.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AuditFilter {
+    /// A column equals one of the values.
+    Is(AuditColumn, Vec<String>),
+    /// One of the records' entities is one of these references.
+    Entity(Vec<String>),
+    /// `recorded` compared with an instant: `>=`, `>`, `<=`, `<` or `=`.
+    Recorded(&'static str, Instant),
+}
+
+/// A searchable column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditColumn {
+    Type,
+    Subtype,
+    Action,
+    Outcome,
+    Severity,
+    Agent,
+    Patient,
+    Purpose,
+}
+
+impl AuditColumn {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            AuditColumn::Type => "type",
+            AuditColumn::Subtype => "subtype",
+            AuditColumn::Action => "action",
+            AuditColumn::Outcome => "outcome",
+            AuditColumn::Severity => "severity",
+            AuditColumn::Agent => "agent",
+            AuditColumn::Patient => "patient",
+            AuditColumn::Purpose => "purpose",
+        }
+    }
+}
+
+/// A search of the audit trail: every filter holds (AND); pages by sequence number.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub filters: Vec<AuditFilter>,
+    /// Records per page.
+    pub count: usize,
+    /// Oldest first; otherwise newest first.
+    pub oldest_first: bool,
+    /// Continue after this sequence number (the previous page's last), in the order.
+    pub after: Option<i64>,
+}
+
+/// A page of audit records.
+#[derive(Clone, Debug)]
+pub struct AuditPage {
+    /// Sequence number and AuditEvent JSON of each record.
+    pub records: Vec<(i64, String)>,
+    /// The cursor of the next page, when there is one.
+    pub next: Option<i64>,
+}
+
+/// The WHERE clause (possibly empty) and its text arguments for `query`, with
+/// placeholders made by `placeholder(n)` for the n-th argument (from 1). Instants are
+/// passed as text too and cast by the caller's SQL (`cast_int`).
+pub(crate) fn where_clause(
+    query: &AuditQuery,
+    placeholder: &dyn Fn(usize) -> String,
+    cast_int: &dyn Fn(String) -> String,
+) -> (String, Vec<String>) {
+    let mut conditions = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    let next = |args: &mut Vec<String>, value: String| {
+        args.push(value);
+        placeholder(args.len())
+    };
+    for filter in &query.filters {
+        match filter {
+            AuditFilter::Is(column, values) => {
+                let list: Vec<String> = values
+                    .iter()
+                    .map(|value| next(&mut args, value.clone()))
+                    .collect();
+                conditions.push(format!("{} IN ({})", column.name(), list.join(", ")));
+            }
+            AuditFilter::Entity(references) => {
+                let list: Vec<String> = references
+                    .iter()
+                    .map(|reference| {
+                        let slot = next(&mut args, format!("% {reference} %"));
+                        format!("entity LIKE {slot}")
+                    })
+                    .collect();
+                conditions.push(format!("({})", list.join(" OR ")));
+            }
+            AuditFilter::Recorded(op, instant) => {
+                let slot = next(&mut args, instant.0.to_string());
+                conditions.push(format!("recorded {op} {}", cast_int(slot)));
+            }
+        }
+    }
+    if let Some(after) = query.after {
+        let slot = next(&mut args, after.to_string());
+        let op = if query.oldest_first { ">" } else { "<" };
+        conditions.push(format!("seq {op} {}", cast_int(slot)));
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (clause, args)
+}
+
+/// What a walk along the chain found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verification {
+    /// Records checked.
+    pub count: u64,
+    /// The first broken link, if any.
+    pub broken: Option<BrokenLink>,
+}
+
+/// Where the chain breaks, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokenLink {
+    /// The sequence number of the first record that does not check out.
+    pub seq: i64,
+    pub problem: String,
+}
+
+/// Checks the records one by one in table order.
+pub(crate) struct ChainCheck {
+    count: u64,
+    last_seq: i64,
+    last_hash: String,
+    pub(crate) broken: Option<BrokenLink>,
+}
+
+impl ChainCheck {
+    pub(crate) fn new() -> ChainCheck {
+        ChainCheck {
+            count: 0,
+            last_seq: 0,
+            last_hash: GENESIS.to_string(),
+            broken: None,
+        }
+    }
+
+    /// Checks the next row; false once the chain is broken.
+    pub(crate) fn next(&mut self, row: &StoredAudit) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        let expected = self.last_seq + 1;
+        let problem = if row.seq != expected {
+            Some(format!(
+                "expected record {expected} after record {}, found record {}: records are missing or were reordered",
+                self.last_seq, row.seq
+            ))
+        } else if row.prev_hash != self.last_hash {
+            Some(format!(
+                "its prev_hash does not match the hash of record {}: a record was changed, removed or reordered",
+                self.last_seq
+            ))
+        } else if row.compute_hash() != row.hash {
+            Some("its content does not match its hash: the record was changed".to_string())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.broken = Some(BrokenLink {
+                seq: row.seq,
+                problem,
+            });
+            return false;
+        }
+        self.count += 1;
+        self.last_seq = row.seq;
+        self.last_hash.clone_from(&row.hash);
+        true
+    }
+
+    /// Ends the walk against the head row.
+    pub(crate) fn finish(mut self, head: (i64, String)) -> Verification {
+        if self.broken.is_none() && (head.0 != self.last_seq || head.1 != self.last_hash) {
+            self.broken = Some(BrokenLink {
+                seq: self.last_seq + 1,
+                problem: format!(
+                    "the chain ends at record {} but its head says {}: records were removed from the end, or the head was changed",
+                    self.last_seq, head.0
+                ),
+            });
+        }
+        Verification {
+            count: self.count,
+            broken: self.broken,
+        }
+    }
+}
+
+/// Records read per page when walking the chain.
+pub(crate) const VERIFY_PAGE: i64 = 2000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(body: &str) -> AuditRecord {
+        AuditRecord {
+            recorded: Instant(5),
+            type_code: "rest".into(),
+            subtype: "read".into(),
+            action: "R".into(),
+            outcome: "0".into(),
+            severity: "informational".into(),
+            agent: "app".into(),
+            patient: Some("Patient/1".into()),
+            purpose: None,
+            entities: vec!["Patient/1".into()],
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn chaining_sets_the_id_and_links_each_record_to_the_one_before() {
+        let records = [
+            record(r#"{"resourceType":"AuditEvent","action":"R"}"#),
+            record(r#"{"resourceType":"AuditEvent"}"#),
+        ];
+        let (rows, head) = chain_all(&records, (0, GENESIS.into())).unwrap();
+        assert_eq!(
+            rows[0].body,
+            r#"{"resourceType":"AuditEvent","id":"1","action":"R"}"#
+        );
+        assert_eq!(rows[1].body, r#"{"resourceType":"AuditEvent","id":"2"}"#);
+        assert_eq!(rows[0].entity, " Patient/1 ");
+        assert_eq!(rows[1].prev_hash, rows[0].hash);
+        assert_eq!(head, (2, rows[1].hash.clone()));
+        let mut check = ChainCheck::new();
+        assert!(rows.iter().all(|row| check.next(row)));
+        assert_eq!(check.finish(head).broken, None);
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_audit_event_is_refused() {
+        let records = [record(r#"{"resourceType":"Patient"}"#)];
+        assert!(chain_all(&records, (0, GENESIS.into())).is_err());
+    }
+
+    #[test]
+    fn the_check_names_the_first_broken_link() {
+        let records: Vec<AuditRecord> = (0..4)
+            .map(|_| record(r#"{"resourceType":"AuditEvent"}"#))
+            .collect();
+        let (rows, head) = chain_all(&records, (0, GENESIS.into())).unwrap();
+        let walk = |rows: &[StoredAudit]| {
+            let mut check = ChainCheck::new();
+            for row in rows {
+                check.next(row);
+            }
+            check.finish(head.clone())
+        };
+        assert_eq!(walk(&rows).count, 4);
+        let mut changed = rows.clone();
+        changed[2].agent = "someone else".into();
+        assert_eq!(walk(&changed).broken.unwrap().seq, 3);
+        let mut removed = rows.clone();
+        removed.remove(1);
+        assert_eq!(walk(&removed).broken.unwrap().seq, 3);
+        let mut cut = rows.clone();
+        cut.pop();
+        assert_eq!(walk(&cut).broken.unwrap().seq, 4);
+        let mut swapped = rows.clone();
+        swapped.swap(1, 2);
+        (swapped[1].seq, swapped[2].seq) = (2, 3);
+        assert_eq!(walk(&swapped).broken.unwrap().seq, 2);
+    }
+}

@@ -1,0 +1,234 @@
+//! The audit trail through the store's API, on both backends: records appended alone
+//! and with writes (and gone with a write that fails), searched by column, entity and
+//! date, and a hash chain whose walk catches every change made in the database
+//! around the API: an edited, a deleted, a reordered and a cut-off record.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
+
+use serde_json::{Map, Value, json};
+use store::testing::TestDatabase;
+use store::{AuditColumn, AuditFilter, AuditQuery, AuditRecord, Instant, Write};
+
+fn record(agent: &str, patient: &str, recorded: i64) -> AuditRecord {
+    AuditRecord {
+        recorded: Instant(recorded),
+        type_code: "rest".into(),
+        subtype: "read".into(),
+        action: "R".into(),
+        outcome: "0".into(),
+        severity: "informational".into(),
+        agent: agent.into(),
+        patient: Some(format!("Patient/{patient}")),
+        purpose: None,
+        entities: vec![format!("Patient/{patient}")],
+        body: format!(r#"{{"resourceType":"AuditEvent","action":"R","agent":"{agent}"}}"#),
+    }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    }
+}
+
+/// Runs `sql` on the test database directly, around the store.
+async fn tamper(db: &TestDatabase, sql: &str) {
+    if db.is_postgres() {
+        let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let task = tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only; {sql}"
+            ))
+            .await
+            .unwrap();
+        drop(client);
+        let _ = task.await;
+    } else {
+        let connection = rusqlite::Connection::open(db.sqlite_file()).unwrap();
+        connection
+            .execute_batch(&format!(
+                "DROP TRIGGER IF EXISTS audit_event_no_update;
+                 DROP TRIGGER IF EXISTS audit_event_no_delete; {sql}"
+            ))
+            .unwrap();
+    }
+}
+
+store::each_backend! {
+    #[tokio::test]
+    async fn records_are_chained_searched_and_committed_with_their_writes(db) {
+        let store = db.open();
+        store
+            .audit_append(vec![record("alice", "p1", 10), record("bob", "p2", 20)].into())
+            .await
+            .unwrap();
+        let patient = object(json!({"resourceType": "Patient", "active": true}));
+        store
+            .write_audited(
+                Write::Create { resource: patient, id: Some("p3".into()) },
+                vec![record("carol", "p3", 30)],
+            )
+            .await
+            .unwrap();
+        // A write that fails takes its record with it.
+        let failing = store
+            .write_audited(
+                Write::Delete { resource_type: "Patient".into(), id: "p3".into(), if_match: Some(9) },
+                vec![record("mallory", "p3", 40)],
+            )
+            .await;
+        assert!(failing.is_err());
+
+        let all = store
+            .audit_search(AuditQuery { count: 10, ..AuditQuery::default() })
+            .await
+            .unwrap();
+        let seqs: Vec<i64> = all.records.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [3, 2, 1], "newest first, and no record of the failed write");
+        assert!(all.records[0].1.starts_with(r#"{"resourceType":"AuditEvent","id":"3","#));
+        assert_eq!(
+            store.audit_read(2).await.unwrap().as_deref(),
+            Some(r#"{"resourceType":"AuditEvent","id":"2","action":"R","agent":"bob"}"#)
+        );
+
+        let by = |filters: Vec<AuditFilter>| {
+            let store = store.clone();
+            async move {
+                let page = store
+                    .audit_search(AuditQuery { filters, count: 10, oldest_first: true, after: None })
+                    .await
+                    .unwrap();
+                page.records.iter().map(|(seq, _)| *seq).collect::<Vec<i64>>()
+            }
+        };
+        assert_eq!(by(vec![AuditFilter::Is(AuditColumn::Agent, vec!["bob".into()])]).await, [2]);
+        assert_eq!(by(vec![AuditFilter::Entity(vec!["Patient/p3".into(), "Patient/p1".into()])]).await, [1, 3]);
+        assert_eq!(by(vec![AuditFilter::Entity(vec!["Patient/p".into()])]).await, Vec::<i64>::new());
+        assert_eq!(
+            by(vec![AuditFilter::Recorded(">=", Instant(20)), AuditFilter::Recorded("<", Instant(30))]).await,
+            [2]
+        );
+        // Pages follow the sequence.
+        let first = store
+            .audit_search(AuditQuery { count: 2, oldest_first: true, ..AuditQuery::default() })
+            .await
+            .unwrap();
+        assert_eq!(first.next, Some(2));
+        let second = store
+            .audit_search(AuditQuery { count: 2, oldest_first: true, after: first.next, ..AuditQuery::default() })
+            .await
+            .unwrap();
+        assert_eq!(second.records.len(), 1);
+        assert_eq!(second.next, None);
+
+        let verification = store.audit_verify().await.unwrap();
+        assert_eq!((verification.count, verification.broken), (3, None));
+    }
+}
+
+store::each_backend! {
+    #[tokio::test]
+    async fn the_database_refuses_changes_to_the_trail(db) {
+        let store = db.open();
+        store.audit_append(vec![record("alice", "p1", 10)].into()).await.unwrap();
+        drop(store);
+        let refused = if db.is_postgres() {
+            let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let task = tokio::spawn(connection);
+            let refused = client.batch_execute("DELETE FROM audit_event").await.is_err()
+                && client.batch_execute("UPDATE audit_event SET agent = 'x'").await.is_err();
+            drop(client);
+            let _ = task.await;
+            refused
+        } else {
+            let connection = rusqlite::Connection::open(db.sqlite_file()).unwrap();
+            connection.execute_batch("DELETE FROM audit_event").is_err()
+                && connection.execute_batch("UPDATE audit_event SET agent = 'x'").is_err()
+        };
+        assert!(refused);
+    }
+}
+
+/// A fresh store with five chained records, for one kind of tampering.
+async fn five(db: &TestDatabase) -> store::Store {
+    let store = db.open();
+    let records = (1..=5)
+        .map(|n| record("alice", &format!("p{n}"), n * 10))
+        .collect();
+    store.audit_append(records).await.unwrap();
+    assert_eq!(store.audit_verify().await.unwrap().broken, None);
+    store
+}
+
+/// The sequence number of the first broken link after `sql`.
+async fn broken_after(db: &TestDatabase, sql: &str) -> (i64, String) {
+    let store = five(db).await;
+    tamper(db, sql).await;
+    let broken = store
+        .audit_verify()
+        .await
+        .unwrap()
+        .broken
+        .expect("the change is caught");
+    (broken.seq, broken.problem)
+}
+
+store::each_backend! {
+    #[tokio::test]
+    async fn an_edited_record_breaks_the_chain_at_that_record(db) {
+        let (seq, problem) =
+            broken_after(&db, "UPDATE audit_event SET agent = 'mallory' WHERE seq = 3").await;
+        assert_eq!(seq, 3, "{problem}");
+        assert!(problem.contains("changed"), "{problem}");
+    }
+}
+
+store::each_backend! {
+    #[tokio::test]
+    async fn an_edited_body_breaks_the_chain_at_that_record(db) {
+        let (seq, _) = broken_after(
+            &db,
+            "UPDATE audit_event SET body = replace(body, 'alice', 'bob') WHERE seq = 2",
+        )
+        .await;
+        assert_eq!(seq, 2);
+    }
+}
+
+store::each_backend! {
+    #[tokio::test]
+    async fn a_deleted_record_breaks_the_chain_after_the_gap(db) {
+        let (seq, problem) = broken_after(&db, "DELETE FROM audit_event WHERE seq = 3").await;
+        assert_eq!(seq, 4, "{problem}");
+        assert!(problem.contains("expected record 3"), "{problem}");
+    }
+}
+
+store::each_backend! {
+    #[tokio::test]
+    async fn reordered_records_break_the_chain_at_the_first_moved(db) {
+        let (seq, problem) = broken_after(
+            &db,
+            "UPDATE audit_event SET seq = -1 WHERE seq = 2;
+             UPDATE audit_event SET seq = 2 WHERE seq = 3;
+             UPDATE audit_event SET seq = 3 WHERE seq = -1;",
+        )
+        .await;
+        assert_eq!(seq, 2, "{problem}");
+    }
+}
+
+store::each_backend! {
+    #[tokio::test]
+    async fn records_cut_from_the_end_are_caught_by_the_head(db) {
+        let (seq, problem) = broken_after(&db, "DELETE FROM audit_event WHERE seq >= 4").await;
+        assert_eq!(seq, 4, "{problem}");
+        assert!(problem.contains("head"), "{problem}");
+    }
+}
