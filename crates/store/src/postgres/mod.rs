@@ -33,8 +33,8 @@ use tokio::runtime::{Handle, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-use crate::crypt::{Encryption, Keyring, MasterKey};
 use crate::audit::AuditRecord;
+use crate::crypt::{Encryption, Keyring, MasterKey};
 use crate::params::ParamIds;
 use crate::prepared::Indexed;
 use crate::{

@@ -23,8 +23,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use tokio::sync::oneshot;
 
 use self::reader::SqliteReader;
-use crate::crypt::{Keyring, MasterKey};
 use crate::audit::AuditRecord;
+use crate::crypt::{Keyring, MasterKey};
 use crate::prepared::Indexed;
 use crate::{
     HistoryPage, HistoryQuery, HistoryScope, Instant, Method, StoreError, TransactionError,
