@@ -126,9 +126,21 @@ impl Default for Limits {
     }
 }
 
-/// What every handler shares.
+/// What every handler shares: one pointer, since every layer and handler clones it for
+/// every request.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state behind [`AppState`].
+pub(crate) struct Shared {
     pub store: Store,
     pub config: Arc<Config>,
     pub capability: Arc<serde_json::Value>,
@@ -165,7 +177,7 @@ impl AppState {
         let enabled = config.mpi.enabled;
         let grants = Arc::new(glass::Grants::load(&store).await?);
         let audit = config.audit.then(|| audit::Trail::start(store.clone()));
-        let state = AppState {
+        let state = Shared {
             store,
             config: Arc::new(config),
             capability,
@@ -180,6 +192,7 @@ impl AppState {
             logins: Arc::default(),
             audit,
         };
+        let state = AppState(Arc::new(state));
         if enabled {
             crate::mpi::spawn_worker(jobs, state.clone());
         }
