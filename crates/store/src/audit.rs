@@ -68,6 +68,77 @@ pub(crate) struct StoredAudit {
     pub hash: String,
 }
 
+/// Parts of the JSON that nearly every AuditEvent repeats (the trail's codes and their
+/// systems). A stored body holds each as [`MARK`] and one letter, about a third of the
+/// text; [`expand`] puts them back. The mark is a control character, which JSON text
+/// never holds unescaped, so it cannot be mistaken for content.
+const REPEATED: [&str; 20] = [
+    r#""agent":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/extra-security-role-type","code":"dataprocessor"}]},"who":{"identifier":{"system":"urn:custodian:agent","value":"#,
+    r#""source":{"observer":{"display":"custodian"},"type":[{"system":"http://terminology.hl7.org/CodeSystem/security-source-type","code":"4"}]}"#,
+    r#""type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest"}"#,
+    r#""type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"#,
+    r#""role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"#,
+    r#""subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":"#,
+    r#"{"url":"urn:custodian:audit-severity","valueCode":"informational"}"#,
+    r#""role":[{"coding":[{"system":"urn:custodian:role","code":"#,
+    r#"{"what":{"reference":"#,
+    r#","network":{"address":"#,
+    r#","outcomeDesc":"HTTP "#,
+    "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
+    "http://terminology.hl7.org/CodeSystem/security-source-type",
+    "http://terminology.hl7.org/CodeSystem/audit-event-type",
+    "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+    "http://terminology.hl7.org/CodeSystem/object-role",
+    "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+    "http://hl7.org/fhir/restful-interaction",
+    "http://dicom.nema.org/resources/ontology/DCM",
+    "urn:custodian:audit-severity",
+];
+
+/// Marks a repeated part in a stored body.
+const MARK: char = '\u{1}';
+
+/// `body` with the repeated parts marked.
+pub(crate) fn compact(body: &str) -> String {
+    let mut text = body.to_string();
+    for (index, part) in REPEATED.iter().enumerate() {
+        if text.contains(part) {
+            text = text.replace(part, &format!("{MARK}{}", letter(index)));
+        }
+    }
+    text
+}
+
+/// A stored body as AuditEvent JSON: the marked parts put back.
+pub(crate) fn expand(stored: &str) -> String {
+    if !stored.contains(MARK) {
+        return stored.to_string();
+    }
+    let mut text = String::with_capacity(stored.len() * 3);
+    let mut chars = stored.chars();
+    while let Some(c) = chars.next() {
+        if c != MARK {
+            text.push(c);
+            continue;
+        }
+        let code = chars.next();
+        match code.and_then(|code| REPEATED.get((code as usize).wrapping_sub('A' as usize))) {
+            Some(part) => text.push_str(part),
+            // Not a mark this code wrote: keep it as it is (verification reads the
+            // stored text, so nothing is hidden).
+            None => {
+                text.push(c);
+                text.extend(code);
+            }
+        }
+    }
+    text
+}
+
+fn letter(index: usize) -> char {
+    char::from(b'A' + index as u8)
+}
+
 impl StoredAudit {
     /// `record` as the record after one whose sequence number and hash are given.
     pub(crate) fn chain(
@@ -80,10 +151,10 @@ impl StoredAudit {
             StoreError::Invalid("an audit record must be an AuditEvent JSON object".into())
         })?;
         let separator = if rest.starts_with('}') { "" } else { "," };
-        let body = format!(
+        let body = compact(&format!(
             r#"{PREFIX},"id":"{seq}"{separator}{}"#,
             rest.trim_start_matches(',')
-        );
+        ));
         let entity = if record.entities.is_empty() {
             String::new()
         } else {
@@ -435,5 +506,22 @@ mod tests {
         swapped.swap(1, 2);
         (swapped[1].seq, swapped[2].seq) = (2, 3);
         assert_eq!(walk(&swapped).broken.unwrap().seq, 2);
+    }
+
+    #[test]
+    fn stored_bodies_mark_the_repeated_parts_and_read_back_whole() {
+        let body = r#"{"resourceType":"AuditEvent","id":"2","extension":[{"url":"urn:custodian:audit-severity","valueCode":"informational"}],"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest"},"subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":"read"}],"action":"R","recorded":"2026-12-07T10:54:27.252774Z","outcome":"0","outcomeDesc":"HTTP 200","agent":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/extra-security-role-type","code":"dataprocessor"}]},"who":{"identifier":{"system":"urn:custodian:agent","value":"ward-app"}},"requestor":true,"role":[{"coding":[{"system":"urn:custodian:role","code":"clinician"}]}],"network":{"address":"127.0.0.1","type":"2"}}],"source":{"observer":{"display":"custodian"},"type":[{"system":"http://terminology.hl7.org/CodeSystem/security-source-type","code":"4"}]},"entity":[{"what":{"reference":"Patient/p1"},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"1"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1"}}],"purposeOfEvent":[{"text":"a \\u0001A in a reason stays text"}]}"#;
+        let stored = compact(body);
+        assert!(
+            stored.len() * 2 < body.len(),
+            "{} of {} bytes",
+            stored.len(),
+            body.len()
+        );
+        assert_eq!(expand(&stored), body);
+        // Text without marks, and a stray mark, read back as they are.
+        assert_eq!(expand(r#"{"a":"b"}"#), r#"{"a":"b"}"#);
+        assert_eq!(expand("x\u{1}"), "x\u{1}");
+        assert_eq!(expand("x\u{1}z"), "x\u{1}z");
     }
 }

@@ -224,30 +224,38 @@ impl Store {
 
     /// One audit record's AuditEvent JSON, by its sequence number.
     pub async fn audit_read(&self, seq: i64) -> Result<Option<String>, StoreError> {
-        if let Backend::Postgres(postgres) = &*self.backend {
-            return postgres.audit_read(seq).await;
-        }
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || match &*store.backend {
-            Backend::Sqlite(sqlite) => sqlite.audit_read(seq),
-            Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
-        })
-        .await
-        .map_err(|error| StoreError::Backend(format!("audit task failed: {error}")))?
+        let stored = if let Backend::Postgres(postgres) = &*self.backend {
+            postgres.audit_read(seq).await
+        } else {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || match &*store.backend {
+                Backend::Sqlite(sqlite) => sqlite.audit_read(seq),
+                Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
+            })
+            .await
+            .map_err(|error| StoreError::Backend(format!("audit task failed: {error}")))?
+        };
+        Ok(stored?.map(|body| audit::expand(&body)))
     }
 
     /// A page of the audit trail.
     pub async fn audit_search(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
-        if let Backend::Postgres(postgres) = &*self.backend {
-            return postgres.audit_search(query).await;
+        let page = if let Backend::Postgres(postgres) = &*self.backend {
+            postgres.audit_search(query).await
+        } else {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || match &*store.backend {
+                Backend::Sqlite(sqlite) => sqlite.audit_search(&query),
+                Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
+            })
+            .await
+            .map_err(|error| StoreError::Backend(format!("audit task failed: {error}")))?
+        };
+        let mut page = page?;
+        for (_, body) in &mut page.records {
+            *body = audit::expand(body);
         }
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || match &*store.backend {
-            Backend::Sqlite(sqlite) => sqlite.audit_search(&query),
-            Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
-        })
-        .await
-        .map_err(|error| StoreError::Backend(format!("audit task failed: {error}")))?
+        Ok(page)
     }
 
     /// Walks the whole audit chain and reports the first broken link, if any.
