@@ -161,7 +161,7 @@ pub(crate) async fn layer(
             request.extensions_mut().insert(broken);
             next.run(request).await
         }
-        Err(error) => crate::auth::refuse(&request, error.into_response()),
+        Err(error) => error.into_response(),
     }
 }
 

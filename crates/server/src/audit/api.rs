@@ -10,7 +10,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use privacy::Interaction;
 use store::{AuditColumn, AuditFilter, AuditQuery, Instant};
 
@@ -20,11 +20,9 @@ use crate::error::ApiError;
 use crate::extract::FhirRequest;
 use crate::response::json_response;
 
-/// 405 for any change to the audit trail; the body is left unread, so the connection
-/// closes after the answer.
-pub(crate) async fn refuse_change(request: axum::extract::Request) -> Response {
-    let refusal = refusal(request.method()).into_response();
-    crate::auth::refuse(&request, refusal)
+/// 405 for any change to the audit trail (the body is left unread; `drain` reads it).
+pub(crate) async fn refuse_change(method: Method) -> ApiError {
+    refusal(&method)
 }
 
 fn refusal(method: &Method) -> ApiError {

@@ -195,7 +195,7 @@ pub(crate) async fn guard(request: Request, next: Next) -> Response {
     };
     match result {
         Ok(()) => next.run(request).await,
-        Err(error) => super::refuse(&request, error.into_response()),
+        Err(error) => error.into_response(),
     }
 }
 

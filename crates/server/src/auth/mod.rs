@@ -91,28 +91,6 @@ fn unauthorized(reason: &str, error_code: Option<&str>) -> Response {
     response
 }
 
-/// Whether a request carries a body (which a refusal leaves unread).
-pub(crate) fn has_body(request: &Request) -> bool {
-    let headers = request.headers();
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|length| length.trim() != "0")
-}
-
-/// A refusal of a request whose body was not read closes the connection: the unread
-/// body would otherwise be taken for the next request, or the server would drop the
-/// connection under a client that reuses it.
-pub(crate) fn refuse(request: &Request, mut response: Response) -> Response {
-    if has_body(request) {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
-}
-
 /// The principals that do not depend on the request, made once.
 static UNCHECKED: LazyLock<Arc<Principal>> = LazyLock::new(|| Arc::new(Principal::unchecked()));
 static ANONYMOUS: LazyLock<Arc<Principal>> = LazyLock::new(|| Arc::new(Principal::anonymous()));
@@ -135,18 +113,15 @@ pub(crate) async fn authenticate(
         return next.run(request).await;
     }
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-        return refuse(&request, unauthorized("no bearer token", None));
+        return unauthorized("no bearer token", None);
     };
     let text = value.to_str().unwrap_or("");
     let token = match text.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
         _ => {
-            return refuse(
-                &request,
-                unauthorized(
-                    "the Authorization header is not a bearer token",
-                    Some("invalid_request"),
-                ),
+            return unauthorized(
+                "the Authorization header is not a bearer token",
+                Some("invalid_request"),
             );
         }
     };
@@ -156,10 +131,7 @@ pub(crate) async fn authenticate(
             Ok(principal) => state.tokens.put(token, principal),
             Err(error) => {
                 tracing::info!(reason = %error, "refused a bearer token");
-                return refuse(
-                    &request,
-                    unauthorized(&error.to_string(), Some("invalid_token")),
-                );
+                return unauthorized(&error.to_string(), Some("invalid_token"));
             }
         },
     };

@@ -271,7 +271,7 @@ pub(crate) async fn record(
     let release = match release_of(&state, request.headers(), &principal).await {
         Ok(Some(release)) => release,
         Ok(None) => return next.run(request).await,
-        Err(error) => return crate::auth::refuse(&request, error.into_response()),
+        Err(error) => return error.into_response(),
     };
     // The URL without its query (which may hold names or identifiers); a nested
     // router's URI has lost the `/fhir`, so it goes after the base URL.
