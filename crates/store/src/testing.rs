@@ -226,6 +226,17 @@ impl TestDatabase {
         self.scalar(&format!("SELECT count(*) FROM {table}"))
     }
 
+    /// Runs `sql` on the database directly, past the store (for tests that tamper with
+    /// it); the database's refusal as text.
+    pub fn execute(&self, sql: &str) -> Result<(), String> {
+        match &self.postgres {
+            None => rusqlite::Connection::open(self.sqlite_file())
+                .and_then(|connection| connection.execute_batch(sql))
+                .map_err(|error| error.to_string()),
+            Some(_) => execute(&self.url, sql.to_string()),
+        }
+    }
+
     /// The integer the query `sql` returns.
     pub fn scalar(&self, sql: &str) -> i64 {
         match &self.postgres {

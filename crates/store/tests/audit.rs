@@ -34,28 +34,15 @@ fn object(value: Value) -> Map<String, Value> {
 
 /// Runs `sql` on the test database directly, around the store.
 async fn tamper(db: &TestDatabase, sql: &str) {
-    if db.is_postgres() {
-        let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        let task = tokio::spawn(connection);
-        client
-            .batch_execute(&format!(
-                "ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only; {sql}"
-            ))
-            .await
-            .unwrap();
-        drop(client);
-        let _ = task.await;
+    let unlocked = if db.is_postgres() {
+        format!("ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only; {sql}")
     } else {
-        let connection = rusqlite::Connection::open(db.sqlite_file()).unwrap();
-        connection
-            .execute_batch(&format!(
-                "DROP TRIGGER IF EXISTS audit_event_no_update;
-                 DROP TRIGGER IF EXISTS audit_event_no_delete; {sql}"
-            ))
-            .unwrap();
-    }
+        format!(
+            "DROP TRIGGER IF EXISTS audit_event_no_update;
+             DROP TRIGGER IF EXISTS audit_event_no_delete; {sql}"
+        )
+    };
+    db.execute(&unlocked).unwrap();
 }
 
 store::each_backend! {
@@ -136,21 +123,8 @@ store::each_backend! {
         let store = db.open();
         store.audit_append(vec![record("alice", "p1", 10)].into()).await.unwrap();
         drop(store);
-        let refused = if db.is_postgres() {
-            let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            let task = tokio::spawn(connection);
-            let refused = client.batch_execute("DELETE FROM audit_event").await.is_err()
-                && client.batch_execute("UPDATE audit_event SET agent = 'x'").await.is_err();
-            drop(client);
-            let _ = task.await;
-            refused
-        } else {
-            let connection = rusqlite::Connection::open(db.sqlite_file()).unwrap();
-            connection.execute_batch("DELETE FROM audit_event").is_err()
-                && connection.execute_batch("UPDATE audit_event SET agent = 'x'").is_err()
-        };
+        let refused = db.execute("DELETE FROM audit_event").is_err()
+            && db.execute("UPDATE audit_event SET agent = 'x'").is_err();
         assert!(refused);
     }
 }
