@@ -69,13 +69,18 @@ impl From<StoreError> for Failed {
 }
 
 /// A database error: a deadlock, a serialisation failure or a key a concurrent writer
-/// took first is retried.
+/// took first is retried. So is "transaction aborted" (25P02), which stands for an
+/// earlier failure of the same transaction that was not the one reported.
+/// NOTE: under 200 concurrent updates of five resources (store test
+/// `last_updated_strictly_increases_along_history`) about one run in fifteen met 25P02
+/// as the first error reported; which statement failed before it is not yet known.
 fn failed(failure: tokio_postgres::Error) -> Failed {
     match failure.code() {
         Some(code)
             if *code == SqlState::T_R_DEADLOCK_DETECTED
                 || *code == SqlState::T_R_SERIALIZATION_FAILURE
-                || *code == SqlState::UNIQUE_VIOLATION =>
+                || *code == SqlState::UNIQUE_VIOLATION
+                || *code == SqlState::IN_FAILED_SQL_TRANSACTION =>
         {
             Failed::Retry(super::detail(&failure))
         }
