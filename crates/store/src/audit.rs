@@ -98,15 +98,50 @@ const REPEATED: [&str; 20] = [
 /// Marks a repeated part in a stored body.
 const MARK: char = '\u{1}';
 
-/// `body` with the repeated parts marked.
+/// For each byte, the parts of [`REPEATED`] that start with it (a bit per part).
+const STARTS: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut index = 0;
+    while index < REPEATED.len() {
+        table[REPEATED[index].as_bytes()[0] as usize] |= 1 << index;
+        index += 1;
+    }
+    table
+};
+
+/// `body` with the repeated parts marked, in one pass: at each byte only the parts
+/// that start with it are tried, and the first (the longest of overlapping ones, by the
+/// order of [`REPEATED`]) that matches is marked.
 pub(crate) fn compact(body: &str) -> String {
-    let mut text = body.to_string();
-    for (index, part) in REPEATED.iter().enumerate() {
-        if text.contains(part) {
-            text = text.replace(part, &format!("{MARK}{}", letter(index)));
+    let bytes = body.as_bytes();
+    let mut out = String::with_capacity(body.len());
+    let mut copied = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let mut candidates = STARTS[bytes[at] as usize];
+        let mut matched = None;
+        while candidates != 0 {
+            let index = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            if bytes[at..].starts_with(REPEATED[index].as_bytes()) {
+                matched = Some(index);
+                break;
+            }
+        }
+        match matched {
+            Some(index) => {
+                // Every part starts with an ASCII byte, so `at` is a char boundary.
+                out.push_str(&body[copied..at]);
+                out.push(MARK);
+                out.push(letter(index));
+                at += REPEATED[index].len();
+                copied = at;
+            }
+            None => at += 1,
         }
     }
-    text
+    out.push_str(&body[copied..]);
+    out
 }
 
 /// A stored body as AuditEvent JSON: the marked parts put back.
@@ -206,11 +241,13 @@ impl StoredAudit {
         field(&optional(&self.purpose));
         field(&self.entity);
         field(&self.body);
-        hasher
-            .finalize()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for byte in hasher.finalize() {
+            hex.push(char::from(HEX[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX[usize::from(byte & 15)]));
+        }
+        hex
     }
 }
 
@@ -293,11 +330,14 @@ pub struct AuditPage {
 
 /// The WHERE clause (possibly empty) and its text arguments for `query`, with
 /// placeholders made by `placeholder(n)` for the n-th argument (from 1). Instants are
-/// passed as text too and cast by the caller's SQL (`cast_int`).
+/// passed as text too and cast by the caller's SQL (`cast_int`). With `keyed`, the
+/// patient and agent are looked up in the deferred index `audit_key` (SQLite), and in
+/// the rows it does not cover yet.
 pub(crate) fn where_clause(
     query: &AuditQuery,
     placeholder: &dyn Fn(usize) -> String,
     cast_int: &dyn Fn(String) -> String,
+    keyed: bool,
 ) -> (String, Vec<String>) {
     let mut conditions = Vec::new();
     let mut args: Vec<String> = Vec::new();
@@ -307,6 +347,30 @@ pub(crate) fn where_clause(
     };
     for filter in &query.filters {
         match filter {
+            AuditFilter::Is(column @ (AuditColumn::Patient | AuditColumn::Agent), values)
+                if keyed =>
+            {
+                let prefix = if *column == AuditColumn::Patient {
+                    "p"
+                } else {
+                    "a"
+                };
+                let keys: Vec<String> = values
+                    .iter()
+                    .map(|value| next(&mut args, format!("{prefix}{value}")))
+                    .collect();
+                let list: Vec<String> = values
+                    .iter()
+                    .map(|value| next(&mut args, value.clone()))
+                    .collect();
+                conditions.push(format!(
+                    "(seq IN (SELECT seq FROM audit_key WHERE key IN ({})) \
+                     OR (seq > (SELECT upto FROM audit_key_head) AND {} IN ({})))",
+                    keys.join(", "),
+                    column.name(),
+                    list.join(", ")
+                ));
+            }
             AuditFilter::Is(column, values) => {
                 let list: Vec<String> = values
                     .iter()

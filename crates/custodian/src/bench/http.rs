@@ -133,6 +133,17 @@ impl ServerProcess {
         Some(kib / 1024.0)
     }
 
+    /// CPU time the server has used so far (user and system), in seconds, where
+    /// `/proc` tells (Linux's clock tick of 100 Hz assumed).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The command name may hold spaces; the fields after it are plain numbers.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let user: f64 = fields.get(11)?.parse().ok()?;
+        let system: f64 = fields.get(12)?.parse().ok()?;
+        Some((user + system) / 100.0)
+    }
+
     /// The size of the database files (or PostgreSQL tables and indexes), in bytes.
     pub fn database_bytes(&self) -> u64 {
         if let Some(database) = &self.postgres {

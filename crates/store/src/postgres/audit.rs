@@ -152,9 +152,12 @@ impl PostgresStore {
     pub(crate) async fn audit_search(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
         let pool = self.pool.clone();
         self.spawn(async move {
-            let (clause, args) = where_clause(&query, &|n| format!("${n}::text"), &|slot| {
-                format!("CAST({slot} AS bigint)")
-            });
+            let (clause, args) = where_clause(
+                &query,
+                &|n| format!("${n}::text"),
+                &|slot| format!("CAST({slot} AS bigint)"),
+                false,
+            );
             let order = if query.oldest_first { "ASC" } else { "DESC" };
             let limit = i64::try_from(query.count)
                 .unwrap_or(i64::MAX)

@@ -48,6 +48,37 @@ pub(super) fn append(connection: &Connection, records: &[AuditRecord]) -> Result
     connection
         .prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")?
         .execute((seq, hash))?;
+    let upto: i64 = connection
+        .prepare_cached("SELECT upto FROM audit_key_head WHERE id = 1")?
+        .query_row([], |row| row.get(0))?;
+    if seq - upto >= KEY_BATCH {
+        index_keys(connection, upto, seq)?;
+    }
+    Ok(())
+}
+
+/// Records appended between two fillings of `audit_key`. A row index on the patient
+/// dirtied one page per patient in every commit; filled in sorted batches, each page of
+/// `audit_key` is written about once a batch. Searches scan the rows after the batch.
+const KEY_BATCH: i64 = 16_384;
+
+/// Adds the patient and agent keys of the records after `upto`, up to `seq`, in key
+/// order.
+fn index_keys(connection: &Connection, upto: i64, seq: i64) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO audit_key (key, seq)
+             SELECT key, seq FROM (
+                 SELECT 'p' || patient AS key, seq FROM audit_event
+                     WHERE seq > ?1 AND seq <= ?2 AND patient IS NOT NULL
+                 UNION ALL
+                 SELECT 'a' || agent AS key, seq FROM audit_event WHERE seq > ?1 AND seq <= ?2
+             ) ORDER BY key, seq",
+        )?
+        .execute((upto, seq))?;
+    connection
+        .prepare_cached("UPDATE audit_key_head SET upto = ?1 WHERE id = 1")?
+        .execute([seq])?;
     Ok(())
 }
 
@@ -81,9 +112,12 @@ impl SqliteStore {
     }
 
     pub(crate) fn audit_search(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
-        let (clause, args) = where_clause(query, &|n| format!("?{n}"), &|slot| {
-            format!("CAST({slot} AS INTEGER)")
-        });
+        let (clause, args) = where_clause(
+            query,
+            &|n| format!("?{n}"),
+            &|slot| format!("CAST({slot} AS INTEGER)"),
+            true,
+        );
         let order = if query.oldest_first { "ASC" } else { "DESC" };
         let limit = i64::try_from(query.count)
             .unwrap_or(i64::MAX)

@@ -214,6 +214,26 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
     CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
+    // 8: the audit trail's patient and agent lookups move to a deferred index
+    // (`sqlite::audit`): a row index on the patient dirtied a page per patient in every
+    // commit. `audit_key` is filled in sorted batches; rows after `upto` are found by a
+    // scan of the trail's tail. It is derived from the chain, and append-only too.
+    "DROP INDEX audit_event_patient;
+    DROP INDEX audit_event_agent;
+    CREATE TABLE audit_key (
+        key TEXT NOT NULL,                -- 'p' and the patient, or 'a' and the agent
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (key, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE audit_key_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        upto INTEGER NOT NULL             -- audit_key holds the records up to this seq
+    );
+    INSERT INTO audit_key_head (id, upto) VALUES (1, 0);
+    CREATE TRIGGER audit_key_no_update BEFORE UPDATE ON audit_key
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_key_no_delete BEFORE DELETE ON audit_key
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
 ];
 
 /// The value indexes of the index tables (name, then table and columns): searches find
