@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant as Clock;
 
-use store::{AuditRecord, Instant, Store};
+use store::{AuditDetail, AuditRecord, Instant, Store};
 
 fn record(n: usize, patients: usize) -> AuditRecord {
     let patient = format!(
@@ -15,23 +15,25 @@ fn record(n: usize, patients: usize) -> AuditRecord {
         n % patients,
         n % patients
     );
-    let recorded = Instant::now();
-    let body = format!(
-        r#"{{"resourceType":"AuditEvent","extension":[{{"url":"urn:custodian:audit-severity","valueCode":"informational"}}],"type":{{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest"}},"subtype":[{{"system":"http://hl7.org/fhir/restful-interaction","code":"read"}}],"action":"R","recorded":"{}","outcome":"0","outcomeDesc":"HTTP 200","agent":[{{"type":{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/extra-security-role-type","code":"dataprocessor"}}]}},"who":{{"identifier":{{"system":"urn:custodian:agent","value":"bench"}}}},"altId":"bench","requestor":true,"role":[{{"coding":[{{"system":"urn:custodian:role","code":"admin"}}]}}],"network":{{"address":"127.0.0.1","type":"2"}}}}],"source":{{"observer":{{"display":"custodian"}},"type":[{{"system":"http://terminology.hl7.org/CodeSystem/security-source-type","code":"4"}}]}},"entity":[{{"what":{{"reference":"{patient}"}},"type":{{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"1"}},"role":{{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1"}}}}]}}"#,
-        recorded.to_fhir()
-    );
     AuditRecord {
-        recorded,
-        type_code: "rest".into(),
-        subtype: "read".into(),
-        action: "R".into(),
-        outcome: "0".into(),
-        severity: "informational".into(),
+        recorded: Instant::now(),
+        type_code: "rest",
+        subtype: "read",
+        action: "R",
+        outcome: "0",
+        severity: "informational",
         agent: "bench".into(),
         patient: Some(patient.clone()),
         purpose: None,
         entities: vec![patient],
-        body,
+        detail: AuditDetail {
+            status: 200,
+            client: Some("bench".into()),
+            roles: vec!["admin"],
+            address: Some(std::net::IpAddr::from([127, 0, 0, 1])),
+            ..AuditDetail::default()
+        },
+        body: None,
     }
 }
 

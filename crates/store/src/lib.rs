@@ -37,7 +37,8 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use audit::{
-    AuditColumn, AuditFilter, AuditPage, AuditQuery, AuditRecord, BrokenLink, Verification,
+    AuditColumn, AuditDetail, AuditFilter, AuditPage, AuditQuery, AuditRecord, BrokenLink,
+    LOGIN_SUBTYPE, LOGIN_TYPE, Verification,
 };
 pub use auth::AuthKind;
 pub use crypt::{Encryption, MasterKey};
@@ -224,7 +225,7 @@ impl Store {
 
     /// One audit record's AuditEvent JSON, by its sequence number.
     pub async fn audit_read(&self, seq: i64) -> Result<Option<String>, StoreError> {
-        let stored = if let Backend::Postgres(postgres) = &*self.backend {
+        if let Backend::Postgres(postgres) = &*self.backend {
             postgres.audit_read(seq).await
         } else {
             let store = self.clone();
@@ -234,13 +235,12 @@ impl Store {
             })
             .await
             .map_err(|error| StoreError::Backend(format!("audit task failed: {error}")))?
-        };
-        Ok(stored?.map(|body| audit::expand(&body)))
+        }
     }
 
     /// A page of the audit trail.
     pub async fn audit_search(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
-        let page = if let Backend::Postgres(postgres) = &*self.backend {
+        if let Backend::Postgres(postgres) = &*self.backend {
             postgres.audit_search(query).await
         } else {
             let store = self.clone();
@@ -250,12 +250,7 @@ impl Store {
             })
             .await
             .map_err(|error| StoreError::Backend(format!("audit task failed: {error}")))?
-        };
-        let mut page = page?;
-        for (_, body) in &mut page.records {
-            *body = audit::expand(body);
         }
-        Ok(page)
     }
 
     /// Walks the whole audit chain and reports the first broken link, if any.

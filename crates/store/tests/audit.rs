@@ -7,21 +7,35 @@
 
 use serde_json::{Map, Value, json};
 use store::testing::TestDatabase;
-use store::{AuditColumn, AuditFilter, AuditQuery, AuditRecord, Instant, Write};
+use store::{AuditColumn, AuditDetail, AuditFilter, AuditQuery, AuditRecord, Instant, Write};
 
 fn record(agent: &str, patient: &str, recorded: i64) -> AuditRecord {
     AuditRecord {
         recorded: Instant(recorded),
-        type_code: "rest".into(),
-        subtype: "read".into(),
-        action: "R".into(),
-        outcome: "0".into(),
-        severity: "informational".into(),
+        type_code: "rest",
+        subtype: "read",
+        action: "R",
+        outcome: "0",
+        severity: "informational",
         agent: agent.into(),
         patient: Some(format!("Patient/{patient}")),
         purpose: None,
         entities: vec![format!("Patient/{patient}")],
-        body: format!(r#"{{"resourceType":"AuditEvent","action":"R","agent":"{agent}"}}"#),
+        detail: AuditDetail {
+            status: 200,
+            ..AuditDetail::default()
+        },
+        body: None,
+    }
+}
+
+/// A record carrying an AuditEvent of its own (as an operation makes).
+fn own(agent: &str) -> AuditRecord {
+    AuditRecord {
+        body: Some(format!(
+            r#"{{"resourceType":"AuditEvent","action":"R","agent":"{agent}"}}"#
+        )),
+        ..record(agent, "p0", 0)
     }
 }
 
@@ -50,7 +64,7 @@ store::each_backend! {
     async fn records_are_chained_searched_and_committed_with_their_writes(db) {
         let store = db.open();
         store
-            .audit_append(vec![record("alice", "p1", 10), record("bob", "p2", 20)].into())
+            .audit_append(vec![record("alice", "p1", 10), AuditRecord { recorded: Instant(20), ..own("bob") }].into())
             .await
             .unwrap();
         let patient = object(json!({"resourceType": "Patient", "active": true}));
@@ -77,6 +91,10 @@ store::each_backend! {
         let seqs: Vec<i64> = all.records.iter().map(|(seq, _)| *seq).collect();
         assert_eq!(seqs, [3, 2, 1], "newest first, and no record of the failed write");
         assert!(all.records[0].1.starts_with(r#"{"resourceType":"AuditEvent","id":"3","#));
+        let third: Value = serde_json::from_str(&all.records[0].1).unwrap();
+        assert_eq!(third["agent"][0]["who"]["identifier"]["value"], "carol");
+        assert_eq!(third["entity"][0]["what"]["reference"], "Patient/p3");
+        assert_eq!(third["outcomeDesc"], "HTTP 200");
         assert_eq!(
             store.audit_read(2).await.unwrap().as_deref(),
             Some(r#"{"resourceType":"AuditEvent","id":"2","action":"R","agent":"bob"}"#)
@@ -168,7 +186,7 @@ store::each_backend! {
     async fn an_edited_body_breaks_the_chain_at_that_record(db) {
         let (seq, _) = broken_after(
             &db,
-            "UPDATE audit_event SET body = replace(body, 'alice', 'bob') WHERE seq = 2",
+            "UPDATE audit_event SET body = replace(body, '200', '404') WHERE seq = 2",
         )
         .await;
         assert_eq!(seq, 2);

@@ -411,6 +411,57 @@ async fn a_version_1_database_keeps_its_data_and_becomes_searchable() {
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
     // Every migration ran: 4 is the auth tables of the privacy layer, 5 the accounting
-    // of disclosures, 6 the data keys of encryption at rest, 7 the audit trail.
-    assert_eq!(version, 7);
+    // of disclosures, 6 the data keys of encryption at rest, 7 the audit trail, 8 its
+    // deferred patient and agent index.
+    assert_eq!(version, 8);
+}
+
+store::each_backend! {
+    #[tokio::test]
+    async fn negated_codes_keep_out_what_carries_them_and_nothing_while_none_does(db) {
+        // The shape of the hidden labels: several `_security:not` codes of two systems.
+        let store = db.open();
+        store.write_all(vec![patient("plain", "Same"), patient("other", "Same")]).await.unwrap();
+        let act = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+        let confidentiality = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+        let not = |system: &str, code: &str| {
+            criterion(
+                "Patient",
+                "_security",
+                ParamType::Token,
+                Test::Not(Box::new(Test::Token(TokenTest {
+                    system: SystemMatch::Is(system.into()),
+                    code: Some(code.into()),
+                }))),
+            )
+        };
+        let hidden = query(
+            "Patient",
+            vec![family("same"), not(act, "HIV"), not(act, "PSY"), not(confidentiality, "V")],
+        );
+        let mut found = ids(&store, &hidden).await;
+        found.sort();
+        assert_eq!(found, ["other", "plain"], "no resource is labelled yet");
+
+        let labelled = |id: &str, system: &str, code: &str| Write::Update {
+            resource_type: "Patient".into(),
+            id: id.into(),
+            resource: object(json!({
+                "resourceType": "Patient",
+                "meta": {"security": [{"system": system, "code": code}]},
+                "name": [{"family": "Same"}],
+            })),
+            if_match: None,
+            method: Method::Update,
+        };
+        store.write_all(vec![labelled("secret", act, "PSY"), labelled("open", act, "ETH")]).await.unwrap();
+        let mut found = ids(&store, &hidden).await;
+        found.sort();
+        assert_eq!(found, ["open", "other", "plain"]);
+        assert_eq!(search(&store, &hidden).await.total, Some(3));
+        store.write_all(vec![labelled("plain", confidentiality, "V")]).await.unwrap();
+        let mut found = ids(&store, &hidden).await;
+        found.sort();
+        assert_eq!(found, ["open", "other"]);
+    }
 }

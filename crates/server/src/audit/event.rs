@@ -1,19 +1,10 @@
-//! One audit record: the AuditEvent JSON, in the style of IHE Basic Audit Log Patterns
-//! (BALP), and the columns the store searches on.
+//! One audit record: the columns the store searches on and the details of the
+//! AuditEvent, which the store writes as JSON in the style of IHE Basic Audit Log
+//! Patterns (BALP) when the trail is read.
 
-use base64::Engine;
-use store::{AuditRecord, Instant};
+use store::{AuditDetail, AuditRecord, Instant};
 
 use super::classify::What;
-
-const EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-event-type";
-const DICOM: &str = "http://dicom.nema.org/resources/ontology/DCM";
-const INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
-const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
-const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
-const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
-const SEVERITY: &str = "urn:custodian:audit-severity";
-const BTG_REASON: &str = "urn:custodian:break-the-glass-reason";
 
 /// Severity of an ordinary event.
 pub(crate) const INFORMATIONAL: &str = "informational";
@@ -29,9 +20,9 @@ pub(crate) struct Who {
     pub agent: String,
     pub client: Option<String>,
     pub user: Option<String>,
-    pub roles: Vec<String>,
+    pub roles: Vec<&'static str>,
     /// The address the request came from.
-    pub address: Option<String>,
+    pub address: Option<std::net::IpAddr>,
     pub purpose: Option<String>,
     /// The reason given with a break-the-glass purpose.
     pub btg_reason: Option<String>,
@@ -54,207 +45,56 @@ pub(crate) fn outcome_of(status: u16) -> &'static str {
     }
 }
 
-/// Appends `text` as a JSON string.
-fn string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Appends `{"system":SYSTEM,"code":CODE}`.
-fn coding(out: &mut String, system: &str, code: &str) {
-    out.push_str(r#"{"system":"#);
-    string(out, system);
-    out.push_str(r#","code":"#);
-    string(out, code);
-    out.push('}');
-}
-
-/// Appends an entity naming `reference` as `type_code`/`role_code`.
-fn entity(out: &mut String, reference: &str, type_code: &str, role_code: &str) {
-    out.push_str(r#"{"what":{"reference":"#);
-    string(out, reference);
-    out.push_str(r#"},"type":"#);
-    coding(out, ENTITY_TYPE, type_code);
-    out.push_str(r#","role":"#);
-    coding(out, OBJECT_ROLE, role_code);
-    out.push('}');
-}
-
-/// The record of `what` done by `who`, with HTTP status `status`. The JSON is written
-/// directly (no `Value` tree): one is made for every request.
-pub(crate) fn record(who: &Who, what: &What, status: u16, recorded: Instant) -> AuditRecord {
+/// The record of `what` done by `who`, with HTTP status `status`. One is made for
+/// every request, so it holds only what the request gave; its JSON is written when the
+/// trail is read.
+pub(crate) fn record(who: Who, what: What, status: u16, recorded: Instant) -> AuditRecord {
     let login = what.subtype == "login";
-    let outcome = outcome_of(status);
-    let btg = who.is_btg();
-    let severity = if btg {
+    let severity = if who.is_btg() {
         ALERT
     } else if status == 401 || status == 403 {
         WARNING
     } else {
         INFORMATIONAL
     };
-    let mut out = String::with_capacity(768);
-    out.push_str(r#"{"resourceType":"AuditEvent","extension":[{"url":"#);
-    string(&mut out, SEVERITY);
-    out.push_str(r#","valueCode":"#);
-    string(&mut out, severity);
-    out.push('}');
-    if let Some(reason) = who.btg_reason.as_ref().filter(|_| btg) {
-        out.push_str(r#",{"url":"#);
-        string(&mut out, BTG_REASON);
-        out.push_str(r#","valueString":"#);
-        string(&mut out, reason);
-        out.push('}');
-    }
-    out.push_str(r#"],"type":"#);
-    if login {
-        coding(&mut out, DICOM, "110114");
-        out.push_str(r#","subtype":["#);
-        coding(&mut out, DICOM, "110122");
-    } else {
-        coding(&mut out, EVENT_TYPE, "rest");
-        out.push_str(r#","subtype":["#);
-        coding(&mut out, INTERACTION, what.subtype);
-        if let Some(operation) = &what.operation {
-            out.push(',');
-            coding(&mut out, "urn:custodian:operation", operation);
-        }
-    }
-    out.push_str(r#"],"action":"#);
-    string(&mut out, what.action);
-    out.push_str(r#","recorded":"#);
-    string(&mut out, &recorded.to_fhir());
-    out.push_str(r#","outcome":"#);
-    string(&mut out, outcome);
-    out.push_str(&format!(r#","outcomeDesc":"HTTP {status}""#));
-    let purpose = |out: &mut String| {
-        if let Some(purpose) = &who.purpose {
-            out.push_str(r#"[{"coding":["#);
-            coding(out, ACT_REASON, purpose);
-            out.push(']');
-            if let Some(reason) = &who.btg_reason {
-                out.push_str(r#","text":"#);
-                string(out, reason);
-            }
-            out.push_str("}]");
-        }
-    };
-    if who.purpose.is_some() {
-        out.push_str(r#","purposeOfEvent":"#);
-        purpose(&mut out);
-    }
-    out.push_str(r#","agent":[{"type":{"coding":["#);
-    coding(
-        &mut out,
-        "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
-        if who.user.is_some() {
-            "humanuser"
-        } else {
-            "dataprocessor"
-        },
-    );
-    out.push_str(r#"]},"who":{"identifier":{"system":"urn:custodian:agent","value":"#);
-    string(&mut out, &who.agent);
-    out.push_str("}}");
-    if let Some(client) = &who.client {
-        out.push_str(r#","altId":"#);
-        string(&mut out, client);
-    }
-    out.push_str(r#","requestor":true"#);
-    if !who.roles.is_empty() {
-        out.push_str(r#","role":["#);
-        for (index, role) in who.roles.iter().enumerate() {
-            if index > 0 {
-                out.push(',');
-            }
-            out.push_str(r#"{"coding":["#);
-            coding(&mut out, "urn:custodian:role", role);
-            out.push_str("]}");
-        }
-        out.push(']');
-    }
-    if let Some(address) = &who.address {
-        out.push_str(r#","network":{"address":"#);
-        string(&mut out, address);
-        out.push_str(r#","type":"2"}"#);
-    }
-    if who.purpose.is_some() {
-        out.push_str(r#","purposeOfUse":"#);
-        purpose(&mut out);
-    }
-    out.push_str(r#"}],"source":{"observer":{"display":"custodian"},"type":["#);
-    coding(
-        &mut out,
-        "http://terminology.hl7.org/CodeSystem/security-source-type",
-        "4",
-    );
-    out.push_str("]}");
-    let mut entities = 0;
-    let mut next_entity = |out: &mut String| {
-        out.push_str(if entities == 0 { r#","entity":["# } else { "," });
-        entities += 1;
-    };
-    if let Some(patient) = &what.patient {
-        next_entity(&mut out);
-        entity(&mut out, patient, "1", "1");
-    }
-    for reference in &what.entities {
-        if Some(reference) == what.patient.as_ref() {
-            continue;
-        }
-        next_entity(&mut out);
-        entity(&mut out, reference, "2", "4");
-    }
-    if let Some(query) = &what.query {
-        next_entity(&mut out);
-        out.push_str(r#"{"type":"#);
-        coding(&mut out, ENTITY_TYPE, "2");
-        out.push_str(r#","role":"#);
-        coding(&mut out, OBJECT_ROLE, "24");
-        out.push_str(r#","query":"#);
-        string(
-            &mut out,
-            &base64::engine::general_purpose::STANDARD.encode(query.as_bytes()),
-        );
-        out.push('}');
-    }
-    if entities > 0 {
-        out.push(']');
-    }
-    out.push('}');
-    let mut references = what.entities.clone();
+    let mut entities = what.entities;
     if let Some(patient) = &what.patient
-        && !references.contains(patient)
+        && !entities.contains(patient)
     {
-        references.push(patient.clone());
+        entities.push(patient.clone());
     }
     AuditRecord {
         recorded,
-        type_code: if login { "110114" } else { "rest" }.to_string(),
-        subtype: if login { "110122" } else { what.subtype }.to_string(),
-        action: what.action.to_string(),
-        outcome: outcome.to_string(),
-        severity: severity.to_string(),
-        agent: who.agent.clone(),
-        patient: what.patient.clone(),
-        purpose: who.purpose.clone(),
-        entities: references,
-        body: out,
+        type_code: if login { store::LOGIN_TYPE } else { "rest" },
+        subtype: if login {
+            store::LOGIN_SUBTYPE
+        } else {
+            what.subtype
+        },
+        action: what.action,
+        outcome: outcome_of(status),
+        severity,
+        agent: who.agent,
+        patient: what.patient,
+        purpose: who.purpose,
+        entities,
+        detail: AuditDetail {
+            status,
+            client: who.client,
+            user: who.user.is_some(),
+            roles: who.roles,
+            address: who.address,
+            reason: who.btg_reason,
+            operation: what.operation,
+            query: what.query,
+        },
+        body: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
 
     #[test]
     fn a_break_the_glass_read_is_an_alert_with_its_reason() {
@@ -262,8 +102,8 @@ mod tests {
             agent: "dr-who".into(),
             client: Some("ehr".into()),
             user: Some("dr-who".into()),
-            roles: vec!["clinician".into()],
-            address: Some("10.0.0.1".into()),
+            roles: vec!["clinician"],
+            address: "10.0.0.1".parse().ok(),
             purpose: Some("BTG".into()),
             btg_reason: Some("unconscious patient".into()),
         };
@@ -274,40 +114,15 @@ mod tests {
             patient: Some("Patient/p1".into()),
             ..What::default()
         };
-        let record = record(&who, &what, 200, Instant(0));
+        let record = record(who, what, 200, Instant(0));
         assert_eq!(record.severity, ALERT);
         assert_eq!(record.purpose.as_deref(), Some("BTG"));
         assert_eq!(record.patient.as_deref(), Some("Patient/p1"));
         assert_eq!(record.entities, ["Observation/o1", "Patient/p1"]);
-        let body: Value = serde_json::from_str(&record.body).unwrap();
-        assert_eq!(body["purposeOfEvent"][0]["text"], "unconscious patient");
-        assert_eq!(body["agent"][0]["network"]["address"], "10.0.0.1");
-        assert_eq!(body["entity"][0]["what"]["reference"], "Patient/p1");
-        assert!(record.body.starts_with(r#"{"resourceType":"AuditEvent","#));
-        assert_eq!(
-            body["agent"][0]["role"][0]["coding"][0]["code"],
-            "clinician"
-        );
-        assert_eq!(body["extension"][1]["valueString"], "unconscious patient");
-        assert_eq!(body["entity"][1]["what"]["reference"], "Observation/o1");
-        assert_eq!(body["subtype"][0]["code"], "read");
-    }
-
-    #[test]
-    fn text_is_escaped_as_json() {
-        let who = Who {
-            agent: "quote \" backslash \\ newline \n tab \t é".into(),
-            ..Who::default()
-        };
-        let what = What {
-            subtype: "read",
-            action: "R",
-            query: Some("name=\"x\"".into()),
-            ..What::default()
-        };
-        let record = record(&who, &what, 200, Instant(0));
-        let body: Value = serde_json::from_str(&record.body).unwrap();
-        assert_eq!(body["agent"][0]["who"]["identifier"]["value"], who.agent);
+        assert_eq!(record.detail.reason.as_deref(), Some("unconscious patient"));
+        assert!(record.detail.user);
+        assert_eq!(record.detail.roles, ["clinician"]);
+        assert_eq!((record.type_code, record.subtype), ("rest", "read"));
     }
 
     #[test]
@@ -321,12 +136,13 @@ mod tests {
             action: "E",
             ..What::default()
         };
-        let record = record(&who, &login, 401, Instant(0));
+        let record = record(who, login, 401, Instant(0));
         assert_eq!(
-            (record.type_code.as_str(), record.outcome.as_str()),
-            ("110114", "4")
+            (record.type_code, record.subtype, record.outcome),
+            (store::LOGIN_TYPE, store::LOGIN_SUBTYPE, "4")
         );
         assert_eq!(record.severity, WARNING);
+        assert_eq!(record.detail.status, 401);
         assert_eq!(outcome_of(500), "8");
         assert_eq!(outcome_of(201), "0");
     }

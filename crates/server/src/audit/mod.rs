@@ -90,7 +90,7 @@ pub(crate) async fn record(
     let address = request
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip().to_string());
+        .map(|ConnectInfo(address)| address.ip());
     let scope = Arc::new(Mutex::new(Scope {
         who: Who {
             agent: "anonymous".into(),
@@ -105,11 +105,14 @@ pub(crate) async fn record(
     let response = SCOPE.scope(scope.clone(), next.run(request)).await;
     let status = response.status().as_u16();
     let record = {
-        let scope = scope.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut scope = scope.lock().unwrap_or_else(PoisonError::into_inner);
         if scope.written && status < 400 {
             None
         } else {
-            Some(event::record(&scope.who, &scope.what, status, recorded))
+            // The request is done: its scope's parts move into the record.
+            let who = std::mem::take(&mut scope.who);
+            let what = std::mem::take(&mut scope.what);
+            Some(event::record(who, what, status, recorded))
         }
     };
     if let Some(record) = record {
@@ -130,11 +133,7 @@ pub(crate) async fn note_principal(request: Request, next: Next) -> Response {
                 .unwrap_or_else(|| principal.subject.clone());
             scope.who.client.clone_from(&principal.client_id);
             scope.who.user.clone_from(&principal.user);
-            scope.who.roles = principal
-                .roles
-                .iter()
-                .map(|role| role.as_str().to_string())
-                .collect();
+            scope.who.roles = principal.roles.iter().map(|role| role.as_str()).collect();
             if let Some(patient) = &principal.patient
                 && scope.what.patient.is_none()
             {
@@ -190,7 +189,7 @@ fn records_for(writes: &[Write]) -> Vec<store::AuditRecord> {
             && matches!(scope.what.subtype, "create" | "update" | "patch" | "delete");
         let records = writes
             .iter()
-            .map(|write| event::record(&scope.who, &what_of(write), 200, recorded))
+            .map(|write| event::record(scope.who.clone(), what_of(write), 200, recorded))
             .collect();
         // A single write's record stands for the request; a Bundle's request gets a
         // record of its own too.
@@ -323,8 +322,8 @@ pub(crate) fn event_record(
         patient,
         query: None,
     };
-    let mut record = event::record(&who, &what, 200, Instant::now());
-    record.body = Value::Object(body).to_string();
+    let mut record = event::record(who, what, 200, Instant::now());
+    record.body = Some(Value::Object(body).to_string());
     record
 }
 

@@ -141,10 +141,13 @@ impl PostgresStore {
         self.spawn(async move {
             let client = pool.get().await.map_err(pool_error)?;
             let row = client
-                .query_opt("SELECT body FROM audit_event WHERE seq = $1", &[&seq])
+                .query_opt(
+                    &format!("SELECT {COLUMNS} FROM audit_event WHERE seq = $1"),
+                    &[&seq],
+                )
                 .await
                 .map_err(error)?;
-            Ok(row.map(|row| row.get(0)))
+            Ok(row.map(|row| stored_from_row(&row).render()))
         })
         .await
     }
@@ -163,7 +166,7 @@ impl PostgresStore {
                 .unwrap_or(i64::MAX)
                 .saturating_add(1);
             let sql = format!(
-                "SELECT seq, body FROM audit_event {clause} ORDER BY seq {order} LIMIT {limit}"
+                "SELECT {COLUMNS} FROM audit_event {clause} ORDER BY seq {order} LIMIT {limit}"
             );
             let client = pool.get().await.map_err(pool_error)?;
             let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args
@@ -171,8 +174,13 @@ impl PostgresStore {
                 .map(|arg| arg as &(dyn tokio_postgres::types::ToSql + Sync))
                 .collect();
             let rows = client.query(&sql, &params).await.map_err(error)?;
-            let mut records: Vec<(i64, String)> =
-                rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+            let mut records: Vec<(i64, String)> = rows
+                .iter()
+                .map(|row| {
+                    let stored = stored_from_row(row);
+                    (stored.seq, stored.render())
+                })
+                .collect();
             let next = if records.len() > query.count {
                 records.truncate(query.count);
                 records.last().map(|(seq, _)| *seq)

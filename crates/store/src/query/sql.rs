@@ -273,12 +273,6 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let types = final_types(criterion, types);
-            let x = self.alias("x");
-            let pids = self.pid_condition(&x, &types, &criterion.param)?;
-            let mut exists = Sql::new(&format!(
-                "NOT (EXISTS (SELECT 1 FROM sp_token {x} WHERE {x}.rid = r.rid AND "
-            ));
-            exists.append(&pids).push(" AND (");
             // Codes of one system become one `IN` list.
             let mut by_system: Vec<(String, Vec<String>)> = Vec::new();
             let mut others = Vec::new();
@@ -294,28 +288,66 @@ impl<'a> Builder<'a> {
                     other => others.push(other),
                 }
             }
-            let mut first = true;
-            for (system, codes) in by_system {
-                if !first {
-                    exists.push(" OR ");
+            // `ALIAS.pid ... AND (the tests OR'd)`.
+            let tests = |builder: &mut Self, x: &str| -> Result<Sql, StoreError> {
+                let mut sql = builder.pid_condition(x, &types, &criterion.param)?;
+                sql.push(" AND (");
+                let mut first = true;
+                for (system, codes) in &by_system {
+                    if !first {
+                        sql.push(" OR ");
+                    }
+                    first = false;
+                    sql.push(&format!("({x}.system = "))
+                        .arg(system.clone())
+                        .push(&format!(" AND {x}.code IN "))
+                        .list(codes)
+                        .push(")");
                 }
-                first = false;
-                exists
-                    .push(&format!("({x}.system = "))
-                    .arg(system)
-                    .push(&format!(" AND {x}.code IN "))
-                    .list(&codes)
-                    .push(")");
-            }
-            for token in others {
-                if !first {
-                    exists.push(" OR ");
+                for token in &others {
+                    if !first {
+                        sql.push(" OR ");
+                    }
+                    first = false;
+                    let (_, condition) =
+                        row_condition(builder.dialect, &Test::Token(token.clone()), x)?;
+                    sql.push("(").append(&condition).push(")");
                 }
-                first = false;
-                let (_, condition) = row_condition(self.dialect, &Test::Token(token), &x)?;
-                exists.push("(").append(&condition).push(")");
+                sql.push(")");
+                Ok(sql)
+            };
+            let mut exists = Sql::new("NOT (");
+            if others.is_empty() {
+                // Whether any resource at all holds one of the codes, asked once per
+                // query through the code index: where none does (the hidden labels of
+                // `_security`, most often), no candidate is probed. SQLite asks it
+                // first, in the search's own snapshot, and then leaves the clause out,
+                // so the count keeps its plain plan; PostgreSQL asks it inside the query
+                // and spares a round trip.
+                let g = self.alias("g");
+                let any = tests(self, &g)?;
+                let mut gate = Sql::new(&format!(
+                    "EXISTS (SELECT 1 FROM sp_token {g} WHERE {g}.grp = 0 AND "
+                ));
+                gate.append(&any).push(")");
+                if self.dialect == Dialect::Sqlite {
+                    let mut ask = Sql::new("SELECT ");
+                    ask.append(&gate);
+                    if self.reader.count(&ask)? == 0 {
+                        continue;
+                    }
+                } else {
+                    exists.append(&gate).push(" AND ");
+                }
             }
-            exists.push(")))");
+            let x = self.alias("x");
+            let each = tests(self, &x)?;
+            exists
+                .push(&format!(
+                    "EXISTS (SELECT 1 FROM sp_token {x} WHERE {x}.rid = r.rid AND "
+                ))
+                .append(&each)
+                .push("))");
             compiled.push(Compiled {
                 exists,
                 set: None,

@@ -103,12 +103,13 @@ fn stored_from_row(row: &Row<'_>) -> Result<StoredAudit, rusqlite::Error> {
 
 impl SqliteStore {
     pub(crate) fn audit_read(&self, seq: i64) -> Result<Option<String>, StoreError> {
-        self.with_reader(|connection| {
+        let stored = self.with_reader(|connection| {
             connection
-                .prepare_cached("SELECT body FROM audit_event WHERE seq = ?1")?
-                .query_row([seq], |row| row.get(0))
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM audit_event WHERE seq = ?1"))?
+                .query_row([seq], stored_from_row)
                 .optional()
-        })
+        })?;
+        Ok(stored.map(|stored| stored.render()))
     }
 
     pub(crate) fn audit_search(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
@@ -123,15 +124,15 @@ impl SqliteStore {
             .unwrap_or(i64::MAX)
             .saturating_add(1);
         let sql = format!(
-            "SELECT seq, body FROM audit_event {clause} ORDER BY seq {order} LIMIT {limit}"
+            "SELECT {COLUMNS} FROM audit_event {clause} ORDER BY seq {order} LIMIT {limit}"
         );
-        let mut records: Vec<(i64, String)> = self.with_reader(|connection| {
+        let rows: Vec<StoredAudit> = self.with_reader(|connection| {
             let mut statement = connection.prepare(&sql)?;
-            let rows = statement.query_map(params_from_iter(args.iter()), |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?;
+            let rows = statement.query_map(params_from_iter(args.iter()), stored_from_row)?;
             rows.collect()
         })?;
+        let mut records: Vec<(i64, String)> =
+            rows.iter().map(|row| (row.seq, row.render())).collect();
         let next = if records.len() > query.count {
             records.truncate(query.count);
             records.last().map(|(seq, _)| *seq)

@@ -327,6 +327,15 @@ const READER_CACHE_KIB: u32 = 8 * 1024;
 fn settings(connection: &Connection, cache_kib: u32) -> Result<(), rusqlite::Error> {
     // The writer uses some twenty statements, and a search a dozen shapes.
     connection.set_prepared_statement_cache_capacity(128);
+    // A cached statement stays as prepared whatever is bound to it. Without this,
+    // SQLite marks parameters it compares with a partial index's condition and prepares
+    // the statement again at every new binding: a search paid for parsing and planning
+    // its SQL each time. The builder writes those conditions as literals (`grp = 0`,
+    // `url <> ''`), so the plans do not need the bound values.
+    connection.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     connection.busy_timeout(std::time::Duration::from_secs(10))?;
     connection.execute_batch(&format!(
         "PRAGMA cache_size = -{cache_kib};

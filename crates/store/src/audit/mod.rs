@@ -20,21 +20,26 @@ pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000
 /// The start every stored AuditEvent's JSON has; the store puts the id after it.
 const PREFIX: &str = r#"{"resourceType":"AuditEvent""#;
 
-/// One audit record to append; the store gives it its sequence number (its id).
+mod render;
+
+pub use render::{LOGIN_SUBTYPE, LOGIN_TYPE};
+
+/// One audit record to append; the store gives it its sequence number (its id) and
+/// writes its AuditEvent JSON when the trail is read.
 #[derive(Clone, Debug)]
 pub struct AuditRecord {
     /// When the event happened.
     pub recorded: Instant,
-    /// The event type's code (`rest`, `110114` for a login, ...).
-    pub type_code: String,
-    /// The interaction (`read`, `search-type`, `create`, `login`, ...).
-    pub subtype: String,
+    /// The event type's code (`rest`, or [`LOGIN_TYPE`]).
+    pub type_code: &'static str,
+    /// The interaction (`read`, `search-type`, `create`, ..., or [`LOGIN_SUBTYPE`]).
+    pub subtype: &'static str,
     /// `C`, `R`, `U`, `D` or `E`.
-    pub action: String,
+    pub action: &'static str,
     /// `0` success, `4` minor failure, `8` serious failure.
-    pub outcome: String,
+    pub outcome: &'static str,
     /// `informational` or, for break-the-glass and refusals, something higher.
-    pub severity: String,
+    pub severity: &'static str,
     /// Who: the user, else the client (`anonymous` when unknown).
     pub agent: String,
     /// The patient concerned, `Patient/ID`, when known.
@@ -43,8 +48,86 @@ pub struct AuditRecord {
     pub purpose: Option<String>,
     /// References of the resources concerned (`Type/id`).
     pub entities: Vec<String>,
-    /// The AuditEvent as JSON, starting `{"resourceType":"AuditEvent",` and without `id`.
-    pub body: String,
+    /// The rest of what the AuditEvent says.
+    pub detail: AuditDetail,
+    /// An AuditEvent an operation made itself, stored as it is instead of one written
+    /// from the fields: JSON starting `{"resourceType":"AuditEvent",`, without `id`.
+    pub body: Option<String>,
+}
+
+/// What an AuditEvent says beyond the searchable columns.
+#[derive(Clone, Debug, Default)]
+pub struct AuditDetail {
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// The client the caller used.
+    pub client: Option<String>,
+    /// The agent is a user (rather than a system).
+    pub user: bool,
+    /// The caller's roles.
+    pub roles: Vec<&'static str>,
+    /// The address the request came from.
+    pub address: Option<std::net::IpAddr>,
+    /// The reason given with a break-the-glass purpose.
+    pub reason: Option<String>,
+    /// The operation's name (`$export`), for an operation.
+    pub operation: Option<String>,
+    /// The search's query string, for a search.
+    pub query: Option<String>,
+}
+
+/// [`AuditDetail`] as the table keeps it (a small JSON object, always starting with
+/// `{"status"`, so it cannot be taken for a whole AuditEvent).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct StoredDetail {
+    status: u16,
+    client: Option<String>,
+    user: bool,
+    roles: Vec<String>,
+    address: Option<String>,
+    reason: Option<String>,
+    operation: Option<String>,
+    query: Option<String>,
+}
+
+impl AuditDetail {
+    /// The stored text: a small JSON object without the absent parts.
+    fn to_text(&self) -> String {
+        let mut out = String::with_capacity(96);
+        out.push_str(r#"{"status":"#);
+        out.push_str(&self.status.to_string());
+        let text = |out: &mut String, key: &str, value: &Option<String>| {
+            if let Some(value) = value {
+                out.push_str(key);
+                render::string(out, value);
+            }
+        };
+        text(&mut out, r#","client":"#, &self.client);
+        if self.user {
+            out.push_str(r#","user":true"#);
+        }
+        if !self.roles.is_empty() {
+            out.push_str(r#","roles":["#);
+            for (index, role) in self.roles.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                render::string(&mut out, role);
+            }
+            out.push(']');
+        }
+        if let Some(address) = self.address {
+            out.push_str(r#","address":""#);
+            out.push_str(&address.to_string());
+            out.push('"');
+        }
+        text(&mut out, r#","reason":"#, &self.reason);
+        text(&mut out, r#","operation":"#, &self.operation);
+        text(&mut out, r#","query":"#, &self.query);
+        out.push('}');
+        out
+    }
 }
 
 /// A record as the table holds it.
@@ -182,27 +265,45 @@ impl StoredAudit {
         prev_hash: &str,
     ) -> Result<StoredAudit, StoreError> {
         let seq = prev_seq + 1;
-        let rest = record.body.strip_prefix(PREFIX).ok_or_else(|| {
-            StoreError::Invalid("an audit record must be an AuditEvent JSON object".into())
-        })?;
-        let separator = if rest.starts_with('}') { "" } else { "," };
-        let body = compact(&format!(
-            r#"{PREFIX},"id":"{seq}"{separator}{}"#,
-            rest.trim_start_matches(',')
-        ));
+        let body = match &record.body {
+            Some(body) => {
+                let rest = body.strip_prefix(PREFIX).ok_or_else(|| {
+                    StoreError::Invalid("an audit record must be an AuditEvent JSON object".into())
+                })?;
+                let separator = if rest.starts_with('}') { "" } else { "," };
+                compact(&format!(
+                    r#"{PREFIX},"id":"{seq}"{separator}{}"#,
+                    rest.trim_start_matches(',')
+                ))
+            }
+            None => record.detail.to_text(),
+        };
         let entity = if record.entities.is_empty() {
             String::new()
         } else {
-            format!(" {} ", record.entities.join(" "))
+            let mut entity = String::with_capacity(
+                record
+                    .entities
+                    .iter()
+                    .map(|reference| reference.len() + 1)
+                    .sum::<usize>()
+                    + 1,
+            );
+            for reference in &record.entities {
+                entity.push(' ');
+                entity.push_str(reference);
+            }
+            entity.push(' ');
+            entity
         };
         let mut stored = StoredAudit {
             seq,
             recorded: record.recorded.0,
-            type_code: record.type_code.clone(),
-            subtype: record.subtype.clone(),
-            action: record.action.clone(),
-            outcome: record.outcome.clone(),
-            severity: record.severity.clone(),
+            type_code: record.type_code.to_string(),
+            subtype: record.subtype.to_string(),
+            action: record.action.to_string(),
+            outcome: record.outcome.to_string(),
+            severity: record.severity.to_string(),
             agent: record.agent.clone(),
             patient: record.patient.clone(),
             purpose: record.purpose.clone(),
@@ -215,32 +316,56 @@ impl StoredAudit {
         Ok(stored)
     }
 
-    /// SHA-256 over the previous hash and every column, in hex.
+    /// The record's AuditEvent JSON.
+    pub(crate) fn render(&self) -> String {
+        render::render(self)
+    }
+
+    /// SHA-256 over the previous hash and every column, in hex: each column as its
+    /// length in decimal, `:`, its text and `;`; a missing optional column is `-`, a
+    /// present one `+` and its text. Nothing is allocated but the hex.
     pub(crate) fn compute_hash(&self) -> String {
         let mut hasher = Sha256::new();
-        let mut field = |text: &str| {
-            hasher.update(text.len().to_string().as_bytes());
+        let mut number = itoa_buffer();
+        let mut field = |hasher: &mut Sha256, prefix: &str, text: &str| {
+            hasher.update(decimal(&mut number, (prefix.len() + text.len()) as i64));
             hasher.update(b":");
+            hasher.update(prefix.as_bytes());
             hasher.update(text.as_bytes());
             hasher.update(b";");
         };
-        let optional = |text: &Option<String>| match text {
-            Some(text) => format!("+{text}"),
-            None => "-".to_string(),
-        };
-        field(&self.prev_hash);
-        field(&self.seq.to_string());
-        field(&self.recorded.to_string());
-        field(&self.type_code);
-        field(&self.subtype);
-        field(&self.action);
-        field(&self.outcome);
-        field(&self.severity);
-        field(&self.agent);
-        field(&optional(&self.patient));
-        field(&optional(&self.purpose));
-        field(&self.entity);
-        field(&self.body);
+        let mut digits = itoa_buffer();
+        field(&mut hasher, "", &self.prev_hash);
+        let seq = decimal(&mut digits, self.seq);
+        field(
+            &mut hasher,
+            "",
+            std::str::from_utf8(seq).unwrap_or_default(),
+        );
+        let recorded = decimal(&mut digits, self.recorded);
+        field(
+            &mut hasher,
+            "",
+            std::str::from_utf8(recorded).unwrap_or_default(),
+        );
+        for text in [
+            &self.type_code,
+            &self.subtype,
+            &self.action,
+            &self.outcome,
+            &self.severity,
+            &self.agent,
+        ] {
+            field(&mut hasher, "", text);
+        }
+        for optional in [&self.patient, &self.purpose] {
+            match optional {
+                Some(text) => field(&mut hasher, "+", text),
+                None => field(&mut hasher, "-", ""),
+            }
+        }
+        field(&mut hasher, "", &self.entity);
+        field(&mut hasher, "", &self.body);
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut hex = String::with_capacity(64);
         for byte in hasher.finalize() {
@@ -249,6 +374,30 @@ impl StoredAudit {
         }
         hex
     }
+}
+
+fn itoa_buffer() -> [u8; 20] {
+    [0; 20]
+}
+
+/// `value` in decimal, as `to_string` writes it, in the end of `buffer` (20 bytes hold
+/// any `i64`, sign included).
+fn decimal(buffer: &mut [u8; 20], value: i64) -> &[u8] {
+    let mut rest = value.unsigned_abs();
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        at -= 1;
+        buffer[at] = b'-';
+    }
+    &buffer[at..]
 }
 
 /// Appends `records` after the head `(seq, hash)`; returns the rows to insert and the
@@ -504,16 +653,17 @@ mod tests {
     fn record(body: &str) -> AuditRecord {
         AuditRecord {
             recorded: Instant(5),
-            type_code: "rest".into(),
-            subtype: "read".into(),
-            action: "R".into(),
-            outcome: "0".into(),
-            severity: "informational".into(),
+            type_code: "rest",
+            subtype: "read",
+            action: "R",
+            outcome: "0",
+            severity: "informational",
             agent: "app".into(),
             patient: Some("Patient/1".into()),
             purpose: None,
             entities: vec!["Patient/1".into()],
-            body: body.into(),
+            detail: AuditDetail::default(),
+            body: Some(body.into()),
         }
     }
 
@@ -587,5 +737,84 @@ mod tests {
         assert_eq!(expand(r#"{"a":"b"}"#), r#"{"a":"b"}"#);
         assert_eq!(expand("x\u{1}"), "x\u{1}");
         assert_eq!(expand("x\u{1}z"), "x\u{1}z");
+    }
+
+    #[test]
+    fn ordinary_records_keep_their_details_and_read_back_as_audit_events() {
+        let record = AuditRecord {
+            recorded: Instant(1_765_104_867_252_774),
+            type_code: "rest",
+            subtype: "search-type",
+            action: "E",
+            outcome: "0",
+            severity: "alert",
+            agent: "dr \"who\"".into(),
+            patient: Some("Patient/p1".into()),
+            purpose: Some("BTG".into()),
+            entities: vec!["Observation/o1".into(), "Patient/p1".into()],
+            detail: AuditDetail {
+                status: 200,
+                client: Some("ehr".into()),
+                user: true,
+                roles: vec!["clinician", "coder"],
+                address: "10.0.0.1".parse().ok(),
+                reason: Some("unconscious patient".into()),
+                operation: None,
+                query: Some("code=1234-5".into()),
+            },
+            body: None,
+        };
+        let (rows, _) = chain_all(&[record], (0, GENESIS.into())).unwrap();
+        assert!(rows[0].body.len() < 200, "{}", rows[0].body);
+        let json: serde_json::Value = serde_json::from_str(&rows[0].render()).unwrap();
+        assert_eq!(json["resourceType"], "AuditEvent");
+        assert_eq!(json["id"], "1");
+        assert_eq!(json["recorded"], "2025-12-07T10:54:27.252774Z");
+        assert_eq!(json["subtype"][0]["code"], "search-type");
+        assert_eq!(json["outcomeDesc"], "HTTP 200");
+        assert_eq!(json["extension"][0]["valueCode"], "alert");
+        assert_eq!(json["extension"][1]["valueString"], "unconscious patient");
+        assert_eq!(json["purposeOfEvent"][0]["coding"][0]["code"], "BTG");
+        let agent = &json["agent"][0];
+        assert_eq!(agent["who"]["identifier"]["value"], "dr \"who\"");
+        assert_eq!(agent["type"]["coding"][0]["code"], "humanuser");
+        assert_eq!(agent["altId"], "ehr");
+        assert_eq!(agent["role"][1]["coding"][0]["code"], "coder");
+        assert_eq!(agent["network"]["address"], "10.0.0.1");
+        assert_eq!(json["entity"][0]["what"]["reference"], "Patient/p1");
+        assert_eq!(json["entity"][1]["what"]["reference"], "Observation/o1");
+        assert_eq!(json["entity"][2]["query"], "Y29kZT0xMjM0LTU=");
+        assert_eq!(json["entity"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn the_hash_is_sha256_over_each_column_with_its_length() {
+        // Worked out independently: every stored chain depends on this exact form.
+        let row = StoredAudit {
+            seq: 7,
+            recorded: -12,
+            type_code: "rest".into(),
+            subtype: "read".into(),
+            action: "R".into(),
+            outcome: "0".into(),
+            severity: "informational".into(),
+            agent: "ana".into(),
+            patient: Some("Patient/p1".into()),
+            purpose: None,
+            entity: " Patient/p1 ".into(),
+            body: r#"{"status":200}"#.into(),
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+        };
+        assert_eq!(
+            row.compute_hash(),
+            "d54543ea12f24f7b4e50c9df5fac31655ae9e567f28663855514d44159c20e41"
+        );
+        let mut buffer = itoa_buffer();
+        assert_eq!(
+            decimal(&mut buffer, i64::MIN),
+            i64::MIN.to_string().as_bytes()
+        );
+        assert_eq!(decimal(&mut buffer, 0), b"0");
     }
 }
