@@ -17,9 +17,10 @@ pub(crate) const ALERT: &str = "alert";
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Who {
     /// The user, else the client (`anonymous` when unknown).
-    pub agent: String,
+    pub agent: Option<String>,
     pub client: Option<String>,
-    pub user: Option<String>,
+    /// The agent is a user (not a system).
+    pub user: bool,
     pub roles: Vec<&'static str>,
     /// The address the request came from.
     pub address: Option<std::net::IpAddr>,
@@ -74,14 +75,14 @@ pub(crate) fn record(who: Who, what: What, status: u16, recorded: Instant) -> Au
         action: what.action,
         outcome: outcome_of(status),
         severity,
-        agent: who.agent,
+        agent: who.agent.unwrap_or_else(|| "anonymous".to_string()),
         patient: what.patient,
         purpose: who.purpose,
         entities,
         detail: AuditDetail {
             status,
             client: who.client,
-            user: who.user.is_some(),
+            user: who.user,
             roles: who.roles,
             address: who.address,
             reason: who.btg_reason,
@@ -99,9 +100,9 @@ mod tests {
     #[test]
     fn a_break_the_glass_read_is_an_alert_with_its_reason() {
         let who = Who {
-            agent: "dr-who".into(),
+            agent: Some("dr-who".into()),
             client: Some("ehr".into()),
-            user: Some("dr-who".into()),
+            user: true,
             roles: vec!["clinician"],
             address: "10.0.0.1".parse().ok(),
             purpose: Some("BTG".into()),
@@ -127,10 +128,7 @@ mod tests {
 
     #[test]
     fn refusals_and_failures_have_their_outcomes() {
-        let who = Who {
-            agent: "anonymous".into(),
-            ..Who::default()
-        };
+        let who = Who::default();
         let login = What {
             subtype: "login",
             action: "E",
@@ -143,6 +141,7 @@ mod tests {
         );
         assert_eq!(record.severity, WARNING);
         assert_eq!(record.detail.status, 401);
+        assert_eq!(record.agent, "anonymous");
         assert_eq!(outcome_of(500), "8");
         assert_eq!(outcome_of(201), "0");
     }

@@ -93,7 +93,6 @@ pub(crate) async fn record(
         .map(|ConnectInfo(address)| address.ip());
     let scope = Arc::new(Mutex::new(Scope {
         who: Who {
-            agent: "anonymous".into(),
             address,
             purpose,
             btg_reason,
@@ -126,13 +125,15 @@ pub(crate) async fn note_principal(request: Request, next: Next) -> Response {
     if let Some(principal) = request.extensions().get::<Arc<Principal>>() {
         let principal = principal.clone();
         with_scope(|scope| {
-            scope.who.agent = principal
-                .user
-                .clone()
-                .or_else(|| principal.client_id.clone())
-                .unwrap_or_else(|| principal.subject.clone());
+            scope.who.agent = Some(
+                principal
+                    .user
+                    .clone()
+                    .or_else(|| principal.client_id.clone())
+                    .unwrap_or_else(|| principal.subject.clone()),
+            );
             scope.who.client.clone_from(&principal.client_id);
-            scope.who.user.clone_from(&principal.user);
+            scope.who.user = principal.user.is_some();
             scope.who.roles = principal.roles.iter().map(|role| role.as_str()).collect();
             if let Some(patient) = &principal.patient
                 && scope.what.patient.is_none()
@@ -148,7 +149,7 @@ pub(crate) async fn note_principal(request: Request, next: Next) -> Response {
 pub(crate) fn note_client(client_id: &str) {
     let client_id = clip(client_id, 256);
     with_scope(|scope| {
-        scope.who.agent.clone_from(&client_id);
+        scope.who.agent = Some(client_id.clone());
         scope.who.client = Some(client_id);
     });
 }
@@ -310,10 +311,7 @@ pub(crate) fn event_record(
     entities: Vec<String>,
     patient: Option<String>,
 ) -> store::AuditRecord {
-    let who = with_scope(|scope| scope.who.clone()).unwrap_or_else(|| Who {
-        agent: "anonymous".into(),
-        ..Who::default()
-    });
+    let who = with_scope(|scope| scope.who.clone()).unwrap_or_default();
     let what = What {
         subtype: "operation",
         operation: Some(operation.to_string()),
