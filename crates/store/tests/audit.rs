@@ -266,3 +266,58 @@ store::each_backend! {
         assert_eq!(store.audit_verify().await.unwrap().count, total as u64);
     }
 }
+
+/// A trail written before the deferred index (migration 8) is indexed when the store
+/// opens, so searches by patient find its records through `audit_key`.
+#[tokio::test]
+async fn a_trail_from_before_the_deferred_index_is_indexed_when_the_store_opens() {
+    let db = TestDatabase::sqlite();
+    let store = db.open();
+    let records: Vec<AuditRecord> = (1..=5)
+        .map(|n| {
+            record(
+                if n % 2 == 0 { "bob" } else { "alice" },
+                &format!("p{}", n % 2),
+                n * 10,
+            )
+        })
+        .collect();
+    store.audit_append(records.into()).await.unwrap();
+    drop(store);
+    // Back to version 7: the row indexes, no `audit_key`.
+    db.execute(
+        "DROP TABLE audit_key; DROP TABLE audit_key_head;
+         CREATE INDEX audit_event_patient ON audit_event (patient) WHERE patient IS NOT NULL;
+         CREATE INDEX audit_event_agent ON audit_event (agent);
+         PRAGMA user_version = 7;",
+    )
+    .unwrap();
+    let store = db.open();
+    assert_eq!(
+        db.scalar("SELECT upto FROM audit_key_head"),
+        5,
+        "the old records are indexed"
+    );
+    assert_eq!(
+        db.count("audit_key"),
+        10,
+        "a patient key and an agent key per record"
+    );
+    let page = store
+        .audit_search(AuditQuery {
+            filters: vec![AuditFilter::Is(
+                AuditColumn::Patient,
+                vec!["Patient/p1".into()],
+            )],
+            count: 10,
+            oldest_first: true,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.records.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        [1, 3, 5]
+    );
+    assert_eq!(store.audit_verify().await.unwrap().broken, None);
+}

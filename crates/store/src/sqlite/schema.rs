@@ -216,8 +216,9 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
     // 8: the audit trail's patient and agent lookups move to a deferred index
     // (`sqlite::audit`): a row index on the patient dirtied a page per patient in every
-    // commit. `audit_key` is filled in sorted batches; rows after `upto` are found by a
-    // scan of the trail's tail. It is derived from the chain, and append-only too.
+    // commit. `audit_key` is filled in sorted batches (here with the records so far);
+    // rows after `upto` are found by a scan of the trail's tail. It is derived from the
+    // chain, and append-only too.
     "DROP INDEX audit_event_patient;
     DROP INDEX audit_event_agent;
     CREATE TABLE audit_key (
@@ -229,7 +230,13 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 1),
         upto INTEGER NOT NULL             -- audit_key holds the records up to this seq
     );
-    INSERT INTO audit_key_head (id, upto) VALUES (1, 0);
+    INSERT INTO audit_key (key, seq)
+        SELECT key, seq FROM (
+            SELECT 'p' || patient AS key, seq FROM audit_event WHERE patient IS NOT NULL
+            UNION ALL
+            SELECT 'a' || agent AS key, seq FROM audit_event
+        ) ORDER BY key, seq;
+    INSERT INTO audit_key_head (id, upto) VALUES (1, (SELECT seq FROM audit_head WHERE id = 1));
     CREATE TRIGGER audit_key_no_update BEFORE UPDATE ON audit_key
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
     CREATE TRIGGER audit_key_no_delete BEFORE DELETE ON audit_key
