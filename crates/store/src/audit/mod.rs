@@ -326,28 +326,18 @@ impl StoredAudit {
     /// present one `+` and its text. Nothing is allocated but the hex.
     pub(crate) fn compute_hash(&self) -> String {
         let mut hasher = Sha256::new();
-        let mut number = itoa_buffer();
-        let mut field = |hasher: &mut Sha256, prefix: &str, text: &str| {
-            hasher.update(decimal(&mut number, (prefix.len() + text.len()) as i64));
+        let mut length = [0u8; 20];
+        let mut field = |hasher: &mut Sha256, prefix: &[u8], text: &[u8]| {
+            hasher.update(decimal(&mut length, (prefix.len() + text.len()) as i64));
             hasher.update(b":");
-            hasher.update(prefix.as_bytes());
-            hasher.update(text.as_bytes());
+            hasher.update(prefix);
+            hasher.update(text);
             hasher.update(b";");
         };
-        let mut digits = itoa_buffer();
-        field(&mut hasher, "", &self.prev_hash);
-        let seq = decimal(&mut digits, self.seq);
-        field(
-            &mut hasher,
-            "",
-            std::str::from_utf8(seq).unwrap_or_default(),
-        );
-        let recorded = decimal(&mut digits, self.recorded);
-        field(
-            &mut hasher,
-            "",
-            std::str::from_utf8(recorded).unwrap_or_default(),
-        );
+        let mut number = [0u8; 20];
+        field(&mut hasher, b"", self.prev_hash.as_bytes());
+        field(&mut hasher, b"", decimal(&mut number, self.seq));
+        field(&mut hasher, b"", decimal(&mut number, self.recorded));
         for text in [
             &self.type_code,
             &self.subtype,
@@ -356,16 +346,16 @@ impl StoredAudit {
             &self.severity,
             &self.agent,
         ] {
-            field(&mut hasher, "", text);
+            field(&mut hasher, b"", text.as_bytes());
         }
         for optional in [&self.patient, &self.purpose] {
             match optional {
-                Some(text) => field(&mut hasher, "+", text),
-                None => field(&mut hasher, "-", ""),
+                Some(text) => field(&mut hasher, b"+", text.as_bytes()),
+                None => field(&mut hasher, b"-", b""),
             }
         }
-        field(&mut hasher, "", &self.entity);
-        field(&mut hasher, "", &self.body);
+        field(&mut hasher, b"", self.entity.as_bytes());
+        field(&mut hasher, b"", self.body.as_bytes());
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut hex = String::with_capacity(64);
         for byte in hasher.finalize() {
@@ -374,10 +364,6 @@ impl StoredAudit {
         }
         hex
     }
-}
-
-fn itoa_buffer() -> [u8; 20] {
-    [0; 20]
 }
 
 /// `value` in decimal, as `to_string` writes it, in the end of `buffer` (20 bytes hold
@@ -810,7 +796,7 @@ mod tests {
             row.compute_hash(),
             "d54543ea12f24f7b4e50c9df5fac31655ae9e567f28663855514d44159c20e41"
         );
-        let mut buffer = itoa_buffer();
+        let mut buffer = [0u8; 20];
         assert_eq!(
             decimal(&mut buffer, i64::MIN),
             i64::MIN.to_string().as_bytes()

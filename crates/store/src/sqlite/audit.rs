@@ -18,9 +18,12 @@ pub(super) fn append(connection: &Connection, records: &[AuditRecord]) -> Result
     if records.is_empty() {
         return Ok(());
     }
-    let head: (i64, String) = connection
-        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?
-        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let (head, upto): ((i64, String), i64) = connection
+        .prepare_cached(
+            "SELECT h.seq, h.hash, k.upto FROM audit_head h, audit_key_head k
+             WHERE h.id = 1 AND k.id = 1",
+        )?
+        .query_row([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))?;
     let (rows, (seq, hash)) = chain_all(records, head)?;
     let mut insert = connection.prepare_cached(
         "INSERT INTO audit_event (seq, recorded, type, subtype, action, outcome, severity, agent,
@@ -48,9 +51,6 @@ pub(super) fn append(connection: &Connection, records: &[AuditRecord]) -> Result
     connection
         .prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")?
         .execute((seq, hash))?;
-    let upto: i64 = connection
-        .prepare_cached("SELECT upto FROM audit_key_head WHERE id = 1")?
-        .query_row([], |row| row.get(0))?;
     if seq - upto >= KEY_BATCH {
         index_keys(connection, upto, seq)?;
     }
