@@ -21,6 +21,10 @@ pub struct MasterKeyArgs {
     /// from CUSTODIAN_MASTER_KEY; without either, bodies are stored as plain text.
     #[arg(long, env = "CUSTODIAN_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// On PostgreSQL, the memory for current versions read by id, in MiB (0 turns the
+    /// cache off; default 32). Other servers' writes reach it by notice.
+    #[arg(long, env = "CUSTODIAN_READ_CACHE_MIB")]
+    pub read_cache_mib: Option<usize>,
 }
 
 impl MasterKeyArgs {
@@ -43,6 +47,9 @@ impl MasterKeyArgs {
     pub fn options(&self) -> Result<store::Options, String> {
         Ok(store::Options {
             master_key: self.master_key()?,
+            read_cache_bytes: self
+                .read_cache_mib
+                .map(|mib| mib.saturating_mul(1024 * 1024)),
         })
     }
 }

@@ -82,6 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             None
         },
+        ..Options::default()
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -75,6 +75,9 @@ pub struct Options {
     /// Seals new resource bodies at rest (see docs/security.md); a store that holds
     /// data keys opens only with it.
     pub master_key: Option<MasterKey>,
+    /// The size of the read cache of current versions, on PostgreSQL (see
+    /// ARCHITECTURE.md); `None` for the default (32 MiB), `Some(0)` to turn it off.
+    pub read_cache_bytes: Option<usize>,
 }
 
 /// What a database URL names.
@@ -168,7 +171,13 @@ impl Store {
             Url::Sqlite(path) => {
                 Backend::Sqlite(SqliteStore::open(std::path::Path::new(path), bulk, master)?)
             }
-            Url::Postgres => Backend::Postgres(Box::new(PostgresStore::open(url, master)?)),
+            Url::Postgres => Backend::Postgres(Box::new(PostgresStore::open(
+                url,
+                master,
+                options
+                    .read_cache_bytes
+                    .unwrap_or(postgres::cache::DEFAULT_BYTES),
+            )?)),
         };
         Ok(Store {
             backend: Arc::new(backend),

@@ -29,6 +29,7 @@ fn key() -> MasterKey {
 fn with_key(key: &MasterKey) -> Options {
     Options {
         master_key: Some(key.clone()),
+        ..Options::default()
     }
 }
 

@@ -425,3 +425,86 @@ async fn history_shows_nothing_above_a_write_still_in_flight() {
         "an export _since the first one's transaction time would miss the late write"
     );
 }
+
+/// The read cache (PostgreSQL only): a repeated read is answered from memory, not the
+/// database; a store's own write is read back at once; another store's write reaches
+/// it by notice; and a store whose cache was stale learns so from a failed If-Match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_cache_serves_repeated_reads_and_hears_of_other_stores_writes() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let (one, two) = (database.open(), database.open());
+    one.write(put(
+        json!({"resourceType": "Patient", "id": "cached", "active": true}),
+    ))
+    .await
+    .unwrap();
+
+    // Once the cache is live, a read after the row was changed behind the store's back
+    // still gives the body read before: the answer came from memory. (The listener
+    // connects in the background; until it has, reads go to the database.)
+    let mut served_from_memory = false;
+    for attempt in 0..100 {
+        let before = two.read("Patient", "cached").await.unwrap().unwrap();
+        query(
+            &database,
+            &format!(
+                "UPDATE resource_version SET body = convert_to('{{\"resourceType\":\"Patient\",\
+                 \"id\":\"cached\",\"active\":true,\"text\":{{\"status\":\"empty\",\"div\":\
+                 \"<div>{attempt}</div>\"}}}}', 'UTF8') WHERE id = 'cached' RETURNING id"
+            ),
+        );
+        let after = two.read("Patient", "cached").await.unwrap().unwrap();
+        if after.body == before.body {
+            served_from_memory = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served_from_memory, "the cache never answered");
+
+    // Another store's write: the notice reaches the cache, promptly.
+    one.write(put(
+        json!({"resourceType": "Patient", "id": "cached", "active": false}),
+    ))
+    .await
+    .unwrap();
+    let started = Instant::now();
+    loop {
+        let read = two.read("Patient", "cached").await.unwrap().unwrap();
+        if read.version == 2 {
+            assert!(read.body.unwrap().contains(r#""active":false"#));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the other store's write never reached the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The store's own writes and deletions are read back at once.
+    two.write(put(
+        json!({"resourceType": "Patient", "id": "cached", "gender": "other"}),
+    ))
+    .await
+    .unwrap();
+    let read = two.read("Patient", "cached").await.unwrap().unwrap();
+    assert_eq!(read.version, 3);
+    assert!(read.body.unwrap().contains(r#""gender":"other""#));
+    two.write(Write::Delete {
+        resource_type: "Patient".into(),
+        id: "cached".into(),
+        if_match: None,
+    })
+    .await
+    .unwrap();
+    assert!(
+        two.read("Patient", "cached")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_deleted()
+    );
+}

@@ -13,6 +13,7 @@
 mod analyze;
 mod audit;
 mod auth;
+pub(crate) mod cache;
 mod disclosure;
 mod history;
 mod horizon;
@@ -67,6 +68,8 @@ pub(crate) struct PostgresStore {
     data_dir: PathBuf,
     /// Opens stored bodies and seals new ones.
     keys: Arc<Keyring>,
+    /// Current versions read by id (see `cache`).
+    cache: Arc<cache::ReadCache>,
 }
 
 impl Drop for PostgresStore {
@@ -208,7 +211,11 @@ pub(crate) fn migrate(url: &str) -> Result<(u32, u32), StoreError> {
 }
 
 impl PostgresStore {
-    pub(crate) fn open(url: &str, master: Option<&MasterKey>) -> Result<PostgresStore, StoreError> {
+    pub(crate) fn open(
+        url: &str,
+        master: Option<&MasterKey>,
+        cache_bytes: usize,
+    ) -> Result<PostgresStore, StoreError> {
         let config = config(url)?;
         let runtime = runtime()?;
         let handle = runtime.handle().clone();
@@ -274,6 +281,10 @@ impl PostgresStore {
             .map_err(|error| {
                 StoreError::Config(format!("cannot build the connection pool: {error}"))
             })?;
+        let cache = Arc::new(cache::ReadCache::new(cache_bytes));
+        if cache.enabled() {
+            handle.spawn(cache::listen(config.clone(), Arc::downgrade(&cache)));
+        }
         Ok(PostgresStore {
             runtime: Some(runtime),
             handle,
@@ -284,6 +295,7 @@ impl PostgresStore {
             times: Arc::new(Mutex::new(horizon::Times::new(newest))),
             data_dir: PathBuf::from("custodian-data"),
             keys: Arc::new(keys),
+            cache,
         })
     }
 
@@ -313,6 +325,7 @@ impl PostgresStore {
             times: self.times.clone(),
             analyzer: self.analyzer.clone(),
             keys: self.keys.clone(),
+            cache: self.cache.clone(),
         }
     }
 
@@ -356,8 +369,25 @@ impl PostgresStore {
     }
 
     /// Reads run on the caller's runtime (the statement goes to the connection's driver
-    /// on the store's runtime): a hop fewer than a task of their own.
+    /// on the store's runtime): a hop fewer than a task of their own. The read cache
+    /// answers first when it can.
     pub(crate) async fn read(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Version>, StoreError> {
+        let ticket = match self.cache.get(resource_type, id) {
+            Ok(version) => return Ok(Some(version)),
+            Err(ticket) => ticket,
+        };
+        let version = self.read_stored(resource_type, id).await?;
+        if let (Some(ticket), Some(version)) = (ticket, &version) {
+            self.cache.fill(ticket, version);
+        }
+        Ok(version)
+    }
+
+    async fn read_stored(
         &self,
         resource_type: &str,
         id: &str,
