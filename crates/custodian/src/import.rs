@@ -585,6 +585,11 @@ async fn in_process_server(
         .local_addr()
         .map_err(|error| format!("cannot read the loopback port: {error}"))?;
     let base_url = format!("http://{local}/fhir");
+    // The load is audited as the operating-system user's: each Bundle entry as over
+    // HTTP, each batch of NDJSON lines by the loader.
+    let operator = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
     let key = privacy::keys::SigningKey::generate().map_err(|error| error.to_string())?;
     let issuer =
         privacy::token::Issuer::new(format!("http://{local}"), base_url.clone(), 24 * 3600, key);
@@ -592,7 +597,7 @@ async fn in_process_server(
         .issue(&privacy::token::Grant {
             subject: "custodian-import".into(),
             client_id: None,
-            user: None,
+            user: Some(format!("operator:{operator}")),
             roles: vec![privacy::Role::Admin],
             scopes: privacy::Scopes::parse("system/*.cruds"),
             patient: None,
@@ -610,13 +615,12 @@ async fn in_process_server(
             enabled: false,
             ..server::MpiConfig::default()
         },
-        // An operator's load straight into the database, not an interaction of a client.
-        audit: false,
         ..server::Config::default()
     };
     let loader = Loader::new(store.clone(), config.clone())
         .await
-        .map_err(|error| format!("cannot start: {error}"))?;
+        .map_err(|error| format!("cannot start: {error}"))?
+        .audited_as(&operator);
     let app = server::router(store, config)
         .await
         .map_err(|error| format!("cannot start: {error}"))?;

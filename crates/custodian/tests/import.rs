@@ -17,6 +17,7 @@ fn import(args: &[&str]) -> Output {
         .arg("import")
         .args(args)
         .env("CUSTODIAN_LOG", "warn")
+        .env("USER", "import-tester")
         .output()
         .expect("run custodian import")
 }
@@ -136,6 +137,45 @@ fn gzip_bundles_rejections_and_strict() {
     assert!(text.contains("patients.ndjson.gz:2: 422"), "{text}");
     assert!(text.contains("Patient.gender"), "{text}");
     assert!(text.contains("patients.ndjson.gz:4: not JSON"), "{text}");
+
+    // The load is in the audit trail as the operator's: the NDJSON batch as one record,
+    // the Bundle's entries as over HTTP.
+    let store = store::Store::open(&database).unwrap();
+    let page = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(store.audit_search(store::AuditQuery {
+            filters: Vec::new(),
+            count: 100,
+            oldest_first: true,
+            after: None,
+        }))
+        .unwrap();
+    let events: Vec<Value> = page
+        .records
+        .iter()
+        .map(|(_, text)| serde_json::from_str(text).unwrap())
+        .collect();
+    let subtypes: Vec<&str> = events
+        .iter()
+        .map(|event| event["subtype"][0]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subtypes.iter().filter(|s| **s == "batch").count(),
+        1,
+        "{subtypes:?}"
+    );
+    assert_eq!(
+        subtypes.iter().filter(|s| **s == "create").count(),
+        2,
+        "{subtypes:?}"
+    );
+    for event in &events {
+        assert_eq!(
+            event["agent"][0]["who"]["identifier"]["value"], "operator:import-tester",
+            "{event}"
+        );
+    }
+    drop(store);
 
     // --strict stops at the first rejected line and fails.
     let strict_data = tempfile::tempdir().unwrap();

@@ -14,6 +14,8 @@ use crate::{AppState, Config};
 /// The checks and the store behind a load.
 pub struct Loader {
     state: AppState,
+    /// Who runs the load, for its audit records; without one it writes none.
+    operator: Option<String>,
 }
 
 /// What became of one resource: its type, or why it was refused.
@@ -24,7 +26,40 @@ impl Loader {
     pub async fn new(store: Store, config: Config) -> Result<Loader, StoreError> {
         Ok(Loader {
             state: AppState::new(store, config).await?,
+            operator: None,
         })
+    }
+
+    /// Audits each batch as done by `operator` (an operating-system user): one record
+    /// per batch, in the batch's own transaction, subtype `batch` and operation `import`.
+    pub fn audited_as(mut self, operator: &str) -> Loader {
+        self.operator = Some(format!("operator:{operator}"));
+        self
+    }
+
+    fn records(&self) -> Vec<store::AuditRecord> {
+        let Some(agent) = &self.operator else {
+            return Vec::new();
+        };
+        vec![store::AuditRecord {
+            recorded: store::Instant::now(),
+            type_code: "rest",
+            subtype: "batch",
+            action: "C",
+            outcome: "0",
+            severity: "informational",
+            agent: agent.clone(),
+            patient: None,
+            purpose: None,
+            entities: Vec::new(),
+            detail: store::AuditDetail {
+                status: 200,
+                user: true,
+                operation: Some("import".into()),
+                ..store::AuditDetail::default()
+            },
+            body: None,
+        }]
     }
 
     /// Writes each JSON text as a resource: an update (create or replace) when it has
@@ -50,7 +85,7 @@ impl Loader {
             match self
                 .state
                 .store
-                .write_all(std::mem::take(&mut writes))
+                .write_all_audited(std::mem::take(&mut writes), self.records())
                 .await
             {
                 Ok(written) => {

@@ -182,15 +182,23 @@ pub(crate) fn in_scope<F: std::future::Future>(
     }
 }
 
-/// The records of `writes` done in the current request.
-fn records_for(writes: &[Write]) -> Vec<store::AuditRecord> {
+/// The records of `writes` done in the current request; `deleted` holds the patient of
+/// each deletion's resource (see [`deleted_patients`]).
+fn records_for(writes: &[Write], deleted: &[Option<String>]) -> Vec<store::AuditRecord> {
     let recorded = Instant::now();
     with_scope(|scope| {
         let single = writes.len() == 1
             && matches!(scope.what.subtype, "create" | "update" | "patch" | "delete");
         let records = writes
             .iter()
-            .map(|write| event::record(scope.who.clone(), what_of(write), 200, recorded))
+            .enumerate()
+            .map(|(n, write)| {
+                let mut what = what_of(write);
+                if what.patient.is_none() {
+                    what.patient = deleted.get(n).cloned().flatten();
+                }
+                event::record(scope.who.clone(), what, 200, recorded)
+            })
             .collect();
         // A single write's record stands for the request; a Bundle's request gets a
         // record of its own too.
@@ -262,6 +270,29 @@ fn patient_of(resource: &Map<String, Value>) -> Option<String> {
         })
 }
 
+/// The patient each deletion among `writes` takes records from: a deletion carries no
+/// body, so the current version is read for it (a read by id; `None` where there is
+/// none, or for other writes).
+async fn deleted_patients(store: &Store, writes: &[Write]) -> Vec<Option<String>> {
+    let mut patients = Vec::with_capacity(writes.len());
+    for write in writes {
+        let patient = match write {
+            Write::Delete {
+                resource_type, id, ..
+            } if resource_type != "Patient" => match store.read(resource_type, id).await {
+                Ok(Some(current)) => current
+                    .body
+                    .as_deref()
+                    .and_then(|body| classify::patient_in_body(resource_type, id, body)),
+                _ => None,
+            },
+            _ => None,
+        };
+        patients.push(patient);
+    }
+    patients
+}
+
 /// Gives a create its id now, so its record can name it.
 fn with_id(write: Write) -> Write {
     match write {
@@ -276,7 +307,8 @@ fn with_id(write: Write) -> Write {
 /// [`Store::write`] with the request's audit record in the same transaction.
 pub(crate) async fn write(store: &Store, write: Write) -> Result<Written, StoreError> {
     let write = with_id(write);
-    let records = records_for(std::slice::from_ref(&write));
+    let writes = std::slice::from_ref(&write);
+    let records = records_for(writes, &deleted_patients(store, writes).await);
     store.write_audited(write, records).await
 }
 
@@ -286,7 +318,7 @@ pub(crate) async fn write_all(
     writes: Vec<Write>,
 ) -> Result<Vec<Written>, TransactionError> {
     let writes: Vec<Write> = writes.into_iter().map(with_id).collect();
-    let records = records_for(&writes);
+    let records = records_for(&writes, &deleted_patients(store, &writes).await);
     store.write_all_audited(writes, records).await
 }
 
@@ -298,7 +330,7 @@ pub(crate) async fn write_all_with(
     extra: Vec<store::AuditRecord>,
 ) -> Result<Vec<Written>, TransactionError> {
     let writes: Vec<Write> = writes.into_iter().map(with_id).collect();
-    let mut records = records_for(&writes);
+    let mut records = records_for(&writes, &deleted_patients(store, &writes).await);
     records.extend(extra);
     store.write_all_audited(writes, records).await
 }
