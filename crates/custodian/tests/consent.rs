@@ -334,6 +334,16 @@ fn labels_and_a_consent_deny_hide_data_on_every_read_path() {
         .collect();
     assert_none_hidden(&listed, "type history");
     assert!(listed.contains(&"Observation/o-plain".to_string()));
+    // Its total counts what the page shows, not the hidden versions; over several
+    // pages, where that cannot be known from one page, there is no total at all.
+    assert_eq!(
+        history["total"].as_u64(),
+        Some(listed.len() as u64),
+        "{history}"
+    );
+    let paged = secure.get(&doctor, "Observation/_history?_count=1").ok(200);
+    assert!(entries(&paged).len() <= 1);
+    assert!(paged.get("total").is_none(), "{paged}");
 
     // $everything.
     let everything = secure.get(&doctor, "Patient/p1/$everything").ok(200);

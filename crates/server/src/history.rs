@@ -136,23 +136,25 @@ async fn respond(
     let mut page = state.store.history(query).await?;
     if let Some(patient) = patient {
         // Versions from before the resource entered the compartment stay out of sight.
-        let listed = page.versions.len();
         page.versions
             .retain(|version| crate::access::visible(patient, version));
-        page.total = page
-            .total
-            .saturating_sub((listed - page.versions.len()) as u64);
     }
     // Versions that carry a label the principal may not see, or that a consent denies
     // it, stay out of sight too.
     let view = crate::restrict::View::of(&state, principal).await?;
-    let listed = page.versions.len();
     page.versions.retain(|version| view.sees(version));
-    page.total = page
-        .total
-        .saturating_sub((listed - page.versions.len()) as u64);
+    // The store's total counts every version; where some may be out of sight, it is
+    // given only when this page is the whole history (then it is what the page shows),
+    // so that the count gives no hint of what is hidden on other pages.
+    let total = if patient.is_none() && view.hides_nothing() {
+        Some(page.total)
+    } else if before.is_none() && page.next_cursor.is_none() {
+        Some(page.versions.len() as u64)
+    } else {
+        None
+    };
     let base = &state.config.base_url;
-    let text = bundle(base, &path, &carried, before, &page)
+    let text = bundle(base, &path, &carried, before, &page, total)
         .map_err(|error| ApiError::bad_request(format!("cannot build the history: {error}")))?;
     Ok(json_response(StatusCode::OK, text, request.output))
 }
@@ -164,7 +166,8 @@ struct Bundle<'a> {
     meta: BundleMeta,
     #[serde(rename = "type")]
     bundle_type: &'static str,
-    total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
     link: Vec<Link>,
     entry: Vec<Entry<'a>>,
 }
@@ -256,6 +259,7 @@ fn bundle(
     carried: &[(String, String)],
     before: Option<i64>,
     page: &HistoryPage,
+    total: Option<u64>,
 ) -> Result<String, serde_json::Error> {
     let mut link = vec![Link {
         relation: "self",
@@ -284,7 +288,7 @@ fn bundle(
             last_updated: Instant::now().to_fhir(),
         },
         bundle_type: "history",
-        total: page.total,
+        total,
         link,
         entry,
     })

@@ -88,7 +88,7 @@ impl View {
         })
     }
 
-    fn hides_nothing(&self) -> bool {
+    pub(crate) fn hides_nothing(&self) -> bool {
         self.open || (self.hidden.is_empty() && self.denials.is_empty())
     }
 
