@@ -1,8 +1,13 @@
 //! The active patient-privacy Consents, read from the store once and kept in memory
-//! until any Consent is written (`validate::after_write` forgets them).
+//! until a Consent may have changed: the store's change counter for Consents moves
+//! with this server's writes and, on PostgreSQL, with other servers' (by notice). A
+//! write here also forgets them at once (`validate::after_write`), and they are read
+//! again after [`MAX_AGE`] whatever the counter says, should a change go unheard (a
+//! server on a replica hears no notices).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use privacy::consent::Consent;
 use serde_json::Value;
@@ -11,9 +16,19 @@ use store::{Store, StoreError};
 /// Most Consents read; more are left out with a warning.
 const MAX_CONSENTS: usize = 100_000;
 
+/// The longest the Consents are kept without reading them again.
+const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The Consents read, with the store's change counter before the read and when.
+struct Read {
+    consents: Arc<Vec<Consent>>,
+    changes: u64,
+    at: Instant,
+}
+
 #[derive(Default)]
 pub(crate) struct Consents {
-    cached: RwLock<Option<Arc<Vec<Consent>>>>,
+    cached: RwLock<Option<Read>>,
     /// Counts the writes of Consents, so a read that raced one is not kept.
     generation: AtomicU64,
 }
@@ -21,10 +36,13 @@ pub(crate) struct Consents {
 impl Consents {
     /// The active patient-privacy consents.
     pub(crate) async fn active(&self, store: &Store) -> Result<Arc<Vec<Consent>>, StoreError> {
+        let changes = store.changes("Consent");
         if let Ok(cached) = self.cached.read()
-            && let Some(consents) = cached.as_ref()
+            && let Some(read) = cached.as_ref()
+            && read.changes == changes
+            && read.at.elapsed() < MAX_AGE
         {
-            return Ok(Arc::clone(consents));
+            return Ok(Arc::clone(&read.consents));
         }
         let generation = self.generation.load(Ordering::Acquire);
         let versions = store.current_of_type("Consent", MAX_CONSENTS).await?;
@@ -41,7 +59,11 @@ impl Consents {
         if let Ok(mut cached) = self.cached.write()
             && self.generation.load(Ordering::Acquire) == generation
         {
-            *cached = Some(Arc::clone(&consents));
+            *cached = Some(Read {
+                consents: Arc::clone(&consents),
+                changes,
+                at: Instant::now(),
+            });
         }
         Ok(consents)
     }
@@ -52,5 +74,47 @@ impl Consents {
         if let Ok(mut cached) = self.cached.write() {
             *cached = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn consent(id: &str, status: &str) -> store::Write {
+        let resource = json!({"resourceType": "Consent", "id": id, "status": status,
+            "scope": {"coding": [{"code": "patient-privacy"}]},
+            "category": [{"text": "privacy"}],
+            "patient": {"reference": "Patient/p1"},
+            "provision": {"type": "deny"}});
+        store::Write::Update {
+            resource_type: "Consent".into(),
+            id: id.into(),
+            resource: resource.as_object().cloned().unwrap_or_default(),
+            if_match: None,
+            method: store::Method::Update,
+        }
+    }
+
+    /// A Consent written past this server (by another server, or straight into the
+    /// store) is enforced without a restart: the store's change counter moves.
+    #[tokio::test]
+    async fn consents_written_past_the_server_are_read_again() {
+        let database = store::testing::TestDatabase::sqlite();
+        let store = database.open();
+        let consents = Consents::default();
+        assert!(consents.active(&store).await.unwrap().is_empty());
+        store.write(consent("c1", "active")).await.unwrap();
+        let active = consents.active(&store).await.unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].patient, "p1");
+        // Kept while nothing changes; read again when a Consent changes.
+        assert!(Arc::ptr_eq(
+            &active,
+            &consents.active(&store).await.unwrap()
+        ));
+        store.write(consent("c1", "inactive")).await.unwrap();
+        assert!(consents.active(&store).await.unwrap().is_empty());
     }
 }

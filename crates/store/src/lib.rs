@@ -14,6 +14,7 @@
 mod audit;
 mod auth;
 mod body;
+mod changes;
 mod crypt;
 mod disclosure;
 mod error;
@@ -62,6 +63,7 @@ pub fn new_id() -> String {
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<Backend>,
+    changes: Arc<changes::Changes>,
 }
 
 enum Backend {
@@ -167,6 +169,7 @@ impl Store {
 
     fn open_as(url: &str, bulk: bool, options: &Options) -> Result<Store, StoreError> {
         let master = options.master_key.as_ref();
+        let changes = Arc::new(changes::Changes::new());
         let backend = match parse_url(url)? {
             Url::Sqlite(path) => {
                 Backend::Sqlite(SqliteStore::open(std::path::Path::new(path), bulk, master)?)
@@ -177,10 +180,12 @@ impl Store {
                 options
                     .read_cache_bytes
                     .unwrap_or(postgres::cache::DEFAULT_BYTES),
+                changes.clone(),
             )?)),
         };
         Ok(Store {
             backend: Arc::new(backend),
+            changes,
         })
     }
 
@@ -201,10 +206,27 @@ impl Store {
         write: Write,
         audit: Vec<AuditRecord>,
     ) -> Result<Written, StoreError> {
-        match &*self.backend {
+        let written = match &*self.backend {
             Backend::Sqlite(sqlite) => sqlite.write(write, audit).await,
             Backend::Postgres(postgres) => postgres.write(write, audit).await,
+        }?;
+        self.changed(std::slice::from_ref(&written));
+        Ok(written)
+    }
+
+    /// Moves the change counters of what was written.
+    fn changed(&self, written: &[Written]) {
+        for version in written.iter().filter_map(|one| one.version.as_ref()) {
+            self.changes.bump(&version.resource_type);
         }
+    }
+
+    /// A number that moves whenever a resource of `resource_type` may have changed: by
+    /// this store's writes, and on PostgreSQL by other servers' (heard by notice; every
+    /// type's moves when notices may have been missed). For caches of what is derived
+    /// from resources, such as the active Consents: read again when it has moved.
+    pub fn changes(&self, resource_type: &str) -> u64 {
+        self.changes.of(resource_type)
     }
 
     /// [`Store::write_all`], appending `audit` to the audit trail in the same
@@ -214,10 +236,12 @@ impl Store {
         writes: Vec<Write>,
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<Written>, TransactionError> {
-        match &*self.backend {
+        let written = match &*self.backend {
             Backend::Sqlite(sqlite) => sqlite.write_all(writes, audit).await,
             Backend::Postgres(postgres) => postgres.write_all(writes, audit).await,
-        }
+        }?;
+        self.changed(&written);
+        Ok(written)
     }
 
     /// Appends records to the audit trail (in a transaction of their own); returns once

@@ -508,3 +508,42 @@ async fn the_read_cache_serves_repeated_reads_and_hears_of_other_stores_writes()
             .is_deleted()
     );
 }
+
+/// The change counters (what the server's cache of Consents follows): a store's own
+/// write moves its type's counter at once, and another store's write reaches it by
+/// notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_stores_write_moves_the_change_counter_of_its_type() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let (one, two) = (database.open(), database.open());
+    let consent = json!({"resourceType": "Consent", "id": "c1", "status": "active",
+        "scope": {"coding": [{"code": "patient-privacy"}]},
+        "category": [{"text": "privacy"}],
+        "patient": {"reference": "Patient/p1"}});
+    let before = one.changes("Consent");
+    one.write(put(consent.clone())).await.unwrap();
+    assert_ne!(one.changes("Consent"), before, "its own write");
+
+    // The listener connects in the background; a write after it has heard one notice
+    // must be heard too.
+    let started = Instant::now();
+    for n in 2.. {
+        let before = two.changes("Consent");
+        let mut another = consent.clone();
+        another["id"] = json!(format!("c{n}"));
+        one.write(put(another)).await.unwrap();
+        let waited = Instant::now();
+        while two.changes("Consent") == before && waited.elapsed() < Duration::from_millis(500) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if two.changes("Consent") != before {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the other store's write never moved the counter"
+        );
+    }
+}

@@ -7,6 +7,8 @@
 //! the commit, so a server reads its own writes at once; another server's change is seen
 //! once its notice arrives (milliseconds over a local network).
 //!
+//! The listener runs with the cache turned off too: the store's change counters
+//! (`crate::changes`) hear other servers' writes through it.
 //! The cache is used only while the listener is connected: when it drops, the cache is
 //! emptied and bypassed until a new listener is in place, so no notice can be missed.
 //! No entry is served after `MAX_AGE`, should a notice be lost.
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::Version;
+use crate::changes::Changes;
 
 /// The channel every store of a database notifies and listens on.
 pub(super) const CHANNEL: &str = "custodian_resources";
@@ -95,10 +98,6 @@ impl ReadCache {
             budget: bytes / SHARDS,
             live: AtomicBool::new(false),
         }
-    }
-
-    pub(super) fn enabled(&self) -> bool {
-        self.budget > 0
     }
 
     fn shard_of(&self, key: &str) -> usize {
@@ -259,24 +258,35 @@ pub(super) fn notices<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) ->
 
 /// Listens for other stores' changes while the cache lives, connecting again whenever
 /// the connection drops; the cache is bypassed while it is down.
-pub(super) async fn listen(config: tokio_postgres::Config, cache: Weak<ReadCache>) {
+/// The change counters hear the same notices (see `crate::changes`), and every one
+/// moves whenever the cache goes live or is bypassed, since notices may have been missed.
+pub(super) async fn listen(
+    config: tokio_postgres::Config,
+    cache: Weak<ReadCache>,
+    changes: Weak<Changes>,
+) {
     let mut retry = RETRY;
     loop {
         if cache.upgrade().is_none() {
             return;
         }
         if let Ok((client, mut connection)) = config.connect(NoTls).await {
-            let notified = cache.clone();
+            let (notified, counted) = (cache.clone(), changes.clone());
             let mut driver = tokio::spawn(async move {
                 while let Some(Ok(message)) =
                     std::future::poll_fn(|context| connection.poll_message(context)).await
                 {
                     if let AsyncMessage::Notification(notice) = message {
-                        let Some(cache) = notified.upgrade() else {
+                        let (Some(cache), Some(changes)) = (notified.upgrade(), counted.upgrade())
+                        else {
                             return;
                         };
                         if notice.channel() == CHANNEL {
                             cache.forget(notice.payload().split('\n'));
+                            for key in notice.payload().split('\n') {
+                                let resource_type = key.split_once('/').map_or(key, |(t, _)| t);
+                                changes.bump(resource_type);
+                            }
                         }
                     }
                 }
@@ -291,11 +301,17 @@ pub(super) async fn listen(config: tokio_postgres::Config, cache: Weak<ReadCache
                 if let Some(cache) = cache.upgrade() {
                     cache.set_live(true);
                 }
+                if let Some(changes) = changes.upgrade() {
+                    changes.bump_all();
+                }
                 let _ = (&mut driver).await;
                 tracing::debug!("the read cache's listener lost its connection");
             }
             if let Some(cache) = cache.upgrade() {
                 cache.set_live(false);
+            }
+            if let Some(changes) = changes.upgrade() {
+                changes.bump_all();
             }
             driver.abort();
             drop(client);

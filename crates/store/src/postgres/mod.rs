@@ -215,6 +215,7 @@ impl PostgresStore {
         url: &str,
         master: Option<&MasterKey>,
         cache_bytes: usize,
+        changes: Arc<crate::changes::Changes>,
     ) -> Result<PostgresStore, StoreError> {
         let config = config(url)?;
         let runtime = runtime()?;
@@ -281,10 +282,14 @@ impl PostgresStore {
             .map_err(|error| {
                 StoreError::Config(format!("cannot build the connection pool: {error}"))
             })?;
+        // The listener runs with the cache off too: the change counters hear other
+        // servers' writes through it.
         let cache = Arc::new(cache::ReadCache::new(cache_bytes));
-        if cache.enabled() {
-            handle.spawn(cache::listen(config.clone(), Arc::downgrade(&cache)));
-        }
+        handle.spawn(cache::listen(
+            config.clone(),
+            Arc::downgrade(&cache),
+            Arc::downgrade(&changes),
+        ));
         Ok(PostgresStore {
             runtime: Some(runtime),
             handle,
