@@ -32,6 +32,11 @@ pub struct AuthArgs {
     /// Patients created before the runs.
     #[arg(long, default_value_t = 1000)]
     seed: usize,
+    /// Further patients, each with an active Consent that denies everyone all of its
+    /// records (on both servers; they are neither read nor found by the search), so
+    /// the runs pay for checking that many consents.
+    #[arg(long, default_value_t = 0)]
+    consents: usize,
     /// Port of the server without authentication; the other listens on the next one.
     #[arg(long, default_value_t = 18090)]
     port: u16,
@@ -207,6 +212,34 @@ fn headers<'a>(target: &'a Target<'_>) -> Vec<(&'a str, &'a str)> {
     }
 }
 
+/// `count` patients of their own, each with a Consent that denies everyone everything.
+async fn seed_consents(target: &Target<'_>, count: usize) -> Result<(), String> {
+    let mut connection = Connection::open(&target.address).await?;
+    for n in 0..count {
+        let patient = format!(
+            r#"{{"resourceType":"Patient","id":"restricted-{n}","name":[{{"family":"Restricted"}}]}}"#
+        );
+        let consent = format!(
+            r#"{{"resourceType":"Consent","id":"restricted-{n}","status":"active","scope":{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}}]}},"category":[{{"coding":[{{"system":"http://loinc.org","code":"59284-0"}}]}}],"patient":{{"reference":"Patient/restricted-{n}"}},"policyRule":{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OPTOUT"}}]}},"provision":{{"type":"deny"}}}}"#
+        );
+        for (path, body) in [
+            (format!("/fhir/Patient/restricted-{n}"), patient),
+            (format!("/fhir/Consent/restricted-{n}"), consent),
+        ] {
+            let (status, answer) = connection
+                .request_with("PUT", &path, Some(Bytes::from(body)), &headers(target))
+                .await?;
+            if status != 201 && status != 200 {
+                return Err(format!(
+                    "seeding {path} failed with HTTP {status}: {}",
+                    String::from_utf8_lossy(&answer)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn seed(target: &Target<'_>, count: usize) -> Result<Vec<String>, String> {
     let mut connection = Connection::open(&target.address).await?;
     let mut ids = Vec::with_capacity(count);
@@ -234,11 +267,13 @@ async fn drive(args: &AuthArgs, open: &Target<'_>, secure: &Target<'_>) -> Resul
     wait_until_up(&open.address).await?;
     wait_until_up(&secure.address).await?;
     println!(
-        "custodian bench auth: {} connections, {} runs x {} s per scenario and server, {} patients",
-        args.connections, args.runs, args.seconds, args.seed
+        "custodian bench auth: {} connections, {} runs x {} s per scenario and server, {} patients, {} consents",
+        args.connections, args.runs, args.seconds, args.seed, args.consents
     );
     let open_ids = seed(open, args.seed).await?;
     let secure_ids = seed(secure, args.seed).await?;
+    seed_consents(open, args.consents).await?;
+    seed_consents(secure, args.consents).await?;
     // A profiler attached now (`perf stat -p`) sees the measured requests only.
     println!("\nseeded");
     println!(
