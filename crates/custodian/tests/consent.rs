@@ -802,3 +802,43 @@ fn a_patient_limited_token_writes_only_in_its_compartment() {
         .call(&app, "PUT", "Observation/mine", &[], Some(&amended))
         .ok(200);
 }
+
+/// A hospital may hold thousands of restricting consents: every search still runs
+/// (each kind of denial is one clause naming all its patients, not a clause each), and
+/// hides what they deny.
+#[test]
+fn thousands_of_consents_still_let_searches_run_and_hide_what_they_deny() {
+    let secure = Secure::start();
+    let admin = admin(&secure);
+    let mut entry = Vec::new();
+    for n in 0..1500 {
+        let id = format!("r{n}");
+        entry.push(json!({"resource": patient(&id, "Restricted", None),
+            "request": {"method": "PUT", "url": format!("Patient/{id}")}}));
+        entry.push(json!({"resource": {
+                "resourceType": "Consent", "id": format!("c-{id}"), "status": "active",
+                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy"}]},
+                "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+                "patient": {"reference": format!("Patient/{id}")},
+                "policyRule": {"coding": [{"system": ACT_CODE, "code": "OPTOUT"}]},
+                "provision": {"type": "deny"}},
+            "request": {"method": "PUT", "url": format!("Consent/c-{id}")}}));
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entry});
+    secure.call(&admin, "POST", "", &[], Some(&bundle)).ok(200);
+    secure.put(&admin, patient("open", "Restricted", None));
+    secure.put(&admin, labelled("o-open", "open", "c1", None));
+    secure.put(&admin, labelled("o-r7", "r7", "c1", None));
+
+    let doctor = clinician(&secure, "d1");
+    let found = secure
+        .get(&doctor, "Patient?family=Restricted&_count=50")
+        .ok(200);
+    assert_eq!(ids(&found), vec!["open".to_string()]);
+    let observations = secure.get(&doctor, "Observation?code=c1").ok(200);
+    assert_eq!(ids(&observations), vec!["o-open".to_string()]);
+    secure.get(&doctor, "Patient/r7").outcome(404);
+    secure.get(&doctor, "Observation/o-r7").outcome(404);
+    secure.get(&doctor, "Patient/open").ok(200);
+}

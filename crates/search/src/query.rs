@@ -156,6 +156,13 @@ pub enum ReferenceTest {
     /// `:identifier`: the reference's `identifier` (index key `{param}:identifier`,
     /// stored as a token).
     Identifier(TokenTest),
+    /// A local reference to any of `ids` (of `resource_type`, when given), one list
+    /// however long; on `_id`, the resource's own id. Made by the server for access
+    /// rules (the patients whose consents deny something), never parsed from a query.
+    AnyOf {
+        resource_type: Option<String>,
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,13 +5,16 @@
 //! again after [`MAX_AGE`] whatever the counter says, should a change go unheard (a
 //! server on a replica hears no notices).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use privacy::consent::Consent;
 use serde_json::Value;
 use store::{Store, StoreError};
+
+use crate::restrict::Denied;
 
 /// Most Consents read; more are left out with a warning.
 const MAX_CONSENTS: usize = 100_000;
@@ -26,9 +29,22 @@ struct Read {
     at: Instant,
 }
 
+/// Most principals whose denials are kept for the current second.
+const DENIED_KEPT: usize = 1024;
+
+/// What the consents deny each principal, worked out this second from these consents.
+#[derive(Default)]
+struct DeniedNow {
+    second: i64,
+    /// The consents they were worked out from (held, so that its address names it).
+    consents: Option<Arc<Vec<Consent>>>,
+    by_principal: HashMap<String, Arc<Denied>>,
+}
+
 #[derive(Default)]
 pub(crate) struct Consents {
     cached: RwLock<Option<Read>>,
+    denied: Mutex<DeniedNow>,
     /// Counts the writes of Consents, so a read that raced one is not kept.
     generation: AtomicU64,
 }
@@ -66,6 +82,43 @@ impl Consents {
             });
         }
         Ok(consents)
+    }
+
+    /// What `consents` deny the principal `key` names (who asks, and what lifts or
+    /// limits its view), worked out by `work` at most once a second: the consents'
+    /// provisions have periods, and a request should not pay for reading every consent.
+    pub(crate) fn denied(
+        &self,
+        consents: &Arc<Vec<Consent>>,
+        key: String,
+        work: impl FnOnce() -> Denied,
+    ) -> Arc<Denied> {
+        let second = crate::restrict::now();
+        let same = |kept: &DeniedNow| {
+            kept.second == second
+                && kept
+                    .consents
+                    .as_ref()
+                    .is_some_and(|from| Arc::ptr_eq(from, consents))
+        };
+        if let Ok(kept) = self.denied.lock()
+            && same(&kept)
+            && let Some(denied) = kept.by_principal.get(&key)
+        {
+            return Arc::clone(denied);
+        }
+        let denied = Arc::new(work());
+        if let Ok(mut kept) = self.denied.lock() {
+            if !same(&kept) || kept.by_principal.len() >= DENIED_KEPT {
+                *kept = DeniedNow {
+                    second,
+                    consents: Some(Arc::clone(consents)),
+                    by_principal: HashMap::new(),
+                };
+            }
+            kept.by_principal.insert(key, Arc::clone(&denied));
+        }
+        denied
     }
 
     /// Forgets what was read: a Consent was written.

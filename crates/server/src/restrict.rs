@@ -9,6 +9,9 @@
 //! entries, `$everything`'s referenced resources) is checked with [`View::sees`].
 //! Hidden resources are invisible (404, or left out), never refused.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use privacy::Principal;
 use privacy::consent::{Denial, Part, Who};
 use privacy::labels::Label;
@@ -34,11 +37,52 @@ pub(crate) struct View {
     open: bool,
     /// The labels the principal may not see.
     hidden: Vec<Label>,
-    /// Per patient, what its consents deny the principal.
-    denials: Vec<(String, Vec<Denial>)>,
+    /// What the patients' consents deny the principal.
+    denied: Arc<Denied>,
     /// The patients the principal broke the glass for (label and consent restrictions
     /// lifted on their data).
     glass: Vec<String>,
+}
+
+/// What consents deny one principal, two ways: by patient, for checking one resource;
+/// and by denial, with every patient that denies it, so that a search gets a clause per
+/// kind of denial rather than per patient (thousands of consents would otherwise make
+/// a query too large to run).
+#[derive(Debug, Default)]
+pub(crate) struct Denied {
+    by_patient: HashMap<String, Vec<Denial>>,
+    groups: Vec<(Denial, Vec<String>)>,
+}
+
+impl Denied {
+    fn of(denials: Vec<(String, Vec<Denial>)>) -> Denied {
+        let mut by_patient: HashMap<String, Vec<Denial>> = HashMap::new();
+        let mut groups: Vec<(Denial, Vec<String>)> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
+        for (patient, denials) in denials {
+            // The ids go into search clauses as a list: only valid ids (a reference to
+            // anything else matches no stored reference anyway).
+            if !fhir::is_valid_id(&patient) {
+                continue;
+            }
+            for denial in &denials {
+                let index = *group_of.entry(format!("{denial:?}")).or_insert_with(|| {
+                    groups.push((denial.clone(), Vec::new()));
+                    groups.len() - 1
+                });
+                let patients = &mut groups[index].1;
+                if patients.last() != Some(&patient) {
+                    patients.push(patient.clone());
+                }
+            }
+            by_patient.entry(patient).or_default().extend(denials);
+        }
+        Denied { by_patient, groups }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_patient.is_empty()
+    }
 }
 
 /// Seconds since the epoch.
@@ -66,30 +110,37 @@ impl View {
         let glass = state.grants.patients(&principal.subject, now);
         let who = Who::of(principal, now);
         let consents = state.consents.active(&state.store).await?;
-        let mut denials = Vec::new();
-        for consent in consents.iter() {
-            // A patient's own consent does not hide the patient's record from them, and
-            // a broken glass lifts it.
-            if principal.patient() == Some(consent.patient.as_str())
-                || glass.contains(&consent.patient)
-            {
-                continue;
+        // What the consents deny depends on who asks, the patient a token is limited
+        // to, the broken glass and the second (provision periods): worked out once
+        // per second for each, not for every request.
+        let key = format!("{who:?}|{:?}|{glass:?}", principal.patient());
+        let denied = state.consents.denied(&consents, key, || {
+            let mut denials = Vec::new();
+            for consent in consents.iter() {
+                // A patient's own consent does not hide the patient's record from them,
+                // and a broken glass lifts it.
+                if principal.patient() == Some(consent.patient.as_str())
+                    || glass.contains(&consent.patient)
+                {
+                    continue;
+                }
+                let denied = privacy::consent::denials(consent, &who);
+                if !denied.is_empty() {
+                    denials.push((consent.patient.clone(), denied));
+                }
             }
-            let denied = privacy::consent::denials(consent, &who);
-            if !denied.is_empty() {
-                denials.push((consent.patient.clone(), denied));
-            }
-        }
+            Denied::of(denials)
+        });
         Ok(View {
             open: false,
             hidden: privacy::labels::hidden_from(principal),
-            denials,
+            denied,
             glass,
         })
     }
 
     pub(crate) fn hides_nothing(&self) -> bool {
-        self.open || (self.hidden.is_empty() && self.denials.is_empty())
+        self.open || (self.hidden.is_empty() && self.denied.is_empty())
     }
 
     /// Narrows `query` to what this view sees: clauses for each searched type (every
@@ -213,12 +264,13 @@ impl View {
         if NOT_CONSENTED.contains(&resource_type) {
             return clauses;
         }
-        for (patient, denials) in &self.denials {
-            let Some(in_compartment) = search::compartment("Patient", patient, resource_type)
-            else {
-                continue;
-            };
-            for denial in denials {
+        // The compartment's criteria, for one patient; each group of patients gets
+        // them with its whole list instead (one clause, however many patients).
+        let Some(in_compartment) = search::compartment("Patient", "-", resource_type) else {
+            return clauses;
+        };
+        for (denial, patients) in &self.denied.groups {
+            {
                 let applies = |part: &Part| {
                     part.types.is_empty() || part.types.iter().any(|t| t == resource_type)
                 };
@@ -255,6 +307,7 @@ impl View {
                 }
                 let too_many = choices.len() * in_compartment.any_of.len() > MAX_CLAUSES_PER_DENIAL;
                 for owner in &in_compartment.any_of {
+                    let owner = &any_of(owner, patients);
                     if too_many {
                         clauses.push(Clause {
                             any_of: vec![negate(owner.clone())],
@@ -284,8 +337,16 @@ impl View {
         };
         // Without labels (the stored JSON is compact) and without consents that could
         // cover the type, nothing can hide it: no need to parse it.
-        if !body.contains("\"security\"") && !self.consents_cover(&version.resource_type) {
-            return true;
+        if !body.contains("\"security\"") {
+            if !self.consents_cover(&version.resource_type) {
+                return true;
+            }
+            // A Patient without labels is hidden only by its own consents.
+            if version.resource_type == "Patient"
+                && !self.denied.by_patient.contains_key(&version.id)
+            {
+                return true;
+            }
         }
         match serde_json::from_str::<Value>(body) {
             Ok(resource) => self.sees_resource(&version.resource_type, &version.id, &resource),
@@ -296,11 +357,9 @@ impl View {
     /// Whether some consent denial could cover resources of `resource_type`.
     fn consents_cover(&self, resource_type: &str) -> bool {
         !NOT_CONSENTED.contains(&resource_type)
-            && self.denials.iter().any(|(_, denials)| {
-                denials.iter().any(|denial| {
-                    denial.within.iter().all(|part| {
-                        part.types.is_empty() || part.types.iter().any(|t| t == resource_type)
-                    })
+            && self.denied.groups.iter().any(|(denial, _)| {
+                denial.within.iter().all(|part| {
+                    part.types.is_empty() || part.types.iter().any(|t| t == resource_type)
                 })
             })
     }
@@ -322,11 +381,12 @@ impl View {
             return false;
         }
         let labels = privacy::labels::labels_of(resource);
-        !self.denials.iter().any(|(patient, denials)| {
-            patients.contains(patient)
-                && denials
+        !patients.iter().any(|patient| {
+            self.denied.by_patient.get(patient).is_some_and(|denials| {
+                denials
                     .iter()
                     .any(|denial| denial.covers(resource_type, &labels))
+            })
         })
     }
 
@@ -380,6 +440,24 @@ fn carries(resource_type: Option<&str>, system: &str, code: &str) -> Criterion {
     }
 }
 
+/// A compartment criterion (a reference to a Patient, or a Patient's `_id`) for any
+/// of `patients`.
+fn any_of(owner: &Criterion, patients: &[String]) -> Criterion {
+    let resource_type = match &owner.test {
+        Test::Reference(search::ReferenceTest::Local { resource_type, .. }) => {
+            resource_type.clone()
+        }
+        _ => None,
+    };
+    Criterion {
+        test: Test::Reference(search::ReferenceTest::AnyOf {
+            resource_type,
+            ids: patients.to_vec(),
+        }),
+        ..owner.clone()
+    }
+}
+
 fn negate(criterion: Criterion) -> Criterion {
     Criterion {
         test: Test::Not(Box::new(criterion.test)),
@@ -408,7 +486,7 @@ mod tests {
                 system: HIV.0,
                 code: HIV.1,
             }],
-            denials: Vec::new(),
+            denied: Arc::default(),
             glass: glass.iter().map(|p| p.to_string()).collect(),
         }
     }
@@ -451,7 +529,7 @@ mod tests {
         let view = View {
             open: false,
             hidden: Vec::new(),
-            denials: vec![(
+            denied: Arc::new(Denied::of(vec![(
                 "p1".into(),
                 vec![Denial {
                     within: vec![Part {
@@ -460,7 +538,7 @@ mod tests {
                     }],
                     except: Vec::new(),
                 }],
-            )],
+            )])),
             glass: Vec::new(),
         };
         // Observation has subject, performer and patient... as compartment parameters.
@@ -475,5 +553,59 @@ mod tests {
         let other = json!({"resourceType": "Observation", "meta": {"security": [
             {"system": HIV.0, "code": HIV.1}]}, "subject": {"reference": "Patient/p2"}});
         assert!(view.sees_resource("Observation", "o2", &other));
+    }
+
+    /// Thousands of patients denying the same thing make one clause per compartment
+    /// parameter, naming them all; each resource is checked against its own patient.
+    #[test]
+    fn patients_with_the_same_denial_share_their_clauses() {
+        let deny_all = Denial {
+            within: Vec::new(),
+            except: Vec::new(),
+        };
+        let view = View {
+            open: false,
+            hidden: Vec::new(),
+            denied: Arc::new(Denied::of(
+                (0..5000)
+                    .map(|n| (format!("p{n}"), vec![deny_all.clone()]))
+                    .chain([("not an id!".to_string(), vec![deny_all.clone()])])
+                    .collect(),
+            )),
+            glass: Vec::new(),
+        };
+        let Some(owners) = search::compartment("Patient", "p1", "Observation") else {
+            panic!("no compartment")
+        };
+        let clauses = view.consent_clauses("Observation");
+        assert_eq!(clauses.len(), owners.any_of.len());
+        for clause in &clauses {
+            let [criterion] = clause.any_of.as_slice() else {
+                panic!("one criterion per clause: {clause:?}")
+            };
+            let Test::Not(inner) = &criterion.test else {
+                panic!("a negation: {criterion:?}")
+            };
+            let Test::Reference(search::ReferenceTest::AnyOf { ids, .. }) = inner.as_ref() else {
+                panic!("a list of patients: {inner:?}")
+            };
+            assert_eq!(ids.len(), 5000, "every valid id, once");
+        }
+        let patients = search::compartment("Patient", "p1", "Patient").map(|c| c.any_of.len());
+        assert_eq!(Some(view.consent_clauses("Patient").len()), patients);
+        let own = |patient: &str| json!({"resourceType": "Observation", "subject": {"reference": format!("Patient/{patient}")}});
+        assert!(!view.sees_resource("Observation", "o1", &own("p4999")));
+        assert!(view.sees_resource("Observation", "o2", &own("q1")));
+        let patient = |id: &str| Version {
+            resource_type: "Patient".into(),
+            id: id.into(),
+            version: 1,
+            last_updated: store::Instant(0),
+            method: store::Method::Update,
+            body: Some(format!(r#"{{"resourceType":"Patient","id":"{id}"}}"#)),
+            created: true,
+        };
+        assert!(!view.sees(&patient("p7")));
+        assert!(view.sees(&patient("q7")));
     }
 }

@@ -465,3 +465,49 @@ store::each_backend! {
         assert_eq!(found, ["open", "other"]);
     }
 }
+
+store::each_backend! {
+    /// `ReferenceTest::AnyOf`, the one-argument list the server's consent rules use:
+    /// references to any of many patients, their negation, and `_id` among many.
+    #[tokio::test]
+    async fn a_reference_to_any_of_a_long_list_and_its_negation(db) {
+        let store = db.open();
+        for n in 1..=3 {
+            store.write(patient(&format!("p{n}"), "Lister")).await.unwrap();
+            store
+                .write(observation(&format!("o{n}"), &format!("p{n}"), "2345-7", "2021-01-01"))
+                .await
+                .unwrap();
+        }
+        // Far more ids than either database takes as separate arguments.
+        let mut many: Vec<String> = (0..70_000).map(|n| format!("absent-{n}")).collect();
+        many.extend(["p1".to_string(), "p3".to_string()]);
+        let any_of = |param: &str, resource_type: &str, target: Option<&str>| {
+            criterion(
+                resource_type,
+                param,
+                if param == "_id" { ParamType::Token } else { ParamType::Reference },
+                Test::Reference(search::ReferenceTest::AnyOf {
+                    resource_type: target.map(str::to_string),
+                    ids: many.clone(),
+                }),
+            )
+        };
+        let negated = |criterion: Criterion| Criterion {
+            test: Test::Not(Box::new(criterion.test.clone())),
+            ..criterion
+        };
+        let subject = any_of("patient", "Observation", Some("Patient"));
+        assert_eq!(
+            ids(&store, &query("Observation", vec![subject.clone()])).await,
+            ["o1", "o3"]
+        );
+        assert_eq!(
+            ids(&store, &query("Observation", vec![negated(subject)])).await,
+            ["o2"]
+        );
+        let id = any_of("_id", "Patient", None);
+        assert_eq!(ids(&store, &query("Patient", vec![id.clone()])).await, ["p1", "p3"]);
+        assert_eq!(ids(&store, &query("Patient", vec![negated(id)])).await, ["p2"]);
+    }
+}

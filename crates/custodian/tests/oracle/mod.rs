@@ -462,6 +462,11 @@ fn test_one(element: &Element, param_type: ParamType, test: &Test) -> bool {
                         rid == *id && resource_type.as_ref().is_none_or(|t| *t == ty)
                     })
                 }
+                ReferenceTest::AnyOf { resource_type, ids } => {
+                    reference.local.is_some_and(|(ty, rid)| {
+                        ids.contains(&rid) && resource_type.as_ref().is_none_or(|t| *t == ty)
+                    })
+                }
                 ReferenceTest::Url(url) => reference.url.as_deref() == Some(url.as_str()),
                 ReferenceTest::Identifier(token) => reference
                     .identifier

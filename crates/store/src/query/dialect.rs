@@ -20,6 +20,28 @@ pub(crate) struct FullText {
 }
 
 impl Dialect {
+    /// `column` is one of `values`, bound as one argument however many there are (a
+    /// list of bound values is capped at some thousands by either database, and an
+    /// `IN` of literals would make each list a statement of its own).
+    pub(crate) fn any_of(self, column: &str, values: &[String]) -> Sql {
+        let mut sql = Sql::default();
+        match self {
+            Dialect::Sqlite => {
+                sql.push(&format!("{column} IN (SELECT value FROM json_each("))
+                    .arg(serde_json::Value::from(values.to_vec()).to_string())
+                    .push("))");
+            }
+            Dialect::Postgres => {
+                // One text of `values` joined by a character no id holds (the unit
+                // separator), split back into an array on the server.
+                sql.push(&format!("{column} = ANY(string_to_array("))
+                    .arg(values.join("\u{1f}"))
+                    .push(", chr(31)))");
+            }
+        }
+        sql
+    }
+
     /// An inner join. SQLite's `CROSS JOIN` keeps the written join order (the builder
     /// chooses it); PostgreSQL plans the order itself and has no `CROSS JOIN ... ON`.
     pub(crate) fn join(self) -> &'static str {

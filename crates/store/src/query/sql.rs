@@ -584,7 +584,8 @@ impl<'a> Builder<'a> {
         }
         if is_resource_column(param) {
             let z = self.alias("z");
-            let condition = resource_column_condition(param, test, &z)?.unwrap_or_default();
+            let condition =
+                resource_column_condition(self.dialect, param, test, &z)?.unwrap_or_default();
             let mut sql = Sql::new(&format!(
                 "EXISTS (SELECT 1 FROM resource {z} WHERE {z}.rid = {rid} AND "
             ));
@@ -653,7 +654,7 @@ impl<'a> Builder<'a> {
         }
         let z = self.alias("z");
         if is_resource_column(param)
-            && let Some(condition) = resource_column_condition(param, test, &z)?
+            && let Some(condition) = resource_column_condition(self.dialect, param, test, &z)?
         {
             let mut sql = Sql::new(&format!(
                 "SELECT {z}.rid FROM resource {z} WHERE {z}.deleted = 0 AND "
@@ -873,15 +874,20 @@ fn is_resource_column(param: &str) -> bool {
 
 /// `_id` and `_lastUpdated` are columns of `resource`, not index rows: the condition on
 /// alias `z`, or `None` for any other parameter.
-fn resource_column_condition(param: &str, test: &Test, z: &str) -> Result<Option<Sql>, StoreError> {
+fn resource_column_condition(
+    dialect: Dialect,
+    param: &str,
+    test: &Test,
+    z: &str,
+) -> Result<Option<Sql>, StoreError> {
     let mut sql = Sql::default();
     match (param, test) {
         ("_id" | "_lastUpdated", Test::Missing(missing)) => {
             sql.push(if *missing { "FALSE" } else { "TRUE" });
         }
         ("_id" | "_lastUpdated", Test::Not(inner)) => {
-            let inner =
-                resource_column_condition(param, inner, z)?.unwrap_or_else(|| Sql::new("FALSE"));
+            let inner = resource_column_condition(dialect, param, inner, z)?
+                .unwrap_or_else(|| Sql::new("FALSE"));
             sql.push("NOT (").append(&inner).push(")");
         }
         ("_id", Test::Token(TokenTest { system, code })) => match (system, code) {
@@ -900,6 +906,9 @@ fn resource_column_condition(param: &str, test: &Test, z: &str) -> Result<Option
         }
         ("_id", Test::Reference(ReferenceTest::Local { id, .. })) => {
             sql.push(&format!("{z}.id = ")).arg(id.clone());
+        }
+        ("_id", Test::Reference(ReferenceTest::AnyOf { ids, .. })) => {
+            sql.append(&dialect.any_of(&format!("{z}.id"), ids));
         }
         ("_lastUpdated", Test::Date { prefix, range }) => {
             return Ok(Some(date_condition(
@@ -957,6 +966,14 @@ fn row_condition(dialect: Dialect, test: &Test, a: &str) -> Result<(Table, Sql),
         }
         Test::Reference(ReferenceTest::Local { resource_type, id }) => {
             sql.push(&format!("{a}.target_id = ")).arg(id.clone());
+            if let Some(resource_type) = resource_type {
+                sql.push(&format!(" AND {a}.target_type = "))
+                    .arg(resource_type.clone());
+            }
+            Table::Reference
+        }
+        Test::Reference(ReferenceTest::AnyOf { resource_type, ids }) => {
+            sql.append(&dialect.any_of(&format!("{a}.target_id"), ids));
             if let Some(resource_type) = resource_type {
                 sql.push(&format!(" AND {a}.target_type = "))
                     .arg(resource_type.clone());
