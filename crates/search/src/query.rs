@@ -161,7 +161,8 @@ pub enum ReferenceTest {
     /// rules (the patients whose consents deny something), never parsed from a query.
     AnyOf {
         resource_type: Option<String>,
-        ids: Vec<String>,
+        /// Shared: a query and its copies hold one list.
+        ids: std::sync::Arc<[String]>,
     },
 }
 

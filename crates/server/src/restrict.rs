@@ -51,7 +51,7 @@ pub(crate) struct View {
 #[derive(Debug, Default)]
 pub(crate) struct Denied {
     by_patient: HashMap<String, Vec<Denial>>,
-    groups: Vec<(Denial, Vec<String>)>,
+    groups: Vec<(Denial, Arc<[String]>)>,
 }
 
 impl Denied {
@@ -77,7 +77,13 @@ impl Denied {
             }
             by_patient.entry(patient).or_default().extend(denials);
         }
-        Denied { by_patient, groups }
+        Denied {
+            by_patient,
+            groups: groups
+                .into_iter()
+                .map(|(denial, patients)| (denial, Arc::from(patients)))
+                .collect(),
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -442,7 +448,7 @@ fn carries(resource_type: Option<&str>, system: &str, code: &str) -> Criterion {
 
 /// A compartment criterion (a reference to a Patient, or a Patient's `_id`) for any
 /// of `patients`.
-fn any_of(owner: &Criterion, patients: &[String]) -> Criterion {
+fn any_of(owner: &Criterion, patients: &Arc<[String]>) -> Criterion {
     let resource_type = match &owner.test {
         Test::Reference(search::ReferenceTest::Local { resource_type, .. }) => {
             resource_type.clone()
@@ -452,7 +458,7 @@ fn any_of(owner: &Criterion, patients: &[String]) -> Criterion {
     Criterion {
         test: Test::Reference(search::ReferenceTest::AnyOf {
             resource_type,
-            ids: patients.to_vec(),
+            ids: Arc::clone(patients),
         }),
         ..owner.clone()
     }

@@ -489,7 +489,7 @@ store::each_backend! {
                 if param == "_id" { ParamType::Token } else { ParamType::Reference },
                 Test::Reference(search::ReferenceTest::AnyOf {
                     resource_type: target.map(str::to_string),
-                    ids: many.clone(),
+                    ids: many.clone().into(),
                 }),
             )
         };

@@ -27,8 +27,23 @@ impl Dialect {
         let mut sql = Sql::default();
         match self {
             Dialect::Sqlite => {
+                let mut array = String::with_capacity(values.iter().map(|v| v.len() + 3).sum());
+                array.push('[');
+                for (index, value) in values.iter().enumerate() {
+                    if index > 0 {
+                        array.push(',');
+                    }
+                    if value.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+                        array.push_str(&serde_json::Value::from(value.as_str()).to_string());
+                    } else {
+                        array.push('"');
+                        array.push_str(value);
+                        array.push('"');
+                    }
+                }
+                array.push(']');
                 sql.push(&format!("{column} IN (SELECT value FROM json_each("))
-                    .arg(serde_json::Value::from(values.to_vec()).to_string())
+                    .arg(array)
                     .push("))");
             }
             Dialect::Postgres => {
@@ -164,6 +179,21 @@ pub(crate) fn tsquery(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_list_is_one_argument_escaped_as_json_on_sqlite_and_joined_on_postgres() {
+        let values = vec!["a".to_string(), "b\"c".to_string()];
+        let sqlite = Dialect::Sqlite.any_of("r.id", &values);
+        assert_eq!(sqlite.args.len(), 1);
+        let super::super::sql::Value::Text(array) = &sqlite.args[0] else {
+            panic!("a text argument")
+        };
+        let parsed: Vec<String> = serde_json::from_str(array).unwrap_or_default();
+        assert_eq!(parsed, values);
+        let postgres = Dialect::Postgres.any_of("r.id", &values);
+        assert_eq!(postgres.args.len(), 1);
+        assert!(postgres.text.contains("string_to_array"));
+    }
     use super::*;
 
     #[test]
