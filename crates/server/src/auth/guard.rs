@@ -50,10 +50,17 @@ pub(crate) fn authorize_types(
     if types.is_empty() {
         for resource_type in fhir::definitions().resource_types() {
             if let Decision::Deny(reason) = decide(principal, interaction, resource_type) {
-                return Err(forbidden(format!(
-                    "{reason}; without _type this {} covers every type, so name the types with _type",
-                    interaction.as_str()
-                )));
+                // System history takes no `_type`: the way around is a type's history.
+                let advice = if interaction == Interaction::HistoryType {
+                    "the system history covers every type, so read the history of each type instead"
+                        .to_string()
+                } else {
+                    format!(
+                        "without _type this {} covers every type, so name the types with _type",
+                        interaction.as_str()
+                    )
+                };
+                return Err(forbidden(format!("{reason}; {advice}")));
             }
         }
         return Ok(());
