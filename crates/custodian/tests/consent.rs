@@ -345,7 +345,11 @@ fn labels_and_a_consent_deny_hide_data_on_every_read_path() {
     // takes no `_type`).
     let system = secure.get(&doctor, "_history");
     assert_eq!(system.status, 403);
-    assert!(system.text.contains("history of each type"), "{}", system.text);
+    assert!(
+        system.text.contains("history of each type"),
+        "{}",
+        system.text
+    );
     let paged = secure.get(&doctor, "Observation/_history?_count=1").ok(200);
     assert!(entries(&paged).len() <= 1);
     assert!(paged.get("total").is_none(), "{paged}");
