@@ -22,36 +22,37 @@ pub(crate) struct FullText {
 impl Dialect {
     /// `column` is one of `values`, bound as one argument however many there are (a
     /// list of bound values is capped at some thousands by either database, and an
-    /// `IN` of literals would make each list a statement of its own).
+    /// `IN` of literals would make each list a statement of its own): a JSON array,
+    /// which holds any text safely.
     pub(crate) fn any_of(self, column: &str, values: &[String]) -> Sql {
+        let mut array = String::with_capacity(values.iter().map(|v| v.len() + 3).sum());
+        array.push('[');
+        for (index, value) in values.iter().enumerate() {
+            if index > 0 {
+                array.push(',');
+            }
+            if value.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+                array.push_str(&serde_json::Value::from(value.as_str()).to_string());
+            } else {
+                array.push('"');
+                array.push_str(value);
+                array.push('"');
+            }
+        }
+        array.push(']');
         let mut sql = Sql::default();
         match self {
             Dialect::Sqlite => {
-                let mut array = String::with_capacity(values.iter().map(|v| v.len() + 3).sum());
-                array.push('[');
-                for (index, value) in values.iter().enumerate() {
-                    if index > 0 {
-                        array.push(',');
-                    }
-                    if value.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-                        array.push_str(&serde_json::Value::from(value.as_str()).to_string());
-                    } else {
-                        array.push('"');
-                        array.push_str(value);
-                        array.push('"');
-                    }
-                }
-                array.push(']');
                 sql.push(&format!("{column} IN (SELECT value FROM json_each("))
                     .arg(array)
                     .push("))");
             }
             Dialect::Postgres => {
-                // One text of `values` joined by a character no id holds (the unit
-                // separator), split back into an array on the server.
-                sql.push(&format!("{column} = ANY(string_to_array("))
-                    .arg(values.join("\u{1f}"))
-                    .push(", chr(31)))");
+                sql.push(&format!(
+                    "{column} IN (SELECT jsonb_array_elements_text(CAST("
+                ))
+                .arg(array)
+                .push(" AS jsonb)))");
             }
         }
         sql
@@ -181,7 +182,7 @@ pub(crate) fn tsquery(text: &str) -> String {
 mod tests {
 
     #[test]
-    fn a_list_is_one_argument_escaped_as_json_on_sqlite_and_joined_on_postgres() {
+    fn a_list_is_one_argument_a_json_array() {
         let values = vec!["a".to_string(), "b\"c".to_string()];
         let sqlite = Dialect::Sqlite.any_of("r.id", &values);
         assert_eq!(sqlite.args.len(), 1);
@@ -192,7 +193,7 @@ mod tests {
         assert_eq!(parsed, values);
         let postgres = Dialect::Postgres.any_of("r.id", &values);
         assert_eq!(postgres.args.len(), 1);
-        assert!(postgres.text.contains("string_to_array"));
+        assert!(postgres.text.contains("jsonb_array_elements_text"));
     }
     use super::*;
 
