@@ -1,12 +1,10 @@
 //! The active patient-privacy Consents, read from the store once and kept in memory
 //! until a Consent may have changed: the store's change counter for Consents moves
-//! with this server's writes and, on PostgreSQL, with other servers' (by notice). A
-//! write here also forgets them at once (`validate::after_write`), and they are read
-//! again after [`MAX_AGE`] whatever the counter says, should a change go unheard (a
-//! server on a replica hears no notices).
+//! with this server's writes (when they commit, before they answer) and, on PostgreSQL,
+//! with other servers' (by notice). They are read again after [`MAX_AGE`] whatever the
+//! counter says, should a change go unheard (a server on a replica hears no notices).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -45,8 +43,6 @@ struct DeniedNow {
 pub(crate) struct Consents {
     cached: RwLock<Option<Read>>,
     denied: Mutex<DeniedNow>,
-    /// Counts the writes of Consents, so a read that raced one is not kept.
-    generation: AtomicU64,
 }
 
 impl Consents {
@@ -60,7 +56,8 @@ impl Consents {
         {
             return Ok(Arc::clone(&read.consents));
         }
-        let generation = self.generation.load(Ordering::Acquire);
+        // The counter was read before the Consents: a write that races the read moves it
+        // after, so what is kept here is read again at the next request.
         let versions = store.current_of_type("Consent", MAX_CONSENTS).await?;
         if versions.len() >= MAX_CONSENTS {
             tracing::warn!("more Consents than the limit; some are not enforced");
@@ -72,9 +69,7 @@ impl Consents {
             .filter_map(|resource| privacy::consent::parse(&resource))
             .collect();
         let consents = Arc::new(consents);
-        if let Ok(mut cached) = self.cached.write()
-            && self.generation.load(Ordering::Acquire) == generation
-        {
+        if let Ok(mut cached) = self.cached.write() {
             *cached = Some(Read {
                 consents: Arc::clone(&consents),
                 changes,
@@ -119,14 +114,6 @@ impl Consents {
             kept.by_principal.insert(key, Arc::clone(&denied));
         }
         denied
-    }
-
-    /// Forgets what was read: a Consent was written.
-    pub(crate) fn forget(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        if let Ok(mut cached) = self.cached.write() {
-            *cached = None;
-        }
     }
 }
 

@@ -41,25 +41,23 @@ impl Loader {
         let Some(agent) = &self.operator else {
             return Vec::new();
         };
-        vec![store::AuditRecord {
-            recorded: store::Instant::now(),
-            type_code: "rest",
+        let who = crate::audit::event::Who {
+            agent: Some(agent.clone()),
+            user: true,
+            ..Default::default()
+        };
+        let what = crate::audit::classify::What {
             subtype: "batch",
             action: "C",
-            outcome: "0",
-            severity: "informational",
-            agent: agent.clone(),
-            patient: None,
-            purpose: None,
-            entities: Vec::new(),
-            detail: store::AuditDetail {
-                status: 200,
-                user: true,
-                operation: Some("import".into()),
-                ..store::AuditDetail::default()
-            },
-            body: None,
-        }]
+            operation: Some("import".into()),
+            ..Default::default()
+        };
+        vec![crate::audit::event::record(
+            who,
+            what,
+            200,
+            store::Instant::now(),
+        )]
     }
 
     /// Writes each JSON text as a resource: an update (create or replace) when it has

@@ -273,56 +273,54 @@ impl View {
             return clauses;
         };
         for (denial, patients) in &self.denied.groups {
-            {
-                let applies = |part: &Part| {
-                    part.types.is_empty() || part.types.iter().any(|t| t == resource_type)
-                };
-                if !denial.within.iter().all(applies) {
+            let applies = |part: &Part| {
+                part.types.is_empty() || part.types.iter().any(|t| t == resource_type)
+            };
+            if !denial.within.iter().all(applies) {
+                continue;
+            }
+            let except: Vec<&Part> = denial.except.iter().filter(|p| applies(p)).collect();
+            if except.iter().any(|part| part.labels.is_empty()) {
+                // An exception covers every resource of this type.
+                continue;
+            }
+            let excepted: Vec<Criterion> = except
+                .iter()
+                .flat_map(|part| part.labels.iter())
+                .map(|(system, code)| carries(Some(resource_type), system, code))
+                .collect();
+            let label_sets: Vec<&Vec<(String, String)>> = denial
+                .within
+                .iter()
+                .filter(|part| !part.labels.is_empty())
+                .map(|part| &part.labels)
+                .collect();
+            let mut choices: Vec<Vec<Criterion>> = vec![Vec::new()];
+            for labels in &label_sets {
+                let mut next = Vec::new();
+                for chosen in &choices {
+                    for (system, code) in labels.iter() {
+                        let mut more = chosen.clone();
+                        more.push(negate(carries(Some(resource_type), system, code)));
+                        next.push(more);
+                    }
+                }
+                choices = next;
+            }
+            let too_many = choices.len() * in_compartment.any_of.len() > MAX_CLAUSES_PER_DENIAL;
+            for owner in &in_compartment.any_of {
+                let owner = &any_of(owner, patients);
+                if too_many {
+                    clauses.push(Clause {
+                        any_of: vec![negate(owner.clone())],
+                    });
                     continue;
                 }
-                let except: Vec<&Part> = denial.except.iter().filter(|p| applies(p)).collect();
-                if except.iter().any(|part| part.labels.is_empty()) {
-                    // An exception covers every resource of this type.
-                    continue;
-                }
-                let excepted: Vec<Criterion> = except
-                    .iter()
-                    .flat_map(|part| part.labels.iter())
-                    .map(|(system, code)| carries(Some(resource_type), system, code))
-                    .collect();
-                let label_sets: Vec<&Vec<(String, String)>> = denial
-                    .within
-                    .iter()
-                    .filter(|part| !part.labels.is_empty())
-                    .map(|part| &part.labels)
-                    .collect();
-                let mut choices: Vec<Vec<Criterion>> = vec![Vec::new()];
-                for labels in &label_sets {
-                    let mut next = Vec::new();
-                    for chosen in &choices {
-                        for (system, code) in labels.iter() {
-                            let mut more = chosen.clone();
-                            more.push(negate(carries(Some(resource_type), system, code)));
-                            next.push(more);
-                        }
-                    }
-                    choices = next;
-                }
-                let too_many = choices.len() * in_compartment.any_of.len() > MAX_CLAUSES_PER_DENIAL;
-                for owner in &in_compartment.any_of {
-                    let owner = &any_of(owner, patients);
-                    if too_many {
-                        clauses.push(Clause {
-                            any_of: vec![negate(owner.clone())],
-                        });
-                        continue;
-                    }
-                    for chosen in &choices {
-                        let mut any_of = vec![negate(owner.clone())];
-                        any_of.extend(chosen.iter().cloned());
-                        any_of.extend(excepted.iter().cloned());
-                        clauses.push(Clause { any_of });
-                    }
+                for chosen in &choices {
+                    let mut any_of = vec![negate(owner.clone())];
+                    any_of.extend(chosen.iter().cloned());
+                    any_of.extend(excepted.iter().cloned());
+                    clauses.push(Clause { any_of });
                 }
             }
         }

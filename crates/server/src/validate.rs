@@ -131,9 +131,6 @@ pub fn check_on_write(
 /// the patient index with a Patient, and the consents with a Consent.
 pub fn after_write(state: &AppState, version: &Version) {
     state.mpi.observe(version);
-    if version.resource_type == "Consent" {
-        state.consents.forget();
-    }
     if version.resource_type != "StructureDefinition" {
         return;
     }

@@ -211,9 +211,6 @@ async fn write(
     let versions: Vec<Version> = written.into_iter().filter_map(|w| w.version).collect();
     for version in &versions {
         state.mpi.reindex(version);
-        if version.resource_type == "Consent" {
-            state.consents.forget();
-        }
     }
     Ok(versions)
 }

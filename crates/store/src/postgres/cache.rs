@@ -235,20 +235,17 @@ impl Shard {
 
 /// The payloads that tell other stores which resources a transaction changed: the
 /// keys, one per line, in notices small enough for PostgreSQL.
-pub(super) fn notices<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+pub(super) fn notices(keys: &[String]) -> Vec<String> {
     let mut notices = Vec::new();
     let mut current = String::new();
-    for (resource_type, id) in keys {
-        if !current.is_empty() && current.len() + resource_type.len() + id.len() + 2 > NOTICE_BYTES
-        {
+    for key in keys {
+        if !current.is_empty() && current.len() + key.len() + 1 > NOTICE_BYTES {
             notices.push(std::mem::take(&mut current));
         }
         if !current.is_empty() {
             current.push('\n');
         }
-        current.push_str(resource_type);
-        current.push('/');
-        current.push_str(id);
+        current.push_str(key);
     }
     if !current.is_empty() {
         notices.push(current);
@@ -282,10 +279,9 @@ pub(super) async fn listen(
                             return;
                         };
                         if notice.channel() == CHANNEL {
-                            cache.forget(notice.payload().split('\n'));
                             for key in notice.payload().split('\n') {
-                                let resource_type = key.split_once('/').map_or(key, |(t, _)| t);
-                                changes.bump(resource_type);
+                                cache.forget([key]);
+                                changes.bump(key.split_once('/').map_or(key, |(t, _)| t));
                             }
                         }
                     }
@@ -415,7 +411,8 @@ mod tests {
     #[test]
     fn notices_stay_under_the_payload_limit_and_name_every_key() {
         let ids: Vec<String> = (0..2000).map(|n| format!("{n:036}")).collect();
-        let notices = notices(ids.iter().map(|id| ("Observation", id.as_str())));
+        let keys: Vec<String> = ids.iter().map(|id| format!("Observation/{id}")).collect();
+        let notices = notices(&keys);
         assert!(notices.len() > 1);
         assert!(notices.iter().all(|notice| notice.len() <= NOTICE_BYTES));
         let keys: Vec<&str> = notices.iter().flat_map(|n| n.split('\n')).collect();

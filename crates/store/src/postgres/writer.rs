@@ -403,7 +403,7 @@ impl Prepared {
 /// time (single creates lost 15% of their throughput); on its own it writes no WAL.
 /// A notice lost with the connection is covered by the cache's age limit.
 async fn notify(client: &deadpool_postgres::Client, keys: &[String]) {
-    let notices = super::cache::notices(keys.iter().filter_map(|key| key.split_once('/')));
+    let notices = super::cache::notices(keys);
     if notices.is_empty() {
         return;
     }

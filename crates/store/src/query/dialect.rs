@@ -25,21 +25,9 @@ impl Dialect {
     /// `IN` of literals would make each list a statement of its own): a JSON array,
     /// which holds any text safely.
     pub(crate) fn any_of(self, column: &str, values: &[String]) -> Sql {
-        let mut array = String::with_capacity(values.iter().map(|v| v.len() + 3).sum());
-        array.push('[');
-        for (index, value) in values.iter().enumerate() {
-            if index > 0 {
-                array.push(',');
-            }
-            if value.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-                array.push_str(&serde_json::Value::from(value.as_str()).to_string());
-            } else {
-                array.push('"');
-                array.push_str(value);
-                array.push('"');
-            }
-        }
-        array.push(']');
+        // Strings always serialise; were it ever to fail, the empty text is not JSON and
+        // the statement fails, hiding nothing less.
+        let array = serde_json::to_string(values).unwrap_or_default();
         let mut sql = Sql::default();
         match self {
             Dialect::Sqlite => {
