@@ -300,8 +300,8 @@ async fn a_trail_from_before_the_deferred_index_is_indexed_when_the_store_opens(
     );
     assert_eq!(
         db.count("audit_key"),
-        10,
-        "a patient key and an agent key per record"
+        4,
+        "a row per patient and per agent of the batch"
     );
     let page = store
         .audit_search(AuditQuery {

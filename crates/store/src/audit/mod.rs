@@ -403,6 +403,31 @@ pub(crate) fn chain_all(
     Ok((rows, (seq, hash)))
 }
 
+/// What a key of the deferred lookup index (`audit_key`, SQLite) stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    Patient,
+    Agent,
+}
+
+/// The key of a patient or an agent in the deferred lookup index: FNV-1a (64 bits)
+/// over a letter for its kind and the text. It is stored, so it must never change.
+/// Two texts may share a key; searches compare the column too.
+pub(crate) fn lookup_key(kind: KeyKind, text: &str) -> i64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let letter = match kind {
+        KeyKind::Patient => b'p',
+        KeyKind::Agent => b'a',
+    };
+    let mut hash = OFFSET;
+    for byte in std::iter::once(letter).chain(text.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    hash as i64
+}
+
 /// A condition of an audit search.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AuditFilter {
@@ -485,25 +510,30 @@ pub(crate) fn where_clause(
             AuditFilter::Is(column @ (AuditColumn::Patient | AuditColumn::Agent), values)
                 if keyed =>
             {
-                let prefix = if *column == AuditColumn::Patient {
-                    "p"
+                let kind = if *column == AuditColumn::Patient {
+                    KeyKind::Patient
                 } else {
-                    "a"
+                    KeyKind::Agent
                 };
                 let keys: Vec<String> = values
                     .iter()
-                    .map(|value| next(&mut args, format!("{prefix}{value}")))
+                    .map(|value| cast_int(next(&mut args, lookup_key(kind, value).to_string())))
                     .collect();
                 let list: Vec<String> = values
                     .iter()
                     .map(|value| next(&mut args, value.clone()))
                     .collect();
+                // Keys may collide, so the column is compared as well.
                 conditions.push(format!(
-                    "(seq IN (SELECT seq FROM audit_key WHERE key IN ({})) \
-                     OR (seq > (SELECT upto FROM audit_key_head) AND {} IN ({})))",
-                    keys.join(", "),
-                    column.name(),
-                    list.join(", ")
+                    "seq IN (SELECT list.value \
+                         FROM audit_key, json_each(audit_key.seqs) AS list \
+                         WHERE audit_key.key IN ({keys}) \
+                         UNION ALL SELECT seq FROM audit_event \
+                         WHERE seq > (SELECT upto FROM audit_key_head)) \
+                     AND {column} IN ({list})",
+                    column = column.name(),
+                    list = list.join(", "),
+                    keys = keys.join(", "),
                 ));
             }
             AuditFilter::Is(column, values) => {
@@ -771,6 +801,20 @@ mod tests {
         assert_eq!(json["entity"][1]["what"]["reference"], "Observation/o1");
         assert_eq!(json["entity"][2]["query"], "Y29kZT0xMjM0LTU=");
         assert_eq!(json["entity"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn lookup_keys_are_fnv1a_over_the_kind_and_the_text() {
+        // FNV-1a's published value for "a", and one worked out apart from this code.
+        assert_eq!(lookup_key(KeyKind::Agent, "") as u64, 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(
+            lookup_key(KeyKind::Patient, "Patient/p1"),
+            -2_610_795_783_332_444_310
+        );
+        assert_ne!(
+            lookup_key(KeyKind::Patient, "x"),
+            lookup_key(KeyKind::Agent, "x")
+        );
     }
 
     #[test]

@@ -62,6 +62,7 @@ impl SqliteStore {
         let keys = Arc::new(keys::keyring(&connection, master)?);
         let params = params::ParamIds::default();
         index::reindex_pending(&connection, &params, &keys)?;
+        audit::index_pending(&connection)?;
         if !(bulk && schema::drop_value_indexes_if_empty(&connection)?) {
             schema::ensure_value_indexes(&connection)?;
         }

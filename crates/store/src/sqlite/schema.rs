@@ -241,6 +241,24 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
     CREATE TRIGGER audit_key_no_delete BEFORE DELETE ON audit_key
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
+    // 9: `audit_key` holds a row per patient and per agent of each batch, with the list
+    // of its records, instead of a row per record and key: filling it was a third of
+    // what appending a record cost, most of it placing entries all over the B-tree.
+    // Keys are integers (`crate::audit::lookup_key`). The index is derived from the
+    // chain, so it is emptied here and filled again from the trail when the store opens
+    // (`sqlite::audit::index_pending`).
+    "DROP TABLE audit_key;
+    CREATE TABLE audit_key (
+        key INTEGER NOT NULL,             -- lookup_key of the patient, or of the agent
+        upto INTEGER NOT NULL,            -- the last record of the batch
+        seqs TEXT NOT NULL,               -- the batch's records with this key, a JSON array
+        PRIMARY KEY (key, upto)
+    ) WITHOUT ROWID;
+    UPDATE audit_key_head SET upto = 0;
+    CREATE TRIGGER audit_key_no_update BEFORE UPDATE ON audit_key
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_key_no_delete BEFORE DELETE ON audit_key
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
 ];
 
 /// The value indexes of the index tables (name, then table and columns): searches find
