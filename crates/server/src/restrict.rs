@@ -44,6 +44,10 @@ pub(crate) struct View {
     glass: Vec<String>,
 }
 
+/// What no consent denies: shared by every view while no Consent is active.
+static NO_DENIALS: std::sync::LazyLock<Arc<Denied>> =
+    std::sync::LazyLock::new(|| Arc::new(Denied::default()));
+
 /// What consents deny one principal, two ways: by patient, for checking one resource;
 /// and by denial, with every patient that denies it, so that a search gets a clause per
 /// kind of denial rather than per patient (thousands of consents would otherwise make
@@ -111,8 +115,16 @@ impl View {
         }
         let now = now();
         let glass = state.grants.patients(&principal.subject, now);
-        let who = Who::of(principal, now);
         let consents = state.consents.active(&state.store).await?;
+        if consents.is_empty() {
+            return Ok(View {
+                open: false,
+                hidden: privacy::labels::hidden_from(principal),
+                denied: Arc::clone(&NO_DENIALS),
+                glass,
+            });
+        }
+        let who = Who::of(principal, now);
         // What the consents deny depends on who asks, the patient a token is limited
         // to, the broken glass and the second (provision periods): worked out once
         // per second for each, not for every request.

@@ -323,21 +323,24 @@ impl StoredAudit {
 
     /// SHA-256 over the previous hash and every column, in hex: each column as its
     /// length in decimal, `:`, its text and `;`; a missing optional column is `-`, a
-    /// present one `+` and its text. Nothing is allocated but the hex.
+    /// present one `+` and its text. The canonical form is gathered first and hashed in
+    /// one update (an update per part cost more than the hashing).
     pub(crate) fn compute_hash(&self) -> String {
-        let mut hasher = Sha256::new();
+        let mut canonical: Vec<u8> = Vec::with_capacity(
+            256 + self.agent.len() + self.entity.len() + self.body.len(),
+        );
         let mut length = [0u8; 20];
-        let mut field = |hasher: &mut Sha256, prefix: &[u8], text: &[u8]| {
-            hasher.update(decimal(&mut length, (prefix.len() + text.len()) as i64));
-            hasher.update(b":");
-            hasher.update(prefix);
-            hasher.update(text);
-            hasher.update(b";");
+        let mut field = |out: &mut Vec<u8>, prefix: &[u8], text: &[u8]| {
+            out.extend_from_slice(decimal(&mut length, (prefix.len() + text.len()) as i64));
+            out.push(b':');
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(text);
+            out.push(b';');
         };
         let mut number = [0u8; 20];
-        field(&mut hasher, b"", self.prev_hash.as_bytes());
-        field(&mut hasher, b"", decimal(&mut number, self.seq));
-        field(&mut hasher, b"", decimal(&mut number, self.recorded));
+        field(&mut canonical, b"", self.prev_hash.as_bytes());
+        field(&mut canonical, b"", decimal(&mut number, self.seq));
+        field(&mut canonical, b"", decimal(&mut number, self.recorded));
         for text in [
             &self.type_code,
             &self.subtype,
@@ -346,19 +349,19 @@ impl StoredAudit {
             &self.severity,
             &self.agent,
         ] {
-            field(&mut hasher, b"", text.as_bytes());
+            field(&mut canonical, b"", text.as_bytes());
         }
         for optional in [&self.patient, &self.purpose] {
             match optional {
-                Some(text) => field(&mut hasher, b"+", text.as_bytes()),
-                None => field(&mut hasher, b"-", b""),
+                Some(text) => field(&mut canonical, b"+", text.as_bytes()),
+                None => field(&mut canonical, b"-", b""),
             }
         }
-        field(&mut hasher, b"", self.entity.as_bytes());
-        field(&mut hasher, b"", self.body.as_bytes());
+        field(&mut canonical, b"", self.entity.as_bytes());
+        field(&mut canonical, b"", self.body.as_bytes());
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut hex = String::with_capacity(64);
-        for byte in hasher.finalize() {
+        for byte in Sha256::digest(&canonical) {
             hex.push(char::from(HEX[usize::from(byte >> 4)]));
             hex.push(char::from(HEX[usize::from(byte & 15)]));
         }
