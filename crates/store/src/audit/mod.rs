@@ -95,8 +95,9 @@ impl AuditDetail {
     /// The stored text: a small JSON object without the absent parts.
     fn to_text(&self) -> String {
         let mut out = String::with_capacity(96);
+        let mut number = [0u8; 20];
         out.push_str(r#"{"status":"#);
-        out.push_str(&self.status.to_string());
+        out.push_str(decimal_str(&mut number, i64::from(self.status)));
         let text = |out: &mut String, key: &str, value: &Option<String>| {
             if let Some(value) = value {
                 out.push_str(key);
@@ -117,10 +118,24 @@ impl AuditDetail {
             }
             out.push(']');
         }
-        if let Some(address) = self.address {
-            out.push_str(r#","address":""#);
-            out.push_str(&address.to_string());
-            out.push('"');
+        match self.address {
+            // Written by hand: `to_string` cost a fifth of building the record.
+            Some(std::net::IpAddr::V4(address)) => {
+                out.push_str(r#","address":""#);
+                for (index, octet) in address.octets().into_iter().enumerate() {
+                    if index > 0 {
+                        out.push('.');
+                    }
+                    out.push_str(decimal_str(&mut number, i64::from(octet)));
+                }
+                out.push('"');
+            }
+            Some(address) => {
+                out.push_str(r#","address":""#);
+                out.push_str(&address.to_string());
+                out.push('"');
+            }
+            None => {}
         }
         text(&mut out, r#","reason":"#, &self.reason);
         text(&mut out, r#","operation":"#, &self.operation);
@@ -326,9 +341,8 @@ impl StoredAudit {
     /// present one `+` and its text. The canonical form is gathered first and hashed in
     /// one update (an update per part cost more than the hashing).
     pub(crate) fn compute_hash(&self) -> String {
-        let mut canonical: Vec<u8> = Vec::with_capacity(
-            256 + self.agent.len() + self.entity.len() + self.body.len(),
-        );
+        let mut canonical: Vec<u8> =
+            Vec::with_capacity(256 + self.agent.len() + self.entity.len() + self.body.len());
         let mut length = [0u8; 20];
         let mut field = |out: &mut Vec<u8>, prefix: &[u8], text: &[u8]| {
             out.extend_from_slice(decimal(&mut length, (prefix.len() + text.len()) as i64));
@@ -367,6 +381,12 @@ impl StoredAudit {
         }
         hex
     }
+}
+
+/// [`decimal`] as text.
+fn decimal_str(buffer: &mut [u8; 20], value: i64) -> &str {
+    // Digits and a sign are ASCII.
+    std::str::from_utf8(decimal(buffer, value)).unwrap_or("0")
 }
 
 /// `value` in decimal, as `to_string` writes it, in the end of `buffer` (20 bytes hold
@@ -804,6 +824,24 @@ mod tests {
         assert_eq!(json["entity"][1]["what"]["reference"], "Observation/o1");
         assert_eq!(json["entity"][2]["query"], "Y29kZT0xMjM0LTU=");
         assert_eq!(json["entity"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn details_write_the_status_and_either_kind_of_address() {
+        for (address, written) in [
+            ("192.168.10.255", r#""address":"192.168.10.255""#),
+            ("0.0.0.0", r#""address":"0.0.0.0""#),
+            ("2001:db8::1", r#""address":"2001:db8::1""#),
+        ] {
+            let detail = AuditDetail {
+                status: 404,
+                address: address.parse().ok(),
+                ..AuditDetail::default()
+            };
+            let text = detail.to_text();
+            assert!(text.starts_with(r#"{"status":404"#), "{text}");
+            assert!(text.contains(written), "{text}");
+        }
     }
 
     #[test]
