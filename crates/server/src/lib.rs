@@ -171,6 +171,7 @@ impl AppState {
     async fn new(store: Store, config: Config) -> Result<AppState, store::StoreError> {
         let capability = Arc::new(capability::statement(&config));
         let profiles = Arc::new(profiles::ProfileRegistry::load(&store).await?);
+        profiles.follow(store.clone());
         let export_dir = store.data_dir().map(|dir| dir.join("export"));
         let exports = Arc::new(export::Jobs::open(export_dir));
         let (index, jobs) = crate::mpi::Mpi::load(&store, &config.mpi).await?;
