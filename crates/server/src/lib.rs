@@ -196,6 +196,7 @@ impl AppState {
         let state = AppState(Arc::new(state));
         if enabled {
             crate::mpi::spawn_worker(jobs, state.clone());
+            crate::mpi::follow_other_servers(state.clone());
         }
         Ok(state)
     }

@@ -11,10 +11,27 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::sync::broadcast;
+
+/// News of other servers' writes waiting for a slow follower before it is told
+/// [`Heard::Missed`] instead.
+const HEARD_BACKLOG: usize = 4096;
+
+/// What a follower of other servers' writes hears ([`crate::Store::heard`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// Another server wrote this resource (a create, an update or a deletion).
+    Changed { resource_type: String, id: String },
+    /// News may have been missed (the listening connection dropped or came back): what
+    /// follows other servers' writes should read everything again.
+    Missed,
+}
+
 pub(crate) struct Changes {
     /// Moves for every type at once.
     everything: AtomicU64,
     by_type: RwLock<HashMap<String, u64>>,
+    heard: broadcast::Sender<Heard>,
 }
 
 impl Changes {
@@ -22,7 +39,26 @@ impl Changes {
         Changes {
             everything: AtomicU64::new(0),
             by_type: RwLock::new(HashMap::new()),
+            heard: broadcast::channel(HEARD_BACKLOG).0,
         }
+    }
+
+    /// Another server wrote `key` (`Type/id`).
+    pub(crate) fn heard(&self, key: &str) {
+        let Some((resource_type, id)) = key.split_once('/') else {
+            self.bump(key);
+            return;
+        };
+        self.bump(resource_type);
+        // No follower is not an error.
+        let _ = self.heard.send(Heard::Changed {
+            resource_type: resource_type.to_string(),
+            id: id.to_string(),
+        });
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Heard> {
+        self.heard.subscribe()
     }
 
     pub(crate) fn bump(&self, resource_type: &str) {
@@ -40,6 +76,7 @@ impl Changes {
 
     pub(crate) fn bump_all(&self) {
         self.everything.fetch_add(1, Ordering::AcqRel);
+        let _ = self.heard.send(Heard::Missed);
     }
 
     /// The counter of `resource_type`: the sum of two counts that only grow, so it
@@ -59,6 +96,27 @@ impl Changes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn followers_hear_other_servers_writes_and_when_news_was_missed() {
+        let changes = Changes::new();
+        let mut follower = changes.subscribe();
+        let before = changes.of("Patient");
+        changes.heard("Patient/p1");
+        assert_ne!(changes.of("Patient"), before);
+        changes.bump_all();
+        assert_eq!(
+            follower.try_recv().ok(),
+            Some(Heard::Changed {
+                resource_type: "Patient".into(),
+                id: "p1".into()
+            })
+        );
+        assert_eq!(follower.try_recv().ok(), Some(Heard::Missed));
+        // The store's own writes are not news.
+        changes.bump("Patient");
+        assert!(follower.try_recv().is_err());
+    }
 
     #[test]
     fn a_change_moves_its_types_counter_alone_and_bump_all_moves_every_one() {

@@ -42,6 +42,7 @@ pub use audit::{
     LOGIN_SUBTYPE, LOGIN_TYPE, Verification,
 };
 pub use auth::AuthKind;
+pub use changes::Heard;
 pub use crypt::{Encryption, MasterKey};
 pub use disclosure::Disclosure;
 pub use error::{StoreError, TransactionError};
@@ -219,6 +220,14 @@ impl Store {
         for version in written.iter().filter_map(|one| one.version.as_ref()) {
             self.changes.bump(&version.resource_type);
         }
+    }
+
+    /// Other servers' writes, as this store hears of them (on PostgreSQL, by notice;
+    /// never on SQLite), for what must follow them resource by resource, such as the
+    /// patient index. A receiver that falls behind gets `RecvError::Lagged`, which
+    /// means the same as [`Heard::Missed`].
+    pub fn heard(&self) -> tokio::sync::broadcast::Receiver<Heard> {
+        self.changes.subscribe()
     }
 
     /// A number that moves whenever a resource of `resource_type` may have changed: by

@@ -185,6 +185,35 @@ impl Mpi {
         })
     }
 
+    /// Takes the Patient `id` out of the index (deleted by another server).
+    fn forget(&self, id: &str) {
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        index.remove(id);
+    }
+
+    /// Builds the index again from every current Patient of `store` (other servers'
+    /// writes may have been missed), with the model as it stands.
+    async fn rebuild(&self, store: &Store) -> Result<(), store::StoreError> {
+        let model = self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .model()
+            .clone();
+        let index = mpi::Index::new(model)
+            .map_err(|error| store::StoreError::Config(format!("the matching model: {error}")))?;
+        let store = store.clone();
+        let index = tokio::task::spawn_blocking(move || fill(&store, index))
+            .await
+            .map_err(|error| store::StoreError::Backend(error.to_string()))??;
+        let count = index.len();
+        *self.index.write().unwrap_or_else(PoisonError::into_inner) = index;
+        self.next_estimate
+            .store(next_estimate(count), Ordering::Relaxed);
+        tracing::info!(patients = count, "patient index built again");
+        Ok(())
+    }
+
     /// Waits until every duplicate check queued so far has run.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
@@ -208,6 +237,42 @@ pub(crate) fn spawn_worker(jobs: Jobs, state: AppState) {
                 Job::Flush(done) => {
                     let _ = done.send(());
                 }
+            }
+        }
+    });
+}
+
+/// Keeps the index in step with other servers' Patient writes (on PostgreSQL, heard by
+/// notice): each one's current version replaces what the index held, and the whole
+/// index is built again when news may have been missed. Their duplicate checks are
+/// left to the server that took the write, so the worklist gets one task per pair.
+pub(crate) fn follow_other_servers(state: AppState) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut heard = state.store.heard();
+    tokio::spawn(async move {
+        loop {
+            let news = heard.recv().await;
+            match news {
+                Ok(store::Heard::Changed { resource_type, id }) if resource_type == "Patient" => {
+                    match state.store.read("Patient", &id).await {
+                        Ok(Some(version)) => {
+                            state.mpi.reindex(&version);
+                        }
+                        Ok(None) => state.mpi.forget(&id),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot read a Patient another server wrote")
+                        }
+                    }
+                }
+                Ok(store::Heard::Changed { .. }) => {}
+                Ok(store::Heard::Missed) | Err(RecvError::Lagged(_)) => {
+                    // Whatever else was missed is covered by this one build.
+                    heard = heard.resubscribe();
+                    if let Err(error) = state.mpi.rebuild(&state.store).await {
+                        tracing::warn!(%error, "cannot build the patient index again");
+                    }
+                }
+                Err(RecvError::Closed) => return,
             }
         }
     });
@@ -280,4 +345,67 @@ pub(crate) fn links(patient: &Value) -> impl Iterator<Item = (&str, &str)> {
                 link.get("other")?.get("reference")?.as_str()?,
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn patient(id: &str) -> store::Write {
+        let resource = json!({"resourceType": "Patient", "id": id,
+            "name": [{"family": "Lindqvist", "given": ["Astrid"]}],
+            "gender": "female", "birthDate": "1961-04-09"});
+        store::Write::Update {
+            resource_type: "Patient".into(),
+            id: id.into(),
+            resource: resource.as_object().cloned().unwrap_or_default(),
+            if_match: None,
+            method: store::Method::Update,
+        }
+    }
+
+    fn indexed(state: &AppState, id: &str) -> bool {
+        let probe = mpi::record_from_patient(&json!({"resourceType": "Patient", "id": "probe",
+            "name": [{"family": "Lindqvist", "given": ["Astrid"]}],
+            "gender": "female", "birthDate": "1961-04-09"}));
+        state.mpi.explain(&probe, id).is_some()
+    }
+
+    async fn within_seconds(check: impl Fn() -> bool) -> bool {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if check() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Two servers on one PostgreSQL database: a Patient written, then deleted, on one
+    /// reaches the other's patient index without a restart.
+    #[tokio::test]
+    async fn the_index_follows_other_servers_patient_writes() {
+        let Some(database) = store::testing::TestDatabase::postgres() else {
+            eprintln!("SKIPPED: PostgreSQL is unreachable");
+            return;
+        };
+        let (one, two) = (database.open(), database.open());
+        let state = AppState::new(two, crate::Config::default()).await.unwrap();
+        assert!(!indexed(&state, "astrid"));
+        one.write(patient("astrid")).await.unwrap();
+        assert!(within_seconds(|| indexed(&state, "astrid")).await);
+        one.write(store::Write::Delete {
+            resource_type: "Patient".into(),
+            id: "astrid".into(),
+            if_match: None,
+        })
+        .await
+        .unwrap();
+        assert!(within_seconds(|| !indexed(&state, "astrid")).await);
+    }
 }

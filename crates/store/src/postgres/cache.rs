@@ -53,6 +53,10 @@ pub(super) struct ReadCache {
     budget: usize,
     /// Whether the listener is connected, so other servers' changes reach us.
     live: AtomicBool,
+    /// The first line of this store's notices (`@` and an id of its own), by which the
+    /// listener knows them from other servers': its own writes forgot and counted
+    /// what they changed at their commit already.
+    pub(super) origin: String,
 }
 
 #[derive(Default)]
@@ -97,6 +101,7 @@ impl ReadCache {
             hasher: RandomState::new(),
             budget: bytes / SHARDS,
             live: AtomicBool::new(false),
+            origin: format!("@{}", uuid::Uuid::now_v7()),
         }
     }
 
@@ -235,16 +240,17 @@ impl Shard {
 
 /// The payloads that tell other stores which resources a transaction changed: the
 /// keys, one per line, in notices small enough for PostgreSQL.
-pub(super) fn notices(keys: &[String]) -> Vec<String> {
+pub(super) fn notices(origin: &str, keys: &[String]) -> Vec<String> {
     let mut notices = Vec::new();
     let mut current = String::new();
     for key in keys {
         if !current.is_empty() && current.len() + key.len() + 1 > NOTICE_BYTES {
             notices.push(std::mem::take(&mut current));
         }
-        if !current.is_empty() {
-            current.push('\n');
+        if current.is_empty() {
+            current.push_str(origin);
         }
+        current.push('\n');
         current.push_str(key);
     }
     if !current.is_empty() {
@@ -279,9 +285,16 @@ pub(super) async fn listen(
                             return;
                         };
                         if notice.channel() == CHANNEL {
-                            for key in notice.payload().split('\n') {
+                            let mut lines = notice.payload().split('\n').peekable();
+                            // Servers before the origin line sent keys alone.
+                            if let Some(first) = lines.next_if(|line| line.starts_with('@'))
+                                && first == cache.origin
+                            {
+                                continue;
+                            }
+                            for key in lines {
                                 cache.forget([key]);
-                                changes.bump(key.split_once('/').map_or(key, |(t, _)| t));
+                                changes.heard(key);
                             }
                         }
                     }
@@ -412,10 +425,17 @@ mod tests {
     fn notices_stay_under_the_payload_limit_and_name_every_key() {
         let ids: Vec<String> = (0..2000).map(|n| format!("{n:036}")).collect();
         let keys: Vec<String> = ids.iter().map(|id| format!("Observation/{id}")).collect();
-        let notices = notices(&keys);
+        let origin = ReadCache::new(0).origin;
+        let notices = notices(&origin, &keys);
         assert!(notices.len() > 1);
         assert!(notices.iter().all(|notice| notice.len() <= NOTICE_BYTES));
-        let keys: Vec<&str> = notices.iter().flat_map(|n| n.split('\n')).collect();
+        // Each names its sender first.
+        assert!(
+            notices
+                .iter()
+                .all(|notice| notice.split('\n').next() == Some(origin.as_str()))
+        );
+        let keys: Vec<&str> = notices.iter().flat_map(|n| n.split('\n').skip(1)).collect();
         assert_eq!(keys.len(), 2000);
         assert_eq!(keys[0], format!("Observation/{}", ids[0]));
     }

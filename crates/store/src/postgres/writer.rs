@@ -123,7 +123,7 @@ impl Writer {
                     drop(in_flight);
                     let keys = written_keys(writes);
                     self.cache.forget(keys.iter().map(String::as_str));
-                    notify(&client, &keys).await;
+                    notify(&client, &self.cache.origin, &keys).await;
                     let versions = written.iter().filter(|one| one.version.is_some()).count();
                     self.analyzer.wrote(versions as u64);
                     return Ok(written);
@@ -402,8 +402,8 @@ impl Prepared {
 /// hold PostgreSQL's notify lock through the commit's WAL flush, one committer at a
 /// time (single creates lost 15% of their throughput); on its own it writes no WAL.
 /// A notice lost with the connection is covered by the cache's age limit.
-async fn notify(client: &deadpool_postgres::Client, keys: &[String]) {
-    let notices = super::cache::notices(keys);
+async fn notify(client: &deadpool_postgres::Client, origin: &str, keys: &[String]) {
+    let notices = super::cache::notices(origin, keys);
     if notices.is_empty() {
         return;
     }
