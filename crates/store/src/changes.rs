@@ -76,6 +76,12 @@ impl Changes {
 
     pub(crate) fn bump_all(&self) {
         self.everything.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Tells the followers that news may have been missed: the listener is back after
+    /// a time without it. (While it is down nothing can be heard, so telling them then,
+    /// at every try on a hot standby, would only make them read everything again.)
+    pub(crate) fn missed(&self) {
         let _ = self.heard.send(Heard::Missed);
     }
 
@@ -104,7 +110,7 @@ mod tests {
         let before = changes.of("Patient");
         changes.heard("Patient/p1");
         assert_ne!(changes.of("Patient"), before);
-        changes.bump_all();
+        changes.missed();
         assert_eq!(
             follower.try_recv().ok(),
             Some(Heard::Changed {

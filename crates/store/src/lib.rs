@@ -224,8 +224,9 @@ impl Store {
 
     /// Other servers' writes, as this store hears of them (on PostgreSQL, by notice;
     /// never on SQLite), for what must follow them resource by resource, such as the
-    /// patient index. A receiver that falls behind gets `RecvError::Lagged`, which
-    /// means the same as [`Heard::Missed`].
+    /// patient index. [`Heard::Missed`] comes when the listening connection is back
+    /// after a time without it; a receiver that falls behind gets `RecvError::Lagged`,
+    /// which means the same.
     pub fn heard(&self) -> tokio::sync::broadcast::Receiver<Heard> {
         self.changes.subscribe()
     }

@@ -312,6 +312,7 @@ pub(super) async fn listen(
                 }
                 if let Some(changes) = changes.upgrade() {
                     changes.bump_all();
+                    changes.missed();
                 }
                 let _ = (&mut driver).await;
                 tracing::debug!("the read cache's listener lost its connection");
