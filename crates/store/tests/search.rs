@@ -412,8 +412,8 @@ async fn a_version_1_database_keeps_its_data_and_becomes_searchable() {
         .unwrap();
     // Every migration ran: 4 is the auth tables of the privacy layer, 5 the accounting
     // of disclosures, 6 the data keys of encryption at rest, 7 the audit trail, 8 its
-    // deferred patient and agent index.
-    assert_eq!(version, 8);
+    // deferred patient and agent index, 9 that index by batch and key.
+    assert_eq!(version, 9);
 }
 
 store::each_backend! {
