@@ -70,8 +70,8 @@ pub struct RotateKeyArgs {
     /// rewritten); from then on the store opens with it only.
     #[arg(long, required_unless_present = "new_data_key")]
     new_key_file: Option<PathBuf>,
-    /// Add a data key that seals the bodies written after the next start (older keys
-    /// keep opening older bodies).
+    /// Add a data key that seals the bodies written from now on: running servers learn
+    /// it within a second (older keys keep opening older bodies).
     #[arg(long)]
     new_data_key: bool,
 }
@@ -122,7 +122,9 @@ pub async fn rotate_key(args: RotateKeyArgs) -> Result<(), String> {
             .add_data_key()
             .await
             .map_err(|error| error.to_string())?;
-        println!("added data key {id}: it seals the bodies written after the next start");
+        println!(
+            "added data key {id}: running servers learn it within a second and seal new bodies with it"
+        );
         // Reopened, so that a rewrap below covers the new key too.
         drop(opened);
         if new.is_some() {

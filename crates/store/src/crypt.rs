@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
@@ -175,6 +176,17 @@ struct DataKey {
     cipher: Aes256Gcm,
 }
 
+impl DataKey {
+    fn unwrap(master: &MasterKey, row: &WrappedKey) -> Result<DataKey, StoreError> {
+        let bytes = master.unwrap_key(row.id, &row.wrapped)?;
+        Ok(DataKey {
+            id: row.id,
+            cipher: Aes256Gcm::new(&bytes.into()),
+            bytes,
+        })
+    }
+}
+
 /// A data key as the `data_key` table keeps it.
 pub(crate) struct WrappedKey {
     pub(crate) id: u32,
@@ -182,11 +194,13 @@ pub(crate) struct WrappedKey {
 }
 
 /// The data keys of an open store: every one opens bodies, the newest seals new ones.
-/// Without a master key it is empty, and bodies are written plain.
+/// Without a master key it is empty, and bodies are written plain. Keys added while
+/// the store is open (`rotate-key --new-data-key`, by this process or another) are
+/// learnt ([`Keyring::learn`]), so every server opens what any other sealed.
 pub(crate) struct Keyring {
     master: Option<MasterKey>,
     /// In id order; the last seals.
-    keys: Vec<DataKey>,
+    keys: RwLock<Vec<Arc<DataKey>>>,
 }
 
 /// What a store's encryption looks like, for operators.
@@ -209,7 +223,7 @@ impl Keyring {
             if rows.is_empty() {
                 return Ok(Keyring {
                     master: None,
-                    keys: Vec::new(),
+                    keys: RwLock::new(Vec::new()),
                 });
             }
             return Err(StoreError::Config(
@@ -220,18 +234,55 @@ impl Keyring {
         };
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
-            let bytes = master.unwrap_key(row.id, &row.wrapped)?;
-            keys.push(DataKey {
-                id: row.id,
-                cipher: Aes256Gcm::new(&bytes.into()),
-                bytes,
-            });
+            keys.push(Arc::new(DataKey::unwrap(master, row)?));
         }
         keys.sort_by_key(|key| key.id);
         Ok(Keyring {
             master: Some(master.clone()),
-            keys,
+            keys: RwLock::new(keys),
         })
+    }
+
+    /// Takes in the data keys among `rows` it does not hold yet; returns their ids.
+    /// Without a master key there is nothing to learn: bodies are written plain.
+    pub(crate) fn learn(&self, rows: &[WrappedKey]) -> Result<Vec<u32>, StoreError> {
+        let Some(master) = &self.master else {
+            return Ok(Vec::new());
+        };
+        let newest = self.newest();
+        let mut learnt = Vec::new();
+        for row in rows.iter().filter(|row| row.id > newest) {
+            learnt.push(Arc::new(DataKey::unwrap(master, row).map_err(|_| {
+                StoreError::Config(format!(
+                    "data key {} was added under another master key: restart this server \
+                     with the store's master key",
+                    row.id
+                ))
+            })?));
+        }
+        let ids = learnt.iter().map(|key| key.id).collect();
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        for key in learnt {
+            if !keys.iter().any(|known| known.id == key.id) {
+                keys.push(key);
+            }
+        }
+        keys.sort_by_key(|key| key.id);
+        Ok(ids)
+    }
+
+    /// The id of the newest data key (0 when there is none).
+    pub(crate) fn newest(&self) -> u32 {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last()
+            .map_or(0, |key| key.id)
+    }
+
+    /// Whether the store seals bodies (it was opened with its master key).
+    pub(crate) fn has_master(&self) -> bool {
+        self.master.is_some()
     }
 
     /// A new data key, wrapped by `master`, with the id after the newest of `rows`.
@@ -260,6 +311,8 @@ impl Keyring {
             ));
         }
         self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|key| {
                 Ok(WrappedKey {
@@ -276,16 +329,23 @@ impl Keyring {
     }
 
     pub(crate) fn encryption(&self) -> Encryption {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         Encryption {
-            sealing_key: self.keys.last().map(|key| key.id),
-            data_keys: self.keys.len(),
+            sealing_key: keys.last().map(|key| key.id),
+            data_keys: keys.len(),
         }
     }
 
     /// The body as stored: sealed with the newest data key, or `None` when the store
     /// writes bodies plain (then the caller stores the text itself).
     pub(crate) fn seal(&self, body: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(key) = self.keys.last() else {
+        let newest = self
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last()
+            .cloned();
+        let Some(key) = newest else {
             return Ok(None);
         };
         let nonce = next_nonce()?;
@@ -347,7 +407,7 @@ impl Keyring {
     }
 
     /// The header, data key, nonce and tag of a sealed body.
-    fn parse<'s>(&self, stored: &'s [u8]) -> Result<Parts<'s, '_>, StoreError> {
+    fn parse<'s>(&self, stored: &'s [u8]) -> Result<Parts<'s>, StoreError> {
         if stored.len() < HEADER_LEN + TAG_LEN {
             return Err(StoreError::Backend("a sealed body is cut short".into()));
         }
@@ -368,30 +428,31 @@ impl Keyring {
         })
     }
 
-    fn find(&self, id: u32) -> Result<&DataKey, StoreError> {
+    fn find(&self, id: u32) -> Result<Arc<DataKey>, StoreError> {
         if self.master.is_none() {
             return Err(StoreError::Config(
                 "a resource body is encrypted, and the store was opened without its master key"
                     .into(),
             ));
         }
-        self.keys
-            .binary_search_by_key(&id, |key| key.id)
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        keys.binary_search_by_key(&id, |key| key.id)
             .ok()
-            .and_then(|index| self.keys.get(index))
+            .and_then(|index| keys.get(index))
+            .cloned()
             .ok_or_else(|| {
                 StoreError::Backend(format!(
                     "a resource body is sealed with data key {id}, which this server has not \
-                     loaded: restart it to load the store's newer data keys"
+                     learnt yet (it looks for new data keys every second)"
                 ))
             })
     }
 }
 
 /// A sealed body taken apart.
-struct Parts<'s, 'k> {
+struct Parts<'s> {
     header: &'s [u8],
-    key: &'k DataKey,
+    key: Arc<DataKey>,
     nonce: Nonce<aes_gcm::aead::consts::U12>,
     tag: Tag,
 }

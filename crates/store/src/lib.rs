@@ -389,8 +389,9 @@ impl Store {
         }
     }
 
-    /// Adds a data key that seals the bodies written from the next start of the store
-    /// on (older keys keep opening older bodies); returns its id.
+    /// Adds a data key that seals the bodies written from now on (older keys keep
+    /// opening older bodies); returns its id. Open stores, in this process or another,
+    /// learn it within a second.
     pub async fn add_data_key(&self) -> Result<u32, StoreError> {
         match &*self.backend {
             Backend::Sqlite(sqlite) => sqlite.add_data_key(),

@@ -233,9 +233,25 @@ store::each_backend! {
         let first = {
             let store = Store::open_with(&db.url, &with_key(&old_key)).unwrap();
             let first = create(&store, patient(NAME)).await;
+            // A second store on the same database, open before the key is added.
+            let other = Store::open_with(&db.url, &with_key(&old_key)).unwrap();
             assert_eq!(store.add_data_key().await.unwrap(), 2);
-            // The new data key seals from the next start; this one keeps key 1.
-            assert_eq!(store.encryption().sealing_key, Some(1));
+            // Both learn the new data key while open and seal with it from then on.
+            let started = std::time::Instant::now();
+            while (store.encryption().sealing_key, other.encryption().sealing_key)
+                != (Some(2), Some(2))
+                && started.elapsed() < std::time::Duration::from_secs(10)
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert_eq!(store.encryption().sealing_key, Some(2));
+            assert_eq!(other.encryption().sealing_key, Some(2));
+            // What one seals with it, the other opens.
+            let sealed = create(&store, patient("Keyfollower")).await;
+            assert_eq!(
+                other.read("Patient", &sealed.id).await.unwrap().unwrap().body,
+                sealed.body
+            );
             first
         };
         {
@@ -262,14 +278,15 @@ store::each_backend! {
             store.read("Patient", &second.id).await.unwrap().unwrap().body,
             second.body
         );
-        assert_eq!(plain_and_sealed(&db, NAME), (0, 2));
-        // The header names the data key: 1 for the first body, 2 for the second.
+        assert_eq!(plain_and_sealed(&db, NAME), (0, 3));
+        // The header names the data key: 1 for the first body, 2 for the one sealed
+        // while the stores were open and for the second.
         let mut key_ids: Vec<u8> = store::testing::stored_bodies(&db.url)
             .iter()
             .map(|body| body[4])
             .collect();
         key_ids.sort();
-        assert_eq!(key_ids, [1, 2]);
+        assert_eq!(key_ids, [1, 2, 2]);
     }
 }
 

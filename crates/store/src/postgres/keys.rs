@@ -23,6 +23,48 @@ pub(super) async fn keyring(
     Keyring::open(master, &rows)
 }
 
+/// How often a store looks for data keys added while it is open.
+const KEY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Takes into `keys`, while they live, the data keys added to the store since it
+/// opened (by `rotate-key --new-data-key`, on this server or another): one query a
+/// second when none was.
+pub(super) async fn follow(pool: deadpool_postgres::Pool, keys: std::sync::Weak<Keyring>) {
+    loop {
+        tokio::time::sleep(KEY_CHECK).await;
+        let Some(keys) = keys.upgrade() else {
+            return;
+        };
+        if !keys.has_master() {
+            return;
+        }
+        let Ok(client) = pool.get().await else {
+            continue;
+        };
+        let learnt = async {
+            let newest: Option<i32> = client
+                .query_one("SELECT max(id) FROM data_key", &[])
+                .await
+                .map_err(error)?
+                .try_get(0)
+                .map_err(error)?;
+            let newest = newest.and_then(|id| u32::try_from(id).ok()).unwrap_or(0);
+            if newest <= keys.newest() {
+                return Ok(Vec::new());
+            }
+            keys.learn(&load(&client).await?)
+        };
+        match learnt.await {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::info!(id, "learnt a new data key: it seals new bodies from now on");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot look for new data keys"),
+        }
+    }
+}
+
 async fn load(client: &Client) -> Result<Vec<WrappedKey>, StoreError> {
     let rows = client
         .query("SELECT id, wrapped FROM data_key ORDER BY id", &[])

@@ -282,6 +282,8 @@ impl PostgresStore {
             .map_err(|error| {
                 StoreError::Config(format!("cannot build the connection pool: {error}"))
             })?;
+        let keys = Arc::new(keys);
+        handle.spawn(keys::follow(pool.clone(), Arc::downgrade(&keys)));
         // The listener runs with the cache off too: the change counters hear other
         // servers' writes through it.
         let cache = Arc::new(cache::ReadCache::new(cache_bytes));
@@ -299,7 +301,7 @@ impl PostgresStore {
             params,
             times: Arc::new(Mutex::new(horizon::Times::new(newest))),
             data_dir: PathBuf::from("custodian-data"),
-            keys: Arc::new(keys),
+            keys,
             cache,
         })
     }
@@ -572,7 +574,8 @@ impl PostgresStore {
         .await
     }
 
-    /// Adds a data key, which seals new bodies from the next start on; returns its id.
+    /// Adds a data key, which seals new bodies once the stores learn it (`keys::follow`);
+    /// returns its id.
     pub(crate) async fn add_data_key(&self) -> Result<u32, StoreError> {
         let master = self
             .keys

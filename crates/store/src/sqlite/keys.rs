@@ -23,6 +23,23 @@ pub(super) fn keyring(
     Keyring::open(master, &rows)
 }
 
+/// Takes into `keys` the data keys added to the store since it last looked (by
+/// `rotate-key --new-data-key`, in this process or another); one query when none was.
+pub(super) fn learn_new(connection: &Connection, keys: &Keyring) -> Result<(), StoreError> {
+    if !keys.has_master() {
+        return Ok(());
+    }
+    let newest: Option<u32> =
+        connection.query_row("SELECT max(id) FROM data_key", [], |row| row.get(0))?;
+    if newest.unwrap_or(0) <= keys.newest() {
+        return Ok(());
+    }
+    for id in keys.learn(&data_keys(connection)?)? {
+        tracing::info!(id, "learnt a new data key: it seals new bodies from now on");
+    }
+    Ok(())
+}
+
 fn data_keys(connection: &Connection) -> Result<Vec<WrappedKey>, StoreError> {
     let mut statement = connection.prepare("SELECT id, wrapped FROM data_key ORDER BY id")?;
     let rows = statement.query_map([], |row| {
@@ -76,7 +93,8 @@ impl SqliteStore {
         Ok(rows.len())
     }
 
-    /// Adds a data key, which seals new bodies from the next start on; returns its id.
+    /// Adds a data key, which seals new bodies once the writer learns it (`learn_new`);
+    /// returns its id.
     pub(crate) fn add_data_key(&self) -> Result<u32, StoreError> {
         let master = self
             .keys

@@ -5,7 +5,7 @@
 //! only then answers each caller. Writers that arrive during a sync share the next one.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension};
@@ -196,16 +196,32 @@ pub(super) fn start(
     Ok(jobs)
 }
 
+/// How often the writer looks for data keys added while the store is open.
+const KEY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn run(mut writer: Writer, queue: Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(job) => group.push(job),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+    let mut checked = std::time::Instant::now();
+    loop {
+        match queue.recv_timeout(KEY_CHECK) {
+            Ok(first) => {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match queue.try_recv() {
+                        Ok(job) => group.push(job),
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    }
+                }
+                commit_group(&mut writer, group);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if checked.elapsed() >= KEY_CHECK {
+            checked = std::time::Instant::now();
+            if let Err(error) = super::keys::learn_new(&writer.connection, &writer.keys) {
+                tracing::warn!(%error, "cannot look for new data keys");
             }
         }
-        commit_group(&mut writer, group);
     }
 }
 
