@@ -188,17 +188,6 @@ mod tests {
         }
     }
 
-    async fn learns_within_seconds(registry: &ProfileRegistry) -> bool {
-        let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if registry.get(URL).is_some() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
-    }
-
     /// A profile written past the registry (straight into the store, or by another
     /// server on the same PostgreSQL database) is learnt without a restart.
     #[tokio::test]
@@ -209,7 +198,10 @@ mod tests {
         registry.follow(store.clone());
         assert!(registry.get(URL).is_none());
         store.write(profile()).await.unwrap();
-        assert!(learns_within_seconds(&registry).await, "on SQLite");
+        assert!(
+            store::testing::eventually(|| registry.get(URL).is_some()).await,
+            "on SQLite"
+        );
 
         let Some(database) = store::testing::TestDatabase::postgres() else {
             return;
@@ -218,7 +210,10 @@ mod tests {
         let registry = Arc::new(ProfileRegistry::load(&two).await.unwrap());
         registry.follow(two.clone());
         one.write(profile()).await.unwrap();
-        assert!(learns_within_seconds(&registry).await, "from another store");
+        assert!(
+            store::testing::eventually(|| registry.get(URL).is_some()).await,
+            "from another store"
+        );
         // A deletion there lifts it here too.
         one.write(store::Write::Delete {
             resource_type: "StructureDefinition".into(),
@@ -227,10 +222,6 @@ mod tests {
         })
         .await
         .unwrap();
-        let started = std::time::Instant::now();
-        while registry.get(URL).is_some() && started.elapsed() < Duration::from_secs(10) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(registry.get(URL).is_none());
+        assert!(store::testing::eventually(|| registry.get(URL).is_none()).await);
     }
 }

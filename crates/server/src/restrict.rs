@@ -116,36 +116,32 @@ impl View {
         let now = now();
         let glass = state.grants.patients(&principal.subject, now);
         let consents = state.consents.active(&state.store).await?;
-        if consents.is_empty() {
-            return Ok(View {
-                open: false,
-                hidden: privacy::labels::hidden_from(principal),
-                denied: Arc::clone(&NO_DENIALS),
-                glass,
-            });
-        }
-        let who = Who::of(principal, now);
-        // What the consents deny depends on who asks, the patient a token is limited
-        // to, the broken glass and the second (provision periods): worked out once
-        // per second for each, not for every request.
-        let key = format!("{who:?}|{:?}|{glass:?}", principal.patient());
-        let denied = state.consents.denied(&consents, key, || {
-            let mut denials = Vec::new();
-            for consent in consents.iter() {
-                // A patient's own consent does not hide the patient's record from them,
-                // and a broken glass lifts it.
-                if principal.patient() == Some(consent.patient.as_str())
-                    || glass.contains(&consent.patient)
-                {
-                    continue;
+        let denied = if consents.is_empty() {
+            Arc::clone(&NO_DENIALS)
+        } else {
+            let who = Who::of(principal, now);
+            // What the consents deny depends on who asks, the patient a token is
+            // limited to, the broken glass and the second (provision periods): worked
+            // out once per second for each, not for every request.
+            let key = format!("{who:?}|{:?}|{glass:?}", principal.patient());
+            state.consents.denied(&consents, key, || {
+                let mut denials = Vec::new();
+                for consent in consents.iter() {
+                    // A patient's own consent does not hide the patient's record from
+                    // them, and a broken glass lifts it.
+                    if principal.patient() == Some(consent.patient.as_str())
+                        || glass.contains(&consent.patient)
+                    {
+                        continue;
+                    }
+                    let denied = privacy::consent::denials(consent, &who);
+                    if !denied.is_empty() {
+                        denials.push((consent.patient.clone(), denied));
+                    }
                 }
-                let denied = privacy::consent::denials(consent, &who);
-                if !denied.is_empty() {
-                    denials.push((consent.patient.clone(), denied));
-                }
-            }
-            Denied::of(denials)
-        });
+                Denied::of(denials)
+            })
+        };
         Ok(View {
             open: false,
             hidden: privacy::labels::hidden_from(principal),

@@ -243,11 +243,11 @@ impl Keyring {
         })
     }
 
-    /// Takes in the data keys among `rows` it does not hold yet; returns their ids.
+    /// Takes in the data keys among `rows` it does not hold yet, and says so in the log.
     /// Without a master key there is nothing to learn: bodies are written plain.
-    pub(crate) fn learn(&self, rows: &[WrappedKey]) -> Result<Vec<u32>, StoreError> {
+    pub(crate) fn learn(&self, rows: &[WrappedKey]) -> Result<(), StoreError> {
         let Some(master) = &self.master else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let newest = self.newest();
         let mut learnt = Vec::new();
@@ -260,15 +260,18 @@ impl Keyring {
                 ))
             })?));
         }
-        let ids = learnt.iter().map(|key| key.id).collect();
         let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
         for key in learnt {
             if !keys.iter().any(|known| known.id == key.id) {
+                tracing::info!(
+                    id = key.id,
+                    "learnt a new data key: it seals new bodies from now on"
+                );
                 keys.push(key);
             }
         }
         keys.sort_by_key(|key| key.id);
-        Ok(ids)
+        Ok(())
     }
 
     /// The id of the newest data key (0 when there is none).
@@ -278,11 +281,6 @@ impl Keyring {
             .unwrap_or_else(PoisonError::into_inner)
             .last()
             .map_or(0, |key| key.id)
-    }
-
-    /// Whether the store seals bodies (it was opened with its master key).
-    pub(crate) fn has_master(&self) -> bool {
-        self.master.is_some()
     }
 
     /// A new data key, wrapped by `master`, with the id after the newest of `rows`.

@@ -302,6 +302,19 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Whether `check` holds within ten seconds, asked every 50 ms: for what another
+/// store or a background task does a moment later.
+pub async fn eventually(check: impl Fn() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    check()
+}
+
 /// Every stored body of the database `url` names (sqlite:DIR or a postgres:// URL),
 /// as the raw bytes the database holds: for checking what is kept at rest.
 pub fn stored_bodies(url: &str) -> Vec<Vec<u8>> {

@@ -237,13 +237,11 @@ store::each_backend! {
             let other = Store::open_with(&db.url, &with_key(&old_key)).unwrap();
             assert_eq!(store.add_data_key().await.unwrap(), 2);
             // Both learn the new data key while open and seal with it from then on.
-            let started = std::time::Instant::now();
-            while (store.encryption().sealing_key, other.encryption().sealing_key)
-                != (Some(2), Some(2))
-                && started.elapsed() < std::time::Duration::from_secs(10)
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
+            store::testing::eventually(|| {
+                (store.encryption().sealing_key, other.encryption().sealing_key)
+                    == (Some(2), Some(2))
+            })
+            .await;
             assert_eq!(store.encryption().sealing_key, Some(2));
             assert_eq!(other.encryption().sealing_key, Some(2));
             // What one seals with it, the other opens.

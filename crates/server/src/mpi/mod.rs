@@ -349,8 +349,6 @@ pub(crate) fn links(patient: &Value) -> impl Iterator<Item = (&str, &str)> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use serde_json::json;
 
     use super::*;
@@ -375,17 +373,6 @@ mod tests {
         state.mpi.explain(&probe, id).is_some()
     }
 
-    async fn within_seconds(check: impl Fn() -> bool) -> bool {
-        let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if check() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
-    }
-
     /// Two servers on one PostgreSQL database: a Patient written, then deleted, on one
     /// reaches the other's patient index without a restart.
     #[tokio::test]
@@ -398,7 +385,7 @@ mod tests {
         let state = AppState::new(two, crate::Config::default()).await.unwrap();
         assert!(!indexed(&state, "astrid"));
         one.write(patient("astrid")).await.unwrap();
-        assert!(within_seconds(|| indexed(&state, "astrid")).await);
+        assert!(store::testing::eventually(|| indexed(&state, "astrid")).await);
         one.write(store::Write::Delete {
             resource_type: "Patient".into(),
             id: "astrid".into(),
@@ -406,6 +393,6 @@ mod tests {
         })
         .await
         .unwrap();
-        assert!(within_seconds(|| !indexed(&state, "astrid")).await);
+        assert!(store::testing::eventually(|| !indexed(&state, "astrid")).await);
     }
 }

@@ -35,7 +35,7 @@ pub(super) async fn follow(pool: deadpool_postgres::Pool, keys: std::sync::Weak<
         let Some(keys) = keys.upgrade() else {
             return;
         };
-        if !keys.has_master() {
+        if keys.master().is_none() {
             return;
         }
         let Ok(client) = pool.get().await else {
@@ -50,17 +50,12 @@ pub(super) async fn follow(pool: deadpool_postgres::Pool, keys: std::sync::Weak<
                 .map_err(error)?;
             let newest = newest.and_then(|id| u32::try_from(id).ok()).unwrap_or(0);
             if newest <= keys.newest() {
-                return Ok(Vec::new());
+                return Ok(());
             }
             keys.learn(&load(&client).await?)
         };
-        match learnt.await {
-            Ok(ids) => {
-                for id in ids {
-                    tracing::info!(id, "learnt a new data key: it seals new bodies from now on");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "cannot look for new data keys"),
+        if let Err(error) = learnt.await {
+            tracing::warn!(%error, "cannot look for new data keys");
         }
     }
 }

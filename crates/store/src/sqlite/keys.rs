@@ -26,7 +26,7 @@ pub(super) fn keyring(
 /// Takes into `keys` the data keys added to the store since it last looked (by
 /// `rotate-key --new-data-key`, in this process or another); one query when none was.
 pub(super) fn learn_new(connection: &Connection, keys: &Keyring) -> Result<(), StoreError> {
-    if !keys.has_master() {
+    if keys.master().is_none() {
         return Ok(());
     }
     let newest: Option<u32> =
@@ -34,10 +34,7 @@ pub(super) fn learn_new(connection: &Connection, keys: &Keyring) -> Result<(), S
     if newest.unwrap_or(0) <= keys.newest() {
         return Ok(());
     }
-    for id in keys.learn(&data_keys(connection)?)? {
-        tracing::info!(id, "learnt a new data key: it seals new bodies from now on");
-    }
-    Ok(())
+    keys.learn(&data_keys(connection)?)
 }
 
 fn data_keys(connection: &Connection) -> Result<Vec<WrappedKey>, StoreError> {
