@@ -520,7 +520,15 @@ fn reports_progress_while_running_and_survives_a_restart() {
         "resource": {"resourceType": "Patient", "id": format!("p{n}")},
         "request": {"method": "PUT", "url": format!("Patient/p{n}")}
     })).collect::<Vec<_>>()});
-    assert_eq!(fhir.post("", &bundle).status, 200);
+    let reply = fhir.post("", &bundle);
+    assert_eq!(reply.status, 200);
+    let answer = reply.json();
+    let entries = answer["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 2000);
+    for entry in entries {
+        let status = entry["response"]["status"].as_str().unwrap_or_default();
+        assert!(status.starts_with("201"), "an entry failed: {entry}");
+    }
     let mut seen_running = false;
     let mut manifest = Value::Null;
     for _ in 0..5 {

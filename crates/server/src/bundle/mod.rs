@@ -821,6 +821,9 @@ async fn transaction(
     ))
 }
 
+/// How many entries of a batch run at once.
+const BATCH_IN_FLIGHT: usize = 256;
+
 async fn batch(state: &AppState, request: &FhirRequest, raw_entries: Vec<Value>) -> Response {
     let mut answers: Vec<Answer> = (0..raw_entries.len()).map(|_| Answer::Missing).collect();
     let mut entries = Vec::new();
@@ -842,16 +845,24 @@ async fn batch(state: &AppState, request: &FhirRequest, raw_entries: Vec<Value>)
             .position(|entry| entry.phase() != phase)
             .unwrap_or(entries.len());
         let mut tasks = tokio::task::JoinSet::new();
-        for entry in entries.drain(..phase_end).collect::<Vec<_>>() {
-            let state = state.clone();
-            let prefer = request.prefer;
-            let principal = request.principal.clone();
-            tasks.spawn(crate::audit::in_scope(async move {
-                let index = entry.index;
-                (index, batch_entry(&state, &principal, entry, prefer).await)
-            }));
-        }
-        while let Some(joined) = tasks.join_next().await {
+        let mut phase_entries = entries.drain(..phase_end);
+        loop {
+            // At most BATCH_IN_FLIGHT at once: enough to fill the writer's commits, few
+            // enough that a huge batch does not queue past the database pool's wait.
+            while tasks.len() < BATCH_IN_FLIGHT
+                && let Some(entry) = phase_entries.next()
+            {
+                let state = state.clone();
+                let prefer = request.prefer;
+                let principal = request.principal.clone();
+                tasks.spawn(crate::audit::in_scope(async move {
+                    let index = entry.index;
+                    (index, batch_entry(&state, &principal, entry, prefer).await)
+                }));
+            }
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
             match joined {
                 Ok((index, Ok(answer))) => answers[index] = answer,
                 Ok((index, Err(error))) => answers[index] = error_entry(error),

@@ -53,10 +53,13 @@ pub(super) struct ReadCache {
     budget: usize,
     /// Whether the listener is connected, so other servers' changes reach us.
     live: AtomicBool,
-    /// The first line of this store's notices (`@` and an id of its own), by which the
-    /// listener knows them from other servers': its own writes forgot and counted
-    /// what they changed at their commit already.
+    /// The first line of this store's notices (`@`, an id of its own, a space and the
+    /// schema), by which the listener knows them from other servers': its own writes
+    /// forgot and counted what they changed at their commit already.
     pub(super) origin: String,
+    /// The schema the store's tables are in. Notices go to every session of the
+    /// database, so stores in other schemas (other tenants, test runs) are ignored.
+    schema: String,
 }
 
 #[derive(Default)]
@@ -94,14 +97,28 @@ fn key(resource_type: &str, id: &str) -> String {
 }
 
 impl ReadCache {
-    /// A cache of about `bytes`; it starts bypassed, until [`ReadCache::set_live`].
-    pub(super) fn new(bytes: usize) -> ReadCache {
+    /// A cache of about `bytes` for the store whose tables are in `schema`; it starts
+    /// bypassed, until [`ReadCache::set_live`].
+    pub(super) fn new(bytes: usize, schema: &str) -> ReadCache {
         ReadCache {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             budget: bytes / SHARDS,
             live: AtomicBool::new(false),
-            origin: format!("@{}", uuid::Uuid::now_v7()),
+            origin: format!("@{} {schema}", uuid::Uuid::now_v7()),
+            schema: schema.to_owned(),
+        }
+    }
+
+    /// Whether a notice whose first line is `origin` is news to this store: sent by
+    /// another store of the same schema (older servers sent no schema).
+    fn hears(&self, origin: &str) -> bool {
+        if origin == self.origin {
+            return false;
+        }
+        match origin.split_once(' ') {
+            Some((_, schema)) => schema == self.schema,
+            None => true,
         }
     }
 
@@ -288,7 +305,7 @@ pub(super) async fn listen(
                             let mut lines = notice.payload().split('\n').peekable();
                             // Servers before the origin line sent keys alone.
                             if let Some(first) = lines.next_if(|line| line.starts_with('@'))
-                                && first == cache.origin
+                                && !cache.hears(first)
                             {
                                 continue;
                             }
@@ -349,7 +366,7 @@ mod tests {
     }
 
     fn live(bytes: usize) -> ReadCache {
-        let cache = ReadCache::new(bytes);
+        let cache = ReadCache::new(bytes, "public");
         cache.set_live(true);
         cache
     }
@@ -389,7 +406,7 @@ mod tests {
         assert!(matches!(cache.get("Patient", "a"), Err(None)));
         cache.set_live(true);
         assert!(matches!(cache.get("Patient", "a"), Err(Some(_))));
-        let off = ReadCache::new(0);
+        let off = ReadCache::new(0, "public");
         off.set_live(true);
         assert!(matches!(off.get("Patient", "a"), Err(None)));
     }
@@ -426,7 +443,7 @@ mod tests {
     fn notices_stay_under_the_payload_limit_and_name_every_key() {
         let ids: Vec<String> = (0..2000).map(|n| format!("{n:036}")).collect();
         let keys: Vec<String> = ids.iter().map(|id| format!("Observation/{id}")).collect();
-        let origin = ReadCache::new(0).origin;
+        let origin = ReadCache::new(0, "public").origin;
         let notices = notices(&origin, &keys);
         assert!(notices.len() > 1);
         assert!(notices.iter().all(|notice| notice.len() <= NOTICE_BYTES));
@@ -439,5 +456,17 @@ mod tests {
         let keys: Vec<&str> = notices.iter().flat_map(|n| n.split('\n').skip(1)).collect();
         assert_eq!(keys.len(), 2000);
         assert_eq!(keys[0], format!("Observation/{}", ids[0]));
+    }
+
+    #[test]
+    fn hears_other_stores_of_its_own_schema_only() {
+        let cache = ReadCache::new(0, "tenant_a");
+        let neighbour = ReadCache::new(0, "tenant_a");
+        let stranger = ReadCache::new(0, "tenant_b");
+        assert!(!cache.hears(&cache.origin));
+        assert!(cache.hears(&neighbour.origin));
+        assert!(!cache.hears(&stranger.origin));
+        // A notice from a server that named no schema is heard.
+        assert!(cache.hears("@0190aaaa-0000-7000-8000-000000000000"));
     }
 }

@@ -249,10 +249,15 @@ impl PostgresStore {
                     .await
                     .map_err(error)?
                     .get(0);
-                Ok::<_, StoreError>((Instant(newest.unwrap_or(0)), resources, keys))
+                let schema: String = client
+                    .query_one("SELECT current_schema()", &[])
+                    .await
+                    .map_err(error)?
+                    .get(0);
+                Ok::<_, StoreError>((Instant(newest.unwrap_or(0)), resources, keys, schema))
             })
         };
-        let (newest, resources, keys) = match opened.and_then(|opened| opened) {
+        let (newest, resources, keys, schema) = match opened.and_then(|opened| opened) {
             Ok(opened) => opened,
             Err(error) => {
                 runtime.shutdown_background();
@@ -286,7 +291,7 @@ impl PostgresStore {
         handle.spawn(keys::follow(pool.clone(), Arc::downgrade(&keys)));
         // The listener runs with the cache off too: the change counters hear other
         // servers' writes through it.
-        let cache = Arc::new(cache::ReadCache::new(cache_bytes));
+        let cache = Arc::new(cache::ReadCache::new(cache_bytes, &schema));
         handle.spawn(cache::listen(
             config.clone(),
             Arc::downgrade(&cache),

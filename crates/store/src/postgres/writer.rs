@@ -395,8 +395,6 @@ impl Prepared {
     }
 }
 
-/// The sealed body of each version to insert, in the order of `applied.versions`
-/// (`None` for a deletion, or when the store writes bodies plain).
 /// Tells other stores' read caches what a committed transaction changed: `NOTIFY` in
 /// a transaction of its own, after the commit. Inside the write's transaction it would
 /// hold PostgreSQL's notify lock through the commit's WAL flush, one committer at a
@@ -432,6 +430,8 @@ fn written_keys(writes: &[Indexed]) -> Vec<String> {
         .collect()
 }
 
+/// The sealed body of each version to insert, in the order of `applied.versions`
+/// (`None` for a deletion, or when the store writes bodies plain).
 fn seal(keys: &Keyring, applied: &Applied<'_>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
     applied
         .versions
