@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Instant as Clock;
 
-use store::{AuditColumn, AuditDetail, AuditFilter, AuditQuery, AuditRecord, Instant, Store};
+use store::{
+    AuditBatch, AuditColumn, AuditDetail, AuditFilter, AuditQuery, AuditRecord, Instant, Store,
+};
 
 fn record(n: usize, patients: usize) -> AuditRecord {
     let patient = format!(
@@ -64,10 +66,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("audit-cost-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new()?;
     let store = runtime.block_on(Store::connect(&format!("sqlite:{}", dir.display())))?;
-    let groups: Vec<Arc<[AuditRecord]>> = (0..count)
+    let groups: Vec<Arc<AuditBatch>> = (0..count)
         .collect::<Vec<_>>()
         .chunks(4096)
-        .map(|chunk| chunk.iter().map(|n| record(*n, patients)).collect())
+        .map(|chunk| {
+            let mut batch = AuditBatch::new();
+            for n in chunk {
+                batch.push(&record(*n, patients));
+            }
+            Arc::new(batch)
+        })
         .collect();
     let cpu_before = cpu_seconds();
     let started = Clock::now();

@@ -38,8 +38,8 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use audit::{
-    AuditColumn, AuditDetail, AuditFilter, AuditPage, AuditQuery, AuditRecord, BrokenLink,
-    LOGIN_SUBTYPE, LOGIN_TYPE, Verification,
+    AuditBatch, AuditColumn, AuditDetail, AuditFilter, AuditPage, AuditQuery, AuditRecord,
+    BrokenLink, LOGIN_SUBTYPE, LOGIN_TYPE, Verification,
 };
 pub use auth::AuthKind;
 pub use changes::Heard;
@@ -256,13 +256,13 @@ impl Store {
 
     /// Appends records to the audit trail (in a transaction of their own); returns once
     /// they are durable.
-    pub async fn audit_append(&self, records: Arc<[AuditRecord]>) -> Result<(), StoreError> {
-        if records.is_empty() {
+    pub async fn audit_append(&self, batch: Arc<AuditBatch>) -> Result<(), StoreError> {
+        if batch.is_empty() {
             return Ok(());
         }
         match &*self.backend {
-            Backend::Sqlite(sqlite) => sqlite.audit_append(records).await,
-            Backend::Postgres(postgres) => postgres.audit_append(records).await,
+            Backend::Sqlite(sqlite) => sqlite.audit_append(batch).await,
+            Backend::Postgres(postgres) => postgres.audit_append(batch).await,
         }
     }
 

@@ -7,7 +7,13 @@
 
 use serde_json::{Map, Value, json};
 use store::testing::TestDatabase;
-use store::{AuditColumn, AuditDetail, AuditFilter, AuditQuery, AuditRecord, Instant, Write};
+use store::{
+    AuditBatch, AuditColumn, AuditDetail, AuditFilter, AuditQuery, AuditRecord, Instant, Write,
+};
+
+fn batch(records: Vec<AuditRecord>) -> std::sync::Arc<AuditBatch> {
+    std::sync::Arc::new(AuditBatch::from(records))
+}
 
 fn record(agent: &str, patient: &str, recorded: i64) -> AuditRecord {
     AuditRecord {
@@ -64,7 +70,7 @@ store::each_backend! {
     async fn records_are_chained_searched_and_committed_with_their_writes(db) {
         let store = db.open();
         store
-            .audit_append(vec![record("alice", "p1", 10), AuditRecord { recorded: Instant(20), ..own("bob") }].into())
+            .audit_append(batch(vec![record("alice", "p1", 10), AuditRecord { recorded: Instant(20), ..own("bob") }]))
             .await
             .unwrap();
         let patient = object(json!({"resourceType": "Patient", "active": true}));
@@ -139,7 +145,7 @@ store::each_backend! {
     #[tokio::test]
     async fn the_database_refuses_changes_to_the_trail(db) {
         let store = db.open();
-        store.audit_append(vec![record("alice", "p1", 10)].into()).await.unwrap();
+        store.audit_append(batch(vec![record("alice", "p1", 10)])).await.unwrap();
         drop(store);
         let refused = db.execute("DELETE FROM audit_event").is_err()
             && db.execute("UPDATE audit_event SET agent = 'x'").is_err();
@@ -153,7 +159,7 @@ async fn five(db: &TestDatabase) -> store::Store {
     let records = (1..=5)
         .map(|n| record("alice", &format!("p{n}"), n * 10))
         .collect();
-    store.audit_append(records).await.unwrap();
+    store.audit_append(batch(records)).await.unwrap();
     assert_eq!(store.audit_verify().await.unwrap().broken, None);
     store
 }
@@ -239,7 +245,7 @@ store::each_backend! {
             })
             .collect();
         for group in records.chunks(5_000) {
-            store.audit_append(group.to_vec().into()).await.unwrap();
+            store.audit_append(batch(group.to_vec())).await.unwrap();
         }
         let seqs = |filters: Vec<AuditFilter>, oldest_first: bool, after: Option<i64>| {
             let store = store.clone();
@@ -282,7 +288,7 @@ async fn a_trail_from_before_the_deferred_index_is_indexed_when_the_store_opens(
             )
         })
         .collect();
-    store.audit_append(records.into()).await.unwrap();
+    store.audit_append(batch(records)).await.unwrap();
     drop(store);
     // Back to version 7: the row indexes, no `audit_key`.
     db.execute(

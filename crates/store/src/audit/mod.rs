@@ -20,7 +20,10 @@ pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000
 /// The start every stored AuditEvent's JSON has; the store puts the id after it.
 const PREFIX: &str = r#"{"resourceType":"AuditEvent""#;
 
+mod batch;
 mod render;
+
+pub use batch::AuditBatch;
 
 pub use render::{LOGIN_SUBTYPE, LOGIN_TYPE};
 
@@ -92,9 +95,8 @@ struct StoredDetail {
 }
 
 impl AuditDetail {
-    /// The stored text: a small JSON object without the absent parts.
-    fn to_text(&self) -> String {
-        let mut out = String::with_capacity(96);
+    /// Writes the stored text: a small JSON object without the absent parts.
+    fn write_text(&self, out: &mut String) {
         let mut number = [0u8; 20];
         out.push_str(r#"{"status":"#);
         out.push_str(decimal_str(&mut number, i64::from(self.status)));
@@ -104,7 +106,7 @@ impl AuditDetail {
                 render::string(out, value);
             }
         };
-        text(&mut out, r#","client":"#, &self.client);
+        text(out, r#","client":"#, &self.client);
         if self.user {
             out.push_str(r#","user":true"#);
         }
@@ -114,7 +116,7 @@ impl AuditDetail {
                 if index > 0 {
                     out.push(',');
                 }
-                render::string(&mut out, role);
+                render::string(out, role);
             }
             out.push(']');
         }
@@ -137,11 +139,10 @@ impl AuditDetail {
             }
             None => {}
         }
-        text(&mut out, r#","reason":"#, &self.reason);
-        text(&mut out, r#","operation":"#, &self.operation);
-        text(&mut out, r#","query":"#, &self.query);
+        text(out, r#","reason":"#, &self.reason);
+        text(out, r#","operation":"#, &self.operation);
+        text(out, r#","query":"#, &self.query);
         out.push('}');
-        out
     }
 }
 
@@ -273,76 +274,57 @@ fn letter(index: usize) -> char {
 }
 
 impl StoredAudit {
-    /// `record` as the record after one whose sequence number and hash are given.
-    pub(crate) fn chain(
-        record: &AuditRecord,
-        prev_seq: i64,
-        prev_hash: &str,
-    ) -> Result<StoredAudit, StoreError> {
-        let seq = prev_seq + 1;
-        let body = match &record.body {
-            Some(body) => {
-                let rest = body.strip_prefix(PREFIX).ok_or_else(|| {
-                    StoreError::Invalid("an audit record must be an AuditEvent JSON object".into())
-                })?;
-                let separator = if rest.starts_with('}') { "" } else { "," };
-                compact(&format!(
-                    r#"{PREFIX},"id":"{seq}"{separator}{}"#,
-                    rest.trim_start_matches(',')
-                ))
-            }
-            None => record.detail.to_text(),
-        };
-        let entity = if record.entities.is_empty() {
-            String::new()
-        } else {
-            let mut entity = String::with_capacity(
-                record
-                    .entities
-                    .iter()
-                    .map(|reference| reference.len() + 1)
-                    .sum::<usize>()
-                    + 1,
-            );
-            for reference in &record.entities {
-                entity.push(' ');
-                entity.push_str(reference);
-            }
-            entity.push(' ');
-            entity
-        };
-        let mut stored = StoredAudit {
-            seq,
-            recorded: record.recorded.0,
-            type_code: record.type_code.to_string(),
-            subtype: record.subtype.to_string(),
-            action: record.action.to_string(),
-            outcome: record.outcome.to_string(),
-            severity: record.severity.to_string(),
-            agent: record.agent.clone(),
-            patient: record.patient.clone(),
-            purpose: record.purpose.clone(),
-            entity,
-            body,
-            prev_hash: prev_hash.to_string(),
-            hash: String::new(),
-        };
-        stored.hash = stored.compute_hash();
-        Ok(stored)
-    }
-
     /// The record's AuditEvent JSON.
     pub(crate) fn render(&self) -> String {
         render::render(self)
     }
 
-    /// SHA-256 over the previous hash and every column, in hex: each column as its
-    /// length in decimal, `:`, its text and `;`; a missing optional column is `-`, a
-    /// present one `+` and its text. The canonical form is gathered first and hashed in
-    /// one update (an update per part cost more than the hashing).
+    /// SHA-256 over the previous hash and every column, in hex (see [`Columns::hash`]).
     pub(crate) fn compute_hash(&self) -> String {
-        let mut canonical: Vec<u8> =
-            Vec::with_capacity(256 + self.agent.len() + self.entity.len() + self.body.len());
+        let columns = Columns {
+            seq: self.seq,
+            recorded: self.recorded,
+            type_code: &self.type_code,
+            subtype: &self.subtype,
+            action: &self.action,
+            outcome: &self.outcome,
+            severity: &self.severity,
+            agent: &self.agent,
+            patient: self.patient.as_deref(),
+            purpose: self.purpose.as_deref(),
+            entity: &self.entity,
+            body: &self.body,
+            prev_hash: &self.prev_hash,
+        };
+        String::from_utf8_lossy(&columns.hash(&mut Vec::new())).into_owned()
+    }
+}
+
+/// A record's columns, borrowed: what is stored and hashed.
+pub(crate) struct Columns<'a> {
+    pub seq: i64,
+    pub recorded: i64,
+    pub type_code: &'a str,
+    pub subtype: &'a str,
+    pub action: &'a str,
+    pub outcome: &'a str,
+    pub severity: &'a str,
+    pub agent: &'a str,
+    pub patient: Option<&'a str>,
+    pub purpose: Option<&'a str>,
+    pub entity: &'a str,
+    pub body: &'a str,
+    pub prev_hash: &'a str,
+}
+
+impl Columns<'_> {
+    /// SHA-256 over the previous hash and every column, in lowercase hex: each column as
+    /// its length in decimal, `:`, its text and `;`; a missing optional column is `-`, a
+    /// present one `+` and its text. The canonical form is gathered in `canonical` (a
+    /// buffer the caller may reuse) and hashed in one update (an update per part cost
+    /// more than the hashing).
+    pub(crate) fn hash(&self, canonical: &mut Vec<u8>) -> [u8; 64] {
+        canonical.clear();
         let mut length = [0u8; 20];
         let mut field = |out: &mut Vec<u8>, prefix: &[u8], text: &[u8]| {
             out.extend_from_slice(decimal(&mut length, (prefix.len() + text.len()) as i64));
@@ -352,32 +334,32 @@ impl StoredAudit {
             out.push(b';');
         };
         let mut number = [0u8; 20];
-        field(&mut canonical, b"", self.prev_hash.as_bytes());
-        field(&mut canonical, b"", decimal(&mut number, self.seq));
-        field(&mut canonical, b"", decimal(&mut number, self.recorded));
+        field(canonical, b"", self.prev_hash.as_bytes());
+        field(canonical, b"", decimal(&mut number, self.seq));
+        field(canonical, b"", decimal(&mut number, self.recorded));
         for text in [
-            &self.type_code,
-            &self.subtype,
-            &self.action,
-            &self.outcome,
-            &self.severity,
-            &self.agent,
+            self.type_code,
+            self.subtype,
+            self.action,
+            self.outcome,
+            self.severity,
+            self.agent,
         ] {
-            field(&mut canonical, b"", text.as_bytes());
+            field(canonical, b"", text.as_bytes());
         }
-        for optional in [&self.patient, &self.purpose] {
+        for optional in [self.patient, self.purpose] {
             match optional {
-                Some(text) => field(&mut canonical, b"+", text.as_bytes()),
-                None => field(&mut canonical, b"-", b""),
+                Some(text) => field(canonical, b"+", text.as_bytes()),
+                None => field(canonical, b"-", b""),
             }
         }
-        field(&mut canonical, b"", self.entity.as_bytes());
-        field(&mut canonical, b"", self.body.as_bytes());
+        field(canonical, b"", self.entity.as_bytes());
+        field(canonical, b"", self.body.as_bytes());
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = String::with_capacity(64);
-        for byte in Sha256::digest(&canonical) {
-            hex.push(char::from(HEX[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX[usize::from(byte & 15)]));
+        let mut hex = [0u8; 64];
+        for (index, byte) in Sha256::digest(&canonical[..]).into_iter().enumerate() {
+            hex[2 * index] = HEX[usize::from(byte >> 4)];
+            hex[2 * index + 1] = HEX[usize::from(byte & 15)];
         }
         hex
     }
@@ -409,21 +391,97 @@ fn decimal(buffer: &mut [u8; 20], value: i64) -> &[u8] {
     &buffer[at..]
 }
 
-/// Appends `records` after the head `(seq, hash)`; returns the rows to insert and the
-/// new head.
-pub(crate) fn chain_all(
-    records: &[AuditRecord],
-    head: (i64, String),
-) -> Result<(Vec<StoredAudit>, (i64, String)), StoreError> {
-    let (mut seq, mut hash) = head;
-    let mut rows = Vec::with_capacity(records.len());
-    for record in records {
-        let stored = StoredAudit::chain(record, seq, &hash)?;
-        seq = stored.seq;
-        hash.clone_from(&stored.hash);
-        rows.push(stored);
+/// Chains the records of `batch` after the head `(seq, hash)`, handing each record's
+/// columns and hash to `row` (to insert it); returns the new head. Nothing is
+/// allocated per record, but for an AuditEvent the caller made, which gets its id here.
+pub(crate) fn chain_batch(
+    batch: &AuditBatch,
+    head: (i64, &str),
+    mut row: impl FnMut(&Columns<'_>, &str) -> Result<(), StoreError>,
+) -> Result<(i64, String), StoreError> {
+    let (mut seq, head_hash) = head;
+    let mut prev = [0u8; 64];
+    if head_hash.len() != prev.len() || !head_hash.is_ascii() {
+        return Err(StoreError::Backend(
+            "the audit trail's head hash is not a SHA-256 in hex".into(),
+        ));
     }
-    Ok((rows, (seq, hash)))
+    prev.copy_from_slice(head_hash.as_bytes());
+    let mut canonical = Vec::with_capacity(1024);
+    for pending in batch.records() {
+        let pending = pending?;
+        seq += 1;
+        let own_body;
+        let body = match pending.body {
+            batch::Body::Detail(detail) => detail,
+            batch::Body::Own(own) => {
+                own_body = own_with_id(own, seq)?;
+                &own_body
+            }
+        };
+        // Hex digits are ASCII.
+        let prev_hash = std::str::from_utf8(&prev).unwrap_or(GENESIS);
+        let columns = Columns {
+            seq,
+            recorded: pending.recorded,
+            type_code: pending.type_code,
+            subtype: pending.subtype,
+            action: pending.action,
+            outcome: pending.outcome,
+            severity: pending.severity,
+            agent: pending.agent,
+            patient: pending.patient,
+            purpose: pending.purpose,
+            entity: pending.entity,
+            body,
+            prev_hash,
+        };
+        let hash = columns.hash(&mut canonical);
+        row(&columns, std::str::from_utf8(&hash).unwrap_or(GENESIS))?;
+        prev = hash;
+    }
+    Ok((seq, String::from_utf8_lossy(&prev).into_owned()))
+}
+
+/// The stored body of an AuditEvent a caller made: its id (the sequence number) put
+/// first, and the repeated parts marked.
+fn own_with_id(body: &str, seq: i64) -> Result<String, StoreError> {
+    let rest = body.strip_prefix(PREFIX).ok_or_else(|| {
+        StoreError::Invalid("an audit record must be an AuditEvent JSON object".into())
+    })?;
+    let separator = if rest.starts_with('}') { "" } else { "," };
+    Ok(compact(&format!(
+        r#"{PREFIX},"id":"{seq}"{separator}{}"#,
+        rest.trim_start_matches(',')
+    )))
+}
+
+/// [`chain_batch`] with the rows collected, for a backend that inserts them together.
+pub(crate) fn chain_all(
+    batch: &AuditBatch,
+    head: (i64, &str),
+) -> Result<(Vec<StoredAudit>, (i64, String)), StoreError> {
+    let mut rows = Vec::with_capacity(batch.len());
+    let head = chain_batch(batch, head, |columns, hash| {
+        rows.push(StoredAudit {
+            seq: columns.seq,
+            recorded: columns.recorded,
+            type_code: columns.type_code.to_string(),
+            subtype: columns.subtype.to_string(),
+            action: columns.action.to_string(),
+            outcome: columns.outcome.to_string(),
+            severity: columns.severity.to_string(),
+            agent: columns.agent.to_string(),
+            patient: columns.patient.map(str::to_string),
+            purpose: columns.purpose.map(str::to_string),
+            entity: columns.entity.to_string(),
+            body: columns.body.to_string(),
+            prev_hash: columns.prev_hash.to_string(),
+            hash: hash.to_string(),
+        });
+        Ok(())
+    })?;
+    Ok((rows, head))
 }
 
 /// What a key of the deferred lookup index (`audit_key`, SQLite) stands for.
@@ -712,7 +770,7 @@ mod tests {
             record(r#"{"resourceType":"AuditEvent","action":"R"}"#),
             record(r#"{"resourceType":"AuditEvent"}"#),
         ];
-        let (rows, head) = chain_all(&records, (0, GENESIS.into())).unwrap();
+        let (rows, head) = chain_all(&AuditBatch::from(&records[..]), (0, GENESIS)).unwrap();
         assert_eq!(
             rows[0].body,
             r#"{"resourceType":"AuditEvent","id":"1","action":"R"}"#
@@ -729,7 +787,7 @@ mod tests {
     #[test]
     fn a_body_that_is_not_an_audit_event_is_refused() {
         let records = [record(r#"{"resourceType":"Patient"}"#)];
-        assert!(chain_all(&records, (0, GENESIS.into())).is_err());
+        assert!(chain_all(&AuditBatch::from(&records[..]), (0, GENESIS)).is_err());
     }
 
     #[test]
@@ -737,7 +795,7 @@ mod tests {
         let records: Vec<AuditRecord> = (0..4)
             .map(|_| record(r#"{"resourceType":"AuditEvent"}"#))
             .collect();
-        let (rows, head) = chain_all(&records, (0, GENESIS.into())).unwrap();
+        let (rows, head) = chain_all(&AuditBatch::from(&records[..]), (0, GENESIS)).unwrap();
         let walk = |rows: &[StoredAudit]| {
             let mut check = ChainCheck::new();
             for row in rows {
@@ -803,7 +861,7 @@ mod tests {
             },
             body: None,
         };
-        let (rows, _) = chain_all(&[record], (0, GENESIS.into())).unwrap();
+        let (rows, _) = chain_all(&AuditBatch::from(vec![record]), (0, GENESIS)).unwrap();
         assert!(rows[0].body.len() < 200, "{}", rows[0].body);
         let json: serde_json::Value = serde_json::from_str(&rows[0].render()).unwrap();
         assert_eq!(json["resourceType"], "AuditEvent");
@@ -838,7 +896,8 @@ mod tests {
                 address: address.parse().ok(),
                 ..AuditDetail::default()
             };
-            let text = detail.to_text();
+            let mut text = String::new();
+            detail.write_text(&mut text);
             assert!(text.starts_with(r#"{"status":404"#), "{text}");
             assert!(text.contains(written), "{text}");
         }

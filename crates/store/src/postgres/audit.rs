@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use super::{PostgresStore, error, pool_error};
 use crate::StoreError;
 use crate::audit::{
-    AuditPage, AuditQuery, AuditRecord, ChainCheck, StoredAudit, VERIFY_PAGE, Verification,
+    AuditBatch, AuditPage, AuditQuery, ChainCheck, StoredAudit, VERIFY_PAGE, Verification,
     chain_all, where_clause,
 };
 
@@ -24,9 +24,9 @@ pub(super) enum AppendError {
 /// Appends `records` to the chain in `transaction`, which commits them.
 pub(super) async fn append(
     transaction: &Transaction<'_>,
-    records: &[AuditRecord],
+    batch: &AuditBatch,
 ) -> Result<(), AppendError> {
-    if records.is_empty() {
+    if batch.is_empty() {
         return Ok(());
     }
     let head = transaction
@@ -36,8 +36,9 @@ pub(super) async fn append(
         )
         .await
         .map_err(AppendError::Database)?;
+    let head_hash: String = head.get(1);
     let (rows, (seq, hash)) =
-        chain_all(records, (head.get(0), head.get(1))).map_err(AppendError::Invalid)?;
+        chain_all(batch, (head.get(0), &head_hash)).map_err(AppendError::Invalid)?;
     let column = |f: fn(&StoredAudit) -> String| rows.iter().map(f).collect::<Vec<String>>();
     let optional =
         |f: fn(&StoredAudit) -> Option<String>| rows.iter().map(f).collect::<Vec<Option<String>>>();
@@ -119,13 +120,13 @@ fn stored_from_row(row: &Row) -> StoredAudit {
 impl PostgresStore {
     pub(crate) async fn audit_append(
         &self,
-        records: std::sync::Arc<[AuditRecord]>,
+        batch: std::sync::Arc<AuditBatch>,
     ) -> Result<(), StoreError> {
         let pool = self.pool.clone();
         self.spawn(async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let transaction = client.transaction().await.map_err(error)?;
-            append(&transaction, &records)
+            append(&transaction, &batch)
                 .await
                 .map_err(|failure| match failure {
                     AppendError::Database(failure) => error(failure),

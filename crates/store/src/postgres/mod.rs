@@ -34,7 +34,7 @@ use tokio::runtime::{Handle, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditBatch, AuditRecord};
 use crate::crypt::{Encryption, Keyring, MasterKey};
 use crate::params::ParamIds;
 use crate::prepared::Indexed;
@@ -347,6 +347,7 @@ impl PostgresStore {
         audit: Vec<AuditRecord>,
     ) -> Result<Written, StoreError> {
         let indexed = Indexed::new(write, &self.params);
+        let audit = AuditBatch::from(audit);
         let writer = self.writer();
         self.spawn(async move { writer.write_one(indexed, &audit).await })
             .await
@@ -360,7 +361,7 @@ impl PostgresStore {
     ) -> Result<Written, StoreError> {
         let indexed = Indexed::with_rows(write, rows);
         let writer = self.writer();
-        self.spawn(async move { writer.write_one(indexed, &[]).await })
+        self.spawn(async move { writer.write_one(indexed, &AuditBatch::new()).await })
             .await
     }
 
@@ -373,6 +374,7 @@ impl PostgresStore {
             .into_iter()
             .map(|write| Indexed::new(write, &self.params))
             .collect();
+        let audit = AuditBatch::from(audit);
         let writer = self.writer();
         self.handle
             .spawn(async move { writer.write_all(&indexed, &audit).await })

@@ -24,7 +24,7 @@ use tokio_postgres::types::ToSql;
 use super::horizon::InFlight;
 use super::schema::INDEX_TABLES;
 use super::{error, pool_error};
-use crate::audit::AuditRecord;
+use crate::audit::AuditBatch;
 use crate::crypt::Keyring;
 use crate::params::ParamIds;
 use crate::prepared::{Clock, Current, Indexed, Prepared, check_if_match, indexable};
@@ -94,7 +94,7 @@ impl Writer {
     pub(super) async fn write_one(
         &self,
         write: Indexed,
-        audit: &[AuditRecord],
+        audit: &AuditBatch,
     ) -> Result<Written, StoreError> {
         let mut written = self
             .write_all(std::slice::from_ref(&write), audit)
@@ -108,7 +108,7 @@ impl Writer {
     pub(super) async fn write_all(
         &self,
         writes: &[Indexed],
-        audit: &[AuditRecord],
+        audit: &AuditBatch,
     ) -> Result<Vec<Written>, TransactionError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         self.ensure_pids(&client, writes).await?;
@@ -194,7 +194,7 @@ impl Writer {
         &self,
         transaction: &Transaction<'_>,
         writes: &[Indexed],
-        audit: &[AuditRecord],
+        audit: &AuditBatch,
     ) -> Result<(Vec<Written>, InFlight), Failed> {
         // Lock every resource written, in key order, and read its state.
         let mut types = Vec::new();

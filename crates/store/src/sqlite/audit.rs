@@ -8,31 +8,31 @@ use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use super::SqliteStore;
 use crate::StoreError;
 use crate::audit::{
-    AuditPage, AuditQuery, AuditRecord, ChainCheck, KeyKind, StoredAudit, VERIFY_PAGE,
-    Verification, chain_all, lookup_key, where_clause,
+    AuditBatch, AuditPage, AuditQuery, ChainCheck, KeyKind, StoredAudit, VERIFY_PAGE, Verification,
+    chain_batch, lookup_key, where_clause,
 };
 
 const COLUMNS: &str = "seq, recorded, type, subtype, action, outcome, severity, agent, patient, \
                        purpose, entity, body, prev_hash, hash";
 
-/// Appends `records` to the chain; the caller's transaction commits them.
-pub(super) fn append(connection: &Connection, records: &[AuditRecord]) -> Result<(), StoreError> {
-    if records.is_empty() {
+/// Appends the records of `batch` to the chain; the caller's transaction commits them.
+/// Each row is inserted from the batch in place (see `crate::audit::chain_batch`).
+pub(super) fn append(connection: &Connection, batch: &AuditBatch) -> Result<(), StoreError> {
+    if batch.is_empty() {
         return Ok(());
     }
-    let (head, upto): ((i64, String), i64) = connection
+    let (head, head_hash, upto): (i64, String, i64) = connection
         .prepare_cached(
             "SELECT h.seq, h.hash, k.upto FROM audit_head h, audit_key_head k
              WHERE h.id = 1 AND k.id = 1",
         )?
-        .query_row([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))?;
-    let (rows, (seq, hash)) = chain_all(records, head)?;
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
     let mut insert = connection.prepare_cached(
         "INSERT INTO audit_event (seq, recorded, type, subtype, action, outcome, severity, agent,
              patient, purpose, entity, body, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
-    for row in &rows {
+    let (seq, hash) = chain_batch(batch, (head, &head_hash), |row, hash| {
         insert.execute(rusqlite::params![
             row.seq,
             row.recorded,
@@ -47,9 +47,10 @@ pub(super) fn append(connection: &Connection, records: &[AuditRecord]) -> Result
             row.entity,
             row.body,
             row.prev_hash,
-            row.hash,
+            hash,
         ])?;
-    }
+        Ok(())
+    })?;
     connection
         .prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")?
         .execute((seq, hash))?;

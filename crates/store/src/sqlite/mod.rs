@@ -23,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use tokio::sync::oneshot;
 
 use self::reader::SqliteReader;
-use crate::audit::AuditRecord;
+use crate::audit::{AuditBatch, AuditRecord};
 use crate::crypt::{Keyring, MasterKey};
 use crate::prepared::Indexed;
 use crate::{
@@ -89,7 +89,7 @@ impl SqliteStore {
         self.jobs
             .send(writer::Job::One {
                 write: Indexed::new(write, &self.params),
-                audit,
+                audit: AuditBatch::from(audit),
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -108,7 +108,7 @@ impl SqliteStore {
         self.jobs
             .send(writer::Job::One {
                 write: Indexed::with_rows(write, rows),
-                audit: Vec::new(),
+                audit: AuditBatch::new(),
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -129,7 +129,7 @@ impl SqliteStore {
                     .into_iter()
                     .map(|write| Indexed::new(write, &self.params))
                     .collect(),
-                audit,
+                audit: AuditBatch::from(audit),
                 reply,
             })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -141,11 +141,11 @@ impl SqliteStore {
     /// Appends audit records in a commit of their own (shared with other writes).
     pub(crate) async fn audit_append(
         &self,
-        records: std::sync::Arc<[AuditRecord]>,
+        batch: std::sync::Arc<AuditBatch>,
     ) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(writer::Job::Audit { records, reply })
+            .send(writer::Job::Audit { batch, reply })
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
         answer
             .await

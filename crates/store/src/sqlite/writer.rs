@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::index;
 use super::params::ParamIds;
-use crate::audit::AuditRecord;
+use crate::audit::AuditBatch;
 use crate::body::Template;
 use crate::crypt::Keyring;
 use crate::prepared::{Clock, Current, Indexed, Prepared, check_if_match};
@@ -29,19 +29,19 @@ pub(super) enum Job {
     /// One write, and the audit records that go with it.
     One {
         write: Indexed,
-        audit: Vec<AuditRecord>,
+        audit: AuditBatch,
         reply: oneshot::Sender<Result<Written, StoreError>>,
     },
     /// Writes that all apply, or none does (a transaction Bundle), and their audit
     /// records.
     All {
         writes: Vec<Indexed>,
-        audit: Vec<AuditRecord>,
+        audit: AuditBatch,
         reply: oneshot::Sender<Result<Vec<Written>, TransactionError>>,
     },
     /// Audit records alone (reads, searches, refusals).
     Audit {
-        records: std::sync::Arc<[AuditRecord]>,
+        batch: std::sync::Arc<AuditBatch>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
@@ -117,9 +117,9 @@ impl Job {
                 });
                 (Reply::All(reply), Outcome::All(result))
             }
-            Job::Audit { records, reply } => {
+            Job::Audit { batch, reply } => {
                 let result = in_savepoint(connection, |connection| {
-                    super::audit::append(connection, &records)
+                    super::audit::append(connection, &batch)
                 });
                 (Reply::Audit(reply), Outcome::Audit(result))
             }
