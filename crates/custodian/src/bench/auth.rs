@@ -277,9 +277,9 @@ async fn drive(args: &AuthArgs, open: &Target<'_>, secure: &Target<'_>) -> Resul
     // A profiler attached now (`perf stat -p`) sees the measured requests only.
     println!("\nseeded");
     println!(
-        "| scenario | --insecure-no-auth req/s | tokens + audit req/s | cost | p50 ms (open / tokens) | server CPU µs per request (open / tokens) |"
+        "| scenario | --insecure-no-auth req/s | tokens + audit req/s | cost | cost of each pair, lowest to highest | p50 ms (open / tokens) | server CPU µs per request (open / tokens) |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let scenarios = match args.only.as_deref() {
         None => vec![Scenario::Read, Scenario::Search],
         Some("read") => vec![Scenario::Read],
@@ -294,23 +294,43 @@ async fn drive(args: &AuthArgs, open: &Target<'_>, secure: &Target<'_>) -> Resul
         let mut secure_p50 = Vec::new();
         let mut open_cpu = Vec::new();
         let mut secure_cpu = Vec::new();
-        // Alternate, so drift in the machine's load hits both alike.
-        for _ in 0..args.runs {
-            let (rate, p50, cpu, count) = measure(open, scenario, args, &open_ids).await?;
-            requests.0 += count;
-            open_rates.push(rate);
-            open_p50.push(p50);
-            open_cpu.push(cpu);
-            let (rate, p50, cpu, count) = measure(secure, scenario, args, &secure_ids).await?;
-            requests.1 += count;
-            secure_rates.push(rate);
-            secure_p50.push(p50);
-            secure_cpu.push(cpu);
+        // Alternate, so drift in the machine's load hits both alike; every other pair
+        // starts with the secure server, so neither always goes first.
+        for run in 0..args.runs {
+            for secure_turn in [run % 2 == 1, run % 2 == 0] {
+                if secure_turn {
+                    let (rate, p50, cpu, count) =
+                        measure(secure, scenario, args, &secure_ids).await?;
+                    requests.1 += count;
+                    secure_rates.push(rate);
+                    secure_p50.push(p50);
+                    secure_cpu.push(cpu);
+                } else {
+                    let (rate, p50, cpu, count) = measure(open, scenario, args, &open_ids).await?;
+                    requests.0 += count;
+                    open_rates.push(rate);
+                    open_p50.push(p50);
+                    open_cpu.push(cpu);
+                }
+            }
         }
+        // The cost of each back-to-back pair, and their median: the host's speed drifts
+        // over a run of minutes, and a pair sees the same host.
+        let mut costs: Vec<f64> = open_rates
+            .iter()
+            .zip(&secure_rates)
+            .map(|(open, secure)| (1.0 - secure / open) * 100.0)
+            .collect();
+        costs.sort_by(f64::total_cmp);
+        let spread = costs
+            .iter()
+            .map(|cost| format!("{cost:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let cost = median(costs);
         let (open_rate, secure_rate) = (median(open_rates), median(secure_rates));
-        let cost = (1.0 - secure_rate / open_rate) * 100.0;
         println!(
-            "| {} | {open_rate:.0} | {secure_rate:.0} | {cost:.1}% | {:.2} / {:.2} | {:.1} / {:.1} |",
+            "| {} | {open_rate:.0} | {secure_rate:.0} | {cost:.1}% | {spread} | {:.2} / {:.2} | {:.1} / {:.1} |",
             scenario.name(),
             median(open_p50),
             median(secure_p50),
