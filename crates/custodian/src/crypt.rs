@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use store::MasterKey;
 
 /// The variable that may hold the master key itself.
@@ -68,12 +69,17 @@ pub struct RotateKeyArgs {
     database: crate::admin::DatabaseArg,
     /// Rewrap the store's data keys with the master key in this file (bodies are not
     /// rewritten); from then on the store opens with it only.
-    #[arg(long, required_unless_present = "new_data_key")]
+    #[arg(long, required_unless_present_any = ["new_data_key", "reseal"])]
     new_key_file: Option<PathBuf>,
     /// Add a data key that seals the bodies written from now on: running servers learn
     /// it within a second (older keys keep opening older bodies).
     #[arg(long)]
     new_data_key: bool,
+    /// Seal every stored body again with the newest data key: versions stored plain
+    /// before the store had a master key, and versions of older data keys (after
+    /// --new-data-key, to retire an old one). Safe while servers run.
+    #[arg(long)]
+    reseal: bool,
 }
 
 /// `custodian admin new-master-key`: a random key, written to a file of its own.
@@ -97,7 +103,29 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
-/// `custodian admin rotate-key`: a new data key, a new master key, or both.
+/// Seals every stored body again with the newest data key, with a progress bar.
+async fn reseal(store: &store::Store) -> Result<(), String> {
+    let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {pos} versions checked ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let (checked, resealed) = store
+        .reseal(&mut |count| progress.set_position(count))
+        .await
+        .map_err(|error| error.to_string())?;
+    progress.finish_and_clear();
+    let key = store.encryption().sealing_key.unwrap_or_default();
+    println!("checked {checked} stored version(s): sealed {resealed} again with data key {key}");
+    Ok(())
+}
+
+/// `custodian admin rotate-key`: a new data key, a new master key, or both; and the
+/// stored bodies sealed again with the newest data key.
 pub async fn rotate_key(args: RotateKeyArgs) -> Result<(), String> {
     let options = args.database.keys.options()?;
     if options.master_key.is_none() {
@@ -125,15 +153,20 @@ pub async fn rotate_key(args: RotateKeyArgs) -> Result<(), String> {
         println!(
             "added data key {id}: running servers learn it within a second and seal new bodies with it"
         );
-        // Reopened, so that a rewrap below covers the new key too.
+        // Reopened, so that what follows knows the new key.
         drop(opened);
-        if new.is_some() {
+        if new.is_some() || args.reseal {
             store = Some(
                 store::Store::connect_with(url, &options)
                     .await
                     .map_err(|error| error.to_string())?,
             );
         }
+    }
+    if args.reseal
+        && let Some(store) = &store
+    {
+        reseal(store).await?;
     }
     if let (Some(new), Some(store)) = (&new, &store) {
         let rewrapped = store

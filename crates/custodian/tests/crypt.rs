@@ -254,3 +254,104 @@ fn bodies_sent_over_http_are_sealed_at_rest_and_rotate_key_rewraps_their_keys() 
     // The new body is sealed with the new data key; the old one keeps its own.
     assert_eq!(at_rest(&url, NAME), (0, vec![1, 2]));
 }
+
+#[test]
+fn rotate_key_reseal_seals_bodies_stored_before_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("store.key");
+    new_key(&key);
+    let key = key.to_str().unwrap();
+    let url = database_url(dir.path());
+    // Loaded before the store had a key: stored plain.
+    let input = dir.path().join("patients.ndjson");
+    let patients: Vec<Value> = (0..3)
+        .map(|n| {
+            let mut patient = patient(&format!("{NAME}{n}"));
+            patient["id"] = json!(format!("before-{n}"));
+            patient
+        })
+        .collect();
+    let lines: Vec<String> = patients.iter().map(Value::to_string).collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    succeeded(&custodian(&[
+        "import",
+        "--database",
+        &url,
+        input.to_str().unwrap(),
+    ]));
+    assert_eq!(at_rest(&url, NAME), (3, vec![]));
+
+    let message = failed(&custodian(&[
+        "admin",
+        "rotate-key",
+        "--database",
+        &url,
+        "--reseal",
+    ]));
+    assert!(message.contains("current master key"), "{message}");
+    let said = succeeded(&custodian(&[
+        "admin",
+        "rotate-key",
+        "--database",
+        &url,
+        "--master-key-file",
+        key,
+        "--reseal",
+    ]));
+    assert!(
+        said.contains("checked 3 stored version(s): sealed 3 again with data key 1"),
+        "{said}"
+    );
+    assert_eq!(at_rest(&url, NAME), (0, vec![1, 1, 1]));
+    // A new data key, and every body moves to it; run again, nothing is left to do.
+    let said = succeeded(&custodian(&[
+        "admin",
+        "rotate-key",
+        "--database",
+        &url,
+        "--master-key-file",
+        key,
+        "--new-data-key",
+        "--reseal",
+    ]));
+    assert!(said.contains("sealed 3 again with data key 2"), "{said}");
+    let said = succeeded(&custodian(&[
+        "admin",
+        "rotate-key",
+        "--database",
+        &url,
+        "--master-key-file",
+        key,
+        "--reseal",
+    ]));
+    assert!(said.contains("sealed 0 again"), "{said}");
+    assert_eq!(at_rest(&url, NAME), (0, vec![2, 2, 2]));
+
+    // The text is what was loaded.
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    succeeded(&custodian(&[
+        "export",
+        "--database",
+        &url,
+        "--out",
+        out,
+        "--master-key-file",
+        key,
+    ]));
+    let mut exported = Vec::new();
+    for file in std::fs::read_dir(out).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        exported.extend(
+            text.lines()
+                .map(|line| serde_json::from_str::<Value>(line).unwrap()),
+        );
+    }
+    exported.sort_by_key(|resource| resource["id"].as_str().unwrap().to_string());
+    assert_eq!(exported.len(), 3);
+    for (exported, loaded) in exported.iter().zip(&patients) {
+        assert_eq!(exported["name"], loaded["name"]);
+        assert_eq!(exported["address"], loaded["address"]);
+    }
+}

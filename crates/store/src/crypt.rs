@@ -26,6 +26,8 @@ use crate::StoreError;
 
 /// The first byte of a sealed body: the format version.
 const SEALED_V1: u8 = 0x01;
+/// Versions read per page when bodies are sealed again.
+pub(crate) const RESEAL_PAGE: i64 = 500;
 /// Format version, key id, nonce.
 const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
 const NONCE_LEN: usize = 12;
@@ -359,6 +361,26 @@ impl Keyring {
             .map_err(|_| StoreError::Backend("cannot seal a body".into()))?;
         sealed.extend_from_slice(&tag);
         Ok(Some(sealed))
+    }
+
+    /// `stored` sealed again with the newest data key, or `None` when it already is
+    /// (or the store writes bodies plain): for bodies stored plain before the store had
+    /// a key, and bodies of older data keys (`rotate-key --reseal`).
+    pub(crate) fn reseal(&self, stored: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let newest = self.newest();
+        if newest == 0 {
+            return Ok(None);
+        }
+        let sealed_by = (stored.first() == Some(&SEALED_V1))
+            .then(|| stored.get(1..5))
+            .flatten()
+            .and_then(|id| <[u8; 4]>::try_from(id).ok())
+            .map(u32::from_be_bytes);
+        if sealed_by == Some(newest) {
+            return Ok(None);
+        }
+        let body = self.open_body(stored)?;
+        self.seal(&body)
     }
 
     /// A stored body as text: plain JSON as it is, a sealed body decrypted.

@@ -389,6 +389,45 @@ impl Store {
         }
     }
 
+    /// Seals again, with the newest data key, every stored body that is not sealed
+    /// with it: versions stored plain before the store had a master key, and versions
+    /// of older data keys (after `rotate-key --new-data-key`, so an old key can be
+    /// retired). Safe while servers run: a body's text does not change, only how it is
+    /// stored. `progress` hears how many versions were checked so far; returns the
+    /// versions checked and those sealed again.
+    pub async fn reseal(
+        &self,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(u64, u64), StoreError> {
+        if self.encryption().sealing_key.is_none() {
+            return Err(StoreError::Config(
+                "sealing bodies again needs the store's master key".into(),
+            ));
+        }
+        if let Backend::Postgres(postgres) = &*self.backend {
+            return postgres.reseal(progress).await;
+        }
+        // SQLite: a page at a time off the async threads.
+        let (mut after, mut checked, mut resealed) = (0i64, 0u64, 0u64);
+        loop {
+            let store = self.clone();
+            let page = tokio::task::spawn_blocking(move || match &*store.backend {
+                Backend::Sqlite(sqlite) => sqlite.reseal_page(after),
+                Backend::Postgres(_) => Err(StoreError::Backend("not a SQLite store".into())),
+            })
+            .await
+            .map_err(|error| StoreError::Backend(format!("reseal task failed: {error}")))??;
+            let (read, again, last) = page;
+            let Some(last) = last else {
+                return Ok((checked, resealed));
+            };
+            after = last;
+            checked += read;
+            resealed += again;
+            progress(checked);
+        }
+    }
+
     /// Adds a data key that seals the bodies written from now on (older keys keep
     /// opening older bodies); returns its id. Open stores, in this process or another,
     /// learn it within a second.

@@ -353,3 +353,77 @@ store::each_backend! {
         assert!(scan.next_page().is_err());
     }
 }
+
+store::each_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resealing_seals_plain_and_old_bodies_with_the_newest_key(db) {
+        // Two versions written before the store had a key, one after.
+        let plain = {
+            let store = Store::open(&db.url).unwrap();
+            let first = create(&store, patient("Plainfield")).await;
+            let mut resource = object(serde_json::from_str(first.body.as_deref().unwrap()).unwrap());
+            resource.insert("gender".into(), json!("female"));
+            store
+                .write(Write::Update {
+                    resource_type: "Patient".into(),
+                    id: first.id.clone(),
+                    resource,
+                    if_match: None,
+                    method: store::Method::Update,
+                })
+                .await
+                .unwrap();
+            first
+        };
+        let key = key();
+        let store = Store::open_with(&db.url, &with_key(&key)).unwrap();
+        let sealed = create(&store, patient(NAME)).await;
+        assert_eq!(plain_and_sealed(&db, "Plainfield"), (2, 1));
+
+        let mut heard = Vec::new();
+        let (checked, resealed) = store.reseal(&mut |count| heard.push(count)).await.unwrap();
+        assert_eq!((checked, resealed), (3, 2));
+        assert_eq!(heard.last(), Some(&3));
+        assert_eq!(plain_and_sealed(&db, "Plainfield"), (0, 3));
+        let key_ids: Vec<u8> = store::testing::stored_bodies(&db.url)
+            .iter()
+            .map(|body| body[4])
+            .collect();
+        assert_eq!(key_ids, [1, 1, 1]);
+
+        // After a new data key, everything moves to it; the text never changes.
+        assert_eq!(store.add_data_key().await.unwrap(), 2);
+        drop(store);
+        let store = Store::open_with(&db.url, &with_key(&key)).unwrap();
+        assert_eq!(store.reseal(&mut |_| {}).await.unwrap(), (3, 3));
+        assert_eq!(store.reseal(&mut |_| {}).await.unwrap(), (3, 0));
+        let key_ids: Vec<u8> = store::testing::stored_bodies(&db.url)
+            .iter()
+            .map(|body| body[4])
+            .collect();
+        assert_eq!(key_ids, [2, 2, 2]);
+        let first = store.vread("Patient", &plain.id, 1).await.unwrap().unwrap();
+        assert_eq!(first.body, plain.body);
+        let second = store.read("Patient", &plain.id).await.unwrap().unwrap();
+        let text = second.body.unwrap();
+        assert_eq!((second.version, family_of(&text)), (2, "Plainfield".to_string()));
+        assert!(text.contains("female"));
+        assert_eq!(
+            store.read("Patient", &sealed.id).await.unwrap().unwrap().body,
+            sealed.body
+        );
+    }
+}
+
+store::each_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resealing_needs_the_master_key(db) {
+        let store = Store::open(&db.url).unwrap();
+        create(&store, patient("Plainfield")).await;
+        let Err(StoreError::Config(message)) = store.reseal(&mut |_| {}).await else {
+            panic!("a store without a key resealed its bodies");
+        };
+        assert!(message.contains("master key"), "{message}");
+        assert_eq!(plain_and_sealed(&db, "Plainfield"), (1, 0));
+    }
+}

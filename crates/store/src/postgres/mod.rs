@@ -583,6 +583,84 @@ impl PostgresStore {
 
     /// Adds a data key, which seals new bodies once the stores learn it (`keys::follow`);
     /// returns its id.
+    /// Seals again every stored body not sealed with the newest data key, a page of
+    /// versions at a time (keyset order of the primary key), each page's changes in a
+    /// transaction of their own; returns the versions checked and those sealed again.
+    pub(crate) async fn reseal(
+        &self,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(u64, u64), StoreError> {
+        /// A version's primary key: type, id, version and patient key.
+        type Cursor = (String, String, i64, String);
+        let mut after: Cursor = (String::new(), String::new(), -1, String::new());
+        let (mut checked, mut resealed) = (0u64, 0u64);
+        loop {
+            let (pool, keys, from) = (self.pool.clone(), self.keys.clone(), after.clone());
+            let page = self
+                .spawn(async move {
+                    let mut client = pool.get().await.map_err(pool_error)?;
+                    let rows = client
+                        .query(
+                            "SELECT type, id, version, pkey, body FROM resource_version
+                             WHERE (type, id, version, pkey) > ($1, $2, $3, $4)
+                               AND body IS NOT NULL
+                             ORDER BY type, id, version, pkey LIMIT $5",
+                            &[
+                                &from.0,
+                                &from.1,
+                                &from.2,
+                                &from.3,
+                                &crate::crypt::RESEAL_PAGE,
+                            ],
+                        )
+                        .await
+                        .map_err(error)?;
+                    let mut changed: (Vec<String>, Vec<String>, Vec<i64>, Vec<String>) =
+                        Default::default();
+                    let mut sealed: Vec<Vec<u8>> = Vec::new();
+                    let mut last: Option<Cursor> = None;
+                    for row in &rows {
+                        let key: Cursor = (row.get(0), row.get(1), row.get(2), row.get(3));
+                        let body: Vec<u8> = row.get(4);
+                        if let Some(again) = keys.reseal(&body)? {
+                            changed.0.push(key.0.clone());
+                            changed.1.push(key.1.clone());
+                            changed.2.push(key.2);
+                            changed.3.push(key.3.clone());
+                            sealed.push(again);
+                        }
+                        last = Some(key);
+                    }
+                    if !sealed.is_empty() {
+                        let transaction = client.transaction().await.map_err(error)?;
+                        transaction
+                            .execute(
+                                "UPDATE resource_version AS v SET body = u.body
+                                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[],
+                                     $5::bytea[]) AS u (type, id, version, pkey, body)
+                                 WHERE v.type = u.type AND v.id = u.id AND v.version = u.version
+                                   AND v.pkey = u.pkey",
+                                &[&changed.0, &changed.1, &changed.2, &changed.3, &sealed],
+                            )
+                            .await
+                            .map_err(error)?;
+                        transaction.commit().await.map_err(error)?;
+                    }
+                    Ok::<_, StoreError>((rows.len() as u64, sealed.len() as u64, last))
+                })
+                .await?;
+            let (read, again, last) = page;
+            let Some(last) = last else {
+                break;
+            };
+            after = last;
+            checked += read;
+            resealed += again;
+            progress(checked);
+        }
+        Ok((checked, resealed))
+    }
+
     pub(crate) async fn add_data_key(&self) -> Result<u32, StoreError> {
         let master = self
             .keys

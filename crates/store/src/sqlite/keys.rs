@@ -4,6 +4,7 @@
 use rusqlite::Connection;
 
 use super::SqliteStore;
+use crate::crypt::RESEAL_PAGE;
 use crate::crypt::{Encryption, Keyring, MasterKey, WrappedKey};
 use crate::{Instant, StoreError};
 
@@ -105,6 +106,49 @@ impl SqliteStore {
             ));
         }
         Ok(key.id)
+    }
+
+    /// Seals again the bodies of a page of versions after sequence number `after` that
+    /// are not sealed with the newest data key, in a transaction of its own (a running
+    /// server's writer waits at most that long); returns the versions read, those
+    /// sealed again and the page's last sequence number (`None` past the end).
+    pub(crate) fn reseal_page(&self, after: i64) -> Result<(u64, u64, Option<i64>), StoreError> {
+        let connection = self.key_connection()?;
+        let page: Vec<(i64, Vec<u8>)> = {
+            let mut select = connection.prepare(
+                "SELECT seq, body FROM resource_version
+                 WHERE seq > ?1 AND body IS NOT NULL ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = select.query_map((after, RESEAL_PAGE), |row| {
+                let body = row.get_ref(1)?.as_bytes()?.to_vec();
+                Ok((row.get(0)?, body))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let Some(&(last, _)) = page.last() else {
+            return Ok((0, 0, None));
+        };
+        let mut changes = Vec::new();
+        for (seq, body) in &page {
+            if let Some(sealed) = self.keys.reseal(body)? {
+                changes.push((*seq, sealed));
+            }
+        }
+        if !changes.is_empty() {
+            let transaction = rusqlite::Transaction::new_unchecked(
+                &connection,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
+            {
+                let mut update =
+                    transaction.prepare("UPDATE resource_version SET body = ?2 WHERE seq = ?1")?;
+                for (seq, sealed) in &changes {
+                    update.execute((seq, sealed))?;
+                }
+            }
+            transaction.commit()?;
+        }
+        Ok((page.len() as u64, changes.len() as u64, Some(last)))
     }
 
     fn key_connection(&self) -> Result<Connection, StoreError> {
