@@ -159,8 +159,6 @@ pub(crate) struct Shared {
     pub grants: Arc<glass::Grants>,
     /// Which clients and users act for recipients outside the organisation.
     pub recipients: Arc<disclosure::Recipients>,
-    /// Failed password logins, for the lockout.
-    pub logins: Arc<auth::lockout::Lockout>,
     /// The audit trail's background writer; `None` when auditing is off.
     pub audit: Option<Arc<audit::Trail>>,
 }
@@ -190,7 +188,6 @@ impl AppState {
             consents: Arc::default(),
             grants,
             recipients: Arc::default(),
-            logins: Arc::default(),
             audit,
         };
         let state = AppState(Arc::new(state));

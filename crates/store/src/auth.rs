@@ -28,3 +28,24 @@ impl AuthKind {
         }
     }
 }
+
+/// The statement that counts a failed login (see `Store::login_failed`), with the
+/// placeholders `arg(n)` makes: 1 the name, 2 now, 3 the failures that lock, 4 the
+/// lockout, in seconds. A pause as long as the lockout, or a lock that ended, starts
+/// the count again; it returns the row's `locked_until`.
+pub(crate) fn login_failed_sql(arg: &dyn Fn(usize) -> String) -> String {
+    let (name, now, max, lockout) = (arg(1), arg(2), arg(3), arg(4));
+    let count = format!(
+        "CASE WHEN (t.locked_until IS NOT NULL AND t.locked_until <= {now}) \
+         OR {now} - t.last >= {lockout} THEN 1 ELSE t.failures + 1 END"
+    );
+    format!(
+        "INSERT INTO login_failure AS t (name, failures, last, locked_until)
+         VALUES ({name}, 1, {now}, CASE WHEN {max} <= 1 THEN {now} + {lockout} END)
+         ON CONFLICT (name) DO UPDATE SET
+             failures = {count},
+             last = {now},
+             locked_until = CASE WHEN {count} >= {max} THEN {now} + {lockout} END
+         RETURNING locked_until"
+    )
+}

@@ -491,6 +491,43 @@ impl Store {
         }
     }
 
+    /// Counts a failed password login of `name` at `now` (seconds since the epoch):
+    /// after `max` failures in a row, with no pause as long as `lockout` seconds between
+    /// them, the name is locked until `lockout` seconds after the last. Returns whether
+    /// it is locked now. The count is in the database, so every server sharing it counts
+    /// together and a restart forgets nothing; counts older than the lockout are
+    /// forgotten as new failures come.
+    pub async fn login_failed(
+        &self,
+        name: &str,
+        now: i64,
+        max: u32,
+        lockout: i64,
+    ) -> Result<bool, StoreError> {
+        let until = match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.login_failed(name, now, max, lockout).await,
+            Backend::Postgres(postgres) => postgres.login_failed(name, now, max, lockout).await,
+        }?;
+        Ok(until.is_some_and(|until| until > now))
+    }
+
+    /// Whether `name` is locked out of password logins at `now` (seconds since the epoch).
+    pub async fn login_locked(&self, name: &str, now: i64) -> Result<bool, StoreError> {
+        let until = match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.login_locked_until(name).await,
+            Backend::Postgres(postgres) => postgres.login_locked_until(name).await,
+        }?;
+        Ok(until.is_some_and(|until| until > now))
+    }
+
+    /// Clears the failed logins of `name` (it logged in).
+    pub async fn login_succeeded(&self, name: &str) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(sqlite) => sqlite.login_succeeded(name).await,
+            Backend::Postgres(postgres) => postgres.login_succeeded(name).await,
+        }
+    }
+
     /// Records the first use of `key` (a client assertion's id), valid until
     /// `expires_at` (seconds since the epoch): true the first time, false on any reuse
     /// before then. Keys expired at `now` are forgotten.

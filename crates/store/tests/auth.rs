@@ -39,3 +39,36 @@ store::each_backend! {
         assert!(store.use_once("c1:j1", 300, 200).await.unwrap());
     }
 }
+
+store::each_backend! {
+    #[tokio::test]
+    async fn failed_logins_lock_a_name_for_every_store_of_the_database(db) {
+        let (one, two) = (db.open(), db.open());
+        // Three in a row lock for 60 s, whichever store counts them.
+        assert!(!one.login_failed("jdoe", 1000, 3, 60).await.unwrap());
+        assert!(!two.login_failed("jdoe", 1001, 3, 60).await.unwrap());
+        assert!(!one.login_locked("jdoe", 1001).await.unwrap());
+        assert!(two.login_failed("jdoe", 1002, 3, 60).await.unwrap());
+        assert!(one.login_locked("jdoe", 1003).await.unwrap());
+        assert!(two.login_locked("jdoe", 1061).await.unwrap());
+        assert!(!two.login_locked("jdoe", 1062).await.unwrap());
+        // Other names are untouched.
+        assert!(!one.login_locked("asmith", 1003).await.unwrap());
+        // A failure after the lock ended starts the count again.
+        assert!(!one.login_failed("jdoe", 1070, 3, 60).await.unwrap());
+        assert!(!one.login_locked("jdoe", 1070).await.unwrap());
+        // So does a pause as long as the lockout, and a successful login.
+        assert!(!one.login_failed("jdoe", 1071, 3, 60).await.unwrap());
+        assert!(!one.login_failed("jdoe", 1131, 3, 60).await.unwrap());
+        assert!(!one.login_failed("jdoe", 1132, 3, 60).await.unwrap());
+        two.login_succeeded("jdoe").await.unwrap();
+        assert!(!one.login_failed("jdoe", 1133, 3, 60).await.unwrap());
+        assert!(!one.login_failed("jdoe", 1134, 3, 60).await.unwrap());
+        assert!(one.login_failed("jdoe", 1135, 3, 60).await.unwrap());
+        // A failure while locked keeps it locked, from the last failure on.
+        assert!(one.login_failed("jdoe", 1150, 3, 60).await.unwrap());
+        assert!(one.login_locked("jdoe", 1209).await.unwrap());
+        // One allowed failure locks at once.
+        assert!(one.login_failed("mlee", 1000, 1, 60).await.unwrap());
+    }
+}

@@ -412,8 +412,8 @@ async fn a_version_1_database_keeps_its_data_and_becomes_searchable() {
         .unwrap();
     // Every migration ran: 4 is the auth tables of the privacy layer, 5 the accounting
     // of disclosures, 6 the data keys of encryption at rest, 7 the audit trail, 8 its
-    // deferred patient and agent index, 9 that index by batch and key.
-    assert_eq!(version, 9);
+    // deferred patient and agent index, 9 that index by batch and key, 10 failed logins.
+    assert_eq!(version, 10);
 }
 
 store::each_backend! {

@@ -13,7 +13,6 @@
 
 pub(crate) mod cache;
 pub(crate) mod guard;
-pub(crate) mod lockout;
 mod password;
 pub(crate) mod smart;
 pub(crate) mod token;

@@ -9,7 +9,6 @@
 //! scopes the client may grant, narrowed by `scope`.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -62,7 +61,18 @@ pub(super) async fn issue(
         return Err(invalid_grant());
     }
     let limits = &state.config.limits;
-    if state.logins.is_locked(username) {
+    // Brute-force protection: after `login_failures_max` failed logins of one name in a
+    // row, the name is locked for `login_lockout_s` whatever password comes. The count
+    // is in the database, shared by every server on it. Names that do not exist are
+    // counted the same, so the answers say nothing of which names exist.
+    let now = store::Instant::now().0 / 1_000_000;
+    let lockout = i64::try_from(limits.login_lockout_s).unwrap_or(i64::MAX);
+    if state
+        .store
+        .login_locked(username, now)
+        .await
+        .map_err(|error| server_error(error.into()))?
+    {
         tracing::warn!("refused a password login: the user name is locked out");
         return Err(invalid_grant());
     }
@@ -77,15 +87,19 @@ pub(super) async fn issue(
     };
     let matches = verify(password, hash).await;
     let Some(user) = user.filter(|_| matches) else {
-        state.logins.failed(
-            username,
-            limits.login_failures_max,
-            Duration::from_secs(limits.login_lockout_s),
-        );
+        if let Err(failure) = state
+            .store
+            .login_failed(username, now, limits.login_failures_max, lockout)
+            .await
+        {
+            tracing::error!(error = %failure, "cannot count a failed password login");
+        }
         tracing::info!("refused a password login");
         return Err(invalid_grant());
     };
-    state.logins.succeeded(username);
+    if let Err(failure) = state.store.login_succeeded(username).await {
+        tracing::error!(error = %failure, "cannot clear the failed logins of a user");
+    }
     let allowed = Scopes::parse(&client.scopes);
     let granted = match form_value(form, "scope")? {
         Some(requested) => allowed.grant(&Scopes::parse(requested)),

@@ -114,4 +114,66 @@ impl PostgresStore {
         })
         .await
     }
+
+    pub(crate) async fn login_failed(
+        &self,
+        name: &str,
+        now: i64,
+        max: u32,
+        lockout: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let pool = self.pool.clone();
+        let name = name.to_string();
+        let max = i64::from(max);
+        self.spawn(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client
+                .execute(
+                    "DELETE FROM login_failure WHERE last <= $1::bigint - $2::bigint",
+                    &[&now, &lockout],
+                )
+                .await
+                .map_err(error)?;
+            let sql = crate::auth::login_failed_sql(&|n| {
+                format!("${n}::{}", if n == 1 { "text" } else { "bigint" })
+            });
+            let row = client
+                .query_one(&sql, &[&name, &now, &max, &lockout])
+                .await
+                .map_err(error)?;
+            Ok(row.get(0))
+        })
+        .await
+    }
+
+    pub(crate) async fn login_locked_until(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let pool = self.pool.clone();
+        let name = name.to_string();
+        self.spawn(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let row = client
+                .query_opt(
+                    "SELECT locked_until FROM login_failure WHERE name = $1",
+                    &[&name],
+                )
+                .await
+                .map_err(error)?;
+            Ok(row.and_then(|row| row.get(0)))
+        })
+        .await
+    }
+
+    pub(crate) async fn login_succeeded(&self, name: &str) -> Result<(), StoreError> {
+        let pool = self.pool.clone();
+        let name = name.to_string();
+        self.spawn(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client
+                .execute("DELETE FROM login_failure WHERE name = $1", &[&name])
+                .await
+                .map_err(error)?;
+            Ok(())
+        })
+        .await
+    }
 }

@@ -224,6 +224,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_event
         FOR EACH STATEMENT EXECUTE FUNCTION audit_event_append_only();
     "#,
+    // Failed password logins by user name, for the lockout (`Store::login_failed`), in
+    // the database so that every server sharing it counts together.
+    r#"
+    CREATE TABLE login_failure (
+        name text COLLATE "C" PRIMARY KEY,
+        failures bigint NOT NULL,
+        last bigint NOT NULL,
+        locked_until bigint
+    );
+    CREATE INDEX login_failure_last ON login_failure (last);
+    "#,
 ];
 
 /// The index tables, for removing a resource's rows.

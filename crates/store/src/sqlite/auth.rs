@@ -105,4 +105,50 @@ impl SqliteStore {
         })
         .await
     }
+
+    pub(crate) async fn login_failed(
+        &self,
+        name: &str,
+        now: i64,
+        max: u32,
+        lockout: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let name = name.to_string();
+        self.with_auth_connection(move |connection| {
+            connection.execute(
+                "DELETE FROM login_failure WHERE last <= ?1 - ?2",
+                (now, lockout),
+            )?;
+            connection.query_row(
+                &crate::auth::login_failed_sql(&|n| format!("?{n}")),
+                (&name, now, i64::from(max), lockout),
+                |row| row.get(0),
+            )
+        })
+        .await
+    }
+
+    pub(crate) async fn login_locked_until(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let name = name.to_string();
+        self.with_auth_connection(move |connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT locked_until FROM login_failure WHERE name = ?1",
+                    [&name],
+                    |row| row.get::<_, Option<i64>>(0),
+                )
+                .optional()?
+                .flatten())
+        })
+        .await
+    }
+
+    pub(crate) async fn login_succeeded(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.with_auth_connection(move |connection| {
+            connection.execute("DELETE FROM login_failure WHERE name = ?1", [&name])?;
+            Ok(())
+        })
+        .await
+    }
 }

@@ -259,6 +259,15 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
     CREATE TRIGGER audit_key_no_delete BEFORE DELETE ON audit_key
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
+    // 10: failed password logins by user name, for the lockout (`Store::login_failed`),
+    // in the database so that every server sharing it counts together.
+    "CREATE TABLE login_failure (
+        name TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,        -- in a row, without a pause as long as the lockout
+        last INTEGER NOT NULL,            -- seconds since the Unix epoch
+        locked_until INTEGER              -- seconds since the Unix epoch, while locked
+    );
+    CREATE INDEX login_failure_last ON login_failure (last);",
 ];
 
 /// The value indexes of the index tables (name, then table and columns): searches find
