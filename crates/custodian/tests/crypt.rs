@@ -282,49 +282,29 @@ fn rotate_key_reseal_seals_bodies_stored_before_the_key() {
     ]));
     assert_eq!(at_rest(&url, NAME), (3, vec![]));
 
-    let message = failed(&custodian(&[
-        "admin",
-        "rotate-key",
-        "--database",
-        &url,
-        "--reseal",
-    ]));
+    // `custodian admin rotate-key --database URL` and `extra`.
+    let rotate = |extra: &[&str]| {
+        let mut args = vec!["admin", "rotate-key", "--database", url.as_str()];
+        args.extend_from_slice(extra);
+        custodian(&args)
+    };
+    let message = failed(&rotate(&["--reseal"]));
     assert!(message.contains("current master key"), "{message}");
-    let said = succeeded(&custodian(&[
-        "admin",
-        "rotate-key",
-        "--database",
-        &url,
-        "--master-key-file",
-        key,
-        "--reseal",
-    ]));
+    let said = succeeded(&rotate(&["--master-key-file", key, "--reseal"]));
     assert!(
         said.contains("checked 3 stored version(s): sealed 3 again with data key 1"),
         "{said}"
     );
     assert_eq!(at_rest(&url, NAME), (0, vec![1, 1, 1]));
     // A new data key, and every body moves to it; run again, nothing is left to do.
-    let said = succeeded(&custodian(&[
-        "admin",
-        "rotate-key",
-        "--database",
-        &url,
+    let said = succeeded(&rotate(&[
         "--master-key-file",
         key,
         "--new-data-key",
         "--reseal",
     ]));
     assert!(said.contains("sealed 3 again with data key 2"), "{said}");
-    let said = succeeded(&custodian(&[
-        "admin",
-        "rotate-key",
-        "--database",
-        &url,
-        "--master-key-file",
-        key,
-        "--reseal",
-    ]));
+    let said = succeeded(&rotate(&["--master-key-file", key, "--reseal"]));
     assert!(said.contains("sealed 0 again"), "{said}");
     assert_eq!(at_rest(&url, NAME), (0, vec![2, 2, 2]));
 

@@ -279,6 +279,7 @@ async fn compartment_rows_carry_their_patient() {
             "auth_used_once",
             "custodian_schema",
             "data_key",
+            "login_failure",
             "resource_key",
             "search_param"
         ]
