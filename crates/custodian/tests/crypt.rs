@@ -75,6 +75,19 @@ fn patient(family: &str) -> Value {
     })
 }
 
+/// Every resource of the NDJSON files an export wrote to `out`.
+fn read_export(out: &str) -> Vec<Value> {
+    let mut exported = Vec::new();
+    for file in std::fs::read_dir(out).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        exported.extend(
+            text.lines()
+                .map(|line| serde_json::from_str::<Value>(line).unwrap()),
+        );
+    }
+    exported
+}
+
 /// Bodies stored holding `text` in plain, and the data key id of each sealed one.
 fn at_rest(url: &str, text: &str) -> (usize, Vec<u32>) {
     let bodies = store::testing::stored_bodies(url);
@@ -210,14 +223,7 @@ fn bodies_sent_over_http_are_sealed_at_rest_and_rotate_key_rewraps_their_keys() 
         .output()
         .unwrap();
     succeeded(&exported);
-    let mut exported = Vec::new();
-    for file in std::fs::read_dir(out).unwrap() {
-        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
-        exported.extend(
-            text.lines()
-                .map(|line| serde_json::from_str::<Value>(line).unwrap()),
-        );
-    }
+    let exported = read_export(out);
     assert_eq!(exported.len(), 1);
     assert_eq!(exported[0], created);
 
@@ -320,14 +326,7 @@ fn rotate_key_reseal_seals_bodies_stored_before_the_key() {
         "--master-key-file",
         key,
     ]));
-    let mut exported = Vec::new();
-    for file in std::fs::read_dir(out).unwrap() {
-        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
-        exported.extend(
-            text.lines()
-                .map(|line| serde_json::from_str::<Value>(line).unwrap()),
-        );
-    }
+    let mut exported = read_export(out);
     exported.sort_by_key(|resource| resource["id"].as_str().unwrap().to_string());
     assert_eq!(exported.len(), 3);
     for (exported, loaded) in exported.iter().zip(&patients) {

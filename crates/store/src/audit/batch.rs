@@ -12,7 +12,7 @@
 
 use crate::StoreError;
 
-use super::AuditRecord;
+use super::{AuditRecord, Columns};
 
 /// Marks an absent optional text.
 const ABSENT: u32 = u32::MAX;
@@ -30,40 +30,17 @@ pub struct AuditBatch {
     scratch: String,
 }
 
-/// A packed record's columns, read in place.
+/// A packed record, read in place: its columns before it is chained (`seq` 0, no
+/// `prev_hash`), and whether its body is an AuditEvent of the caller's own, which gets
+/// its id when chained; otherwise the body is the stored detail.
 pub(crate) struct Pending<'a> {
-    pub recorded: i64,
-    pub type_code: &'a str,
-    pub subtype: &'a str,
-    pub action: &'a str,
-    pub outcome: &'a str,
-    pub severity: &'a str,
-    pub agent: &'a str,
-    pub patient: Option<&'a str>,
-    pub purpose: Option<&'a str>,
-    /// The entity column as stored: references between spaces.
-    pub entity: &'a str,
-    pub body: Body<'a>,
-}
-
-pub(crate) enum Body<'a> {
-    /// The stored detail (a small JSON object).
-    Detail(&'a str),
-    /// An AuditEvent of the caller's own, without its id.
-    Own(&'a str),
+    pub columns: Columns<'a>,
+    pub own: bool,
 }
 
 impl AuditBatch {
     pub fn new() -> AuditBatch {
         AuditBatch::default()
-    }
-
-    /// A batch with room for about `bytes` of records.
-    pub fn with_capacity(bytes: usize) -> AuditBatch {
-        AuditBatch {
-            bytes: Vec::with_capacity(bytes),
-            ..AuditBatch::default()
-        }
     }
 
     /// Records in the batch.
@@ -213,7 +190,8 @@ impl<'a> Records<'a> {
 
     fn record(&mut self) -> Result<Pending<'a>, StoreError> {
         let recorded = i64::from_le_bytes(self.number()?);
-        let pending = Pending {
+        let mut columns = Columns {
+            seq: 0,
             recorded,
             type_code: self.text()?,
             subtype: self.text()?,
@@ -224,17 +202,20 @@ impl<'a> Records<'a> {
             patient: self.optional()?,
             purpose: self.optional()?,
             entity: self.text()?,
-            body: match self.number::<1>()? {
-                [DETAIL] => Body::Detail(self.text()?),
-                [OWN] => Body::Own(self.text()?),
-                _ => {
-                    return Err(StoreError::Invalid(
-                        "a packed audit record has an unknown body".into(),
-                    ));
-                }
-            },
+            body: "",
+            prev_hash: "",
         };
-        Ok(pending)
+        let own = match self.number::<1>()? {
+            [DETAIL] => false,
+            [OWN] => true,
+            _ => {
+                return Err(StoreError::Invalid(
+                    "a packed audit record has an unknown body".into(),
+                ));
+            }
+        };
+        columns.body = self.text()?;
+        Ok(Pending { columns, own })
     }
 }
 
@@ -288,7 +269,7 @@ mod tests {
         assert_eq!(batch.len(), 2);
         let records: Vec<Pending<'_>> = batch.records().collect::<Result<_, _>>().unwrap();
         assert_eq!(records.len(), 2);
-        let first = &records[0];
+        let first = &records[0].columns;
         assert_eq!(first.recorded, -42);
         assert_eq!(
             (first.type_code, first.subtype, first.action, first.outcome),
@@ -297,12 +278,13 @@ mod tests {
         assert_eq!((first.severity, first.agent), ("informational", "ana"));
         assert_eq!((first.patient, first.purpose), (None, Some("TREAT")));
         assert_eq!(first.entity, " Patient/1 Observation/ö ");
-        assert!(matches!(first.body, Body::Detail(r#"{"status":200}"#)));
-        assert_eq!((records[1].agent, records[1].entity), ("", ""));
-        assert!(matches!(
-            records[1].body,
-            Body::Own(r#"{"resourceType":"AuditEvent"}"#)
-        ));
+        assert_eq!((first.body, records[0].own), (r#"{"status":200}"#, false));
+        let second = &records[1].columns;
+        assert_eq!((second.agent, second.entity), ("", ""));
+        assert_eq!(
+            (second.body, records[1].own),
+            (r#"{"resourceType":"AuditEvent"}"#, true)
+        );
         batch.clear();
         assert!(batch.is_empty() && batch.records().next().is_none());
     }

@@ -24,6 +24,7 @@ mod batch;
 mod render;
 
 pub use batch::AuditBatch;
+use batch::Pending;
 
 pub use render::{LOGIN_SUBTYPE, LOGIN_TYPE};
 
@@ -409,33 +410,16 @@ pub(crate) fn chain_batch(
     prev.copy_from_slice(head_hash.as_bytes());
     let mut canonical = Vec::with_capacity(1024);
     for pending in batch.records() {
-        let pending = pending?;
+        let Pending { mut columns, own } = pending?;
         seq += 1;
         let own_body;
-        let body = match pending.body {
-            batch::Body::Detail(detail) => detail,
-            batch::Body::Own(own) => {
-                own_body = own_with_id(own, seq)?;
-                &own_body
-            }
-        };
+        if own {
+            own_body = own_with_id(columns.body, seq)?;
+            columns.body = &own_body;
+        }
+        columns.seq = seq;
         // Hex digits are ASCII.
-        let prev_hash = std::str::from_utf8(&prev).unwrap_or(GENESIS);
-        let columns = Columns {
-            seq,
-            recorded: pending.recorded,
-            type_code: pending.type_code,
-            subtype: pending.subtype,
-            action: pending.action,
-            outcome: pending.outcome,
-            severity: pending.severity,
-            agent: pending.agent,
-            patient: pending.patient,
-            purpose: pending.purpose,
-            entity: pending.entity,
-            body,
-            prev_hash,
-        };
+        columns.prev_hash = std::str::from_utf8(&prev).unwrap_or(GENESIS);
         let hash = columns.hash(&mut canonical);
         row(&columns, std::str::from_utf8(&hash).unwrap_or(GENESIS))?;
         prev = hash;
